@@ -1,0 +1,88 @@
+"""``python -m emulator``: serve the api.video emulator on a host and port.
+
+The first line on stdout is ``listening on http://HOST:PORT`` (flushed), with
+the real port when ``--port 0`` asked for a free one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import socket
+from collections.abc import Sequence
+from pathlib import Path
+
+import uvicorn
+
+from emulator.app import create_app
+from emulator.constants import DEFAULT_ACCESS_TOKEN_TTL_S
+from emulator.faults import FaultSettings
+from emulator.protocol import EmulatorHttpProtocol
+from emulator.state import EmulatorState
+
+LISTEN_BACKLOG = 2048
+
+
+def _latency(text: str) -> tuple[float, float]:
+    low, _, high = text.partition(",")
+    return float(low), float(high or low)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Command-line flags (also used by ``vuq emulator``)."""
+    parser = argparse.ArgumentParser(prog="emulator", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--data-dir", type=Path, required=True)
+    parser.add_argument("--api-key", required=True)
+    parser.add_argument("--access-token-ttl-s", type=int, default=DEFAULT_ACCESS_TOKEN_TTL_S)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--error-rate", type=float, default=0.0)
+    parser.add_argument("--reset-rate", type=float, default=0.0)
+    parser.add_argument("--latency-ms", type=_latency, default=(0.0, 0.0), metavar="MIN,MAX")
+    parser.add_argument("--rate-limit-per-minute", type=int, default=0)
+    parser.add_argument("--log-level", default="warning")
+    return parser
+
+
+def _faults(args: argparse.Namespace) -> FaultSettings:
+    settings = FaultSettings(seed=args.seed, error_rate=args.error_rate,
+                             reset_rate=args.reset_rate, latency_ms=args.latency_ms,
+                             rate_limit_per_minute=args.rate_limit_per_minute)
+    settings.validate()
+    return settings
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(LISTEN_BACKLOG)
+    sock.set_inheritable(True)
+    return sock
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the emulator until interrupted; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(None if argv is None else list(argv))
+    try:
+        faults = _faults(args)
+    except ValueError as exc:
+        parser.error(str(exc))
+    args.data_dir.mkdir(parents=True, exist_ok=True)
+    state = EmulatorState.open(args.data_dir, args.api_key, args.access_token_ttl_s, faults)
+    sock = _bind(args.host, args.port)
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    config = uvicorn.Config(
+        create_app(state), http=EmulatorHttpProtocol, loop="auto", lifespan="off",
+        log_level=args.log_level, access_log=False, h11_max_incomplete_event_size=None,
+        timeout_keep_alive=30,
+    )
+    server = uvicorn.Server(config)
+    print(f"listening on http://{shown}:{port}", flush=True)
+    logging.getLogger("emulator").info("data dir %s", args.data_dir)
+    server.run(sockets=[sock])
+    return 0

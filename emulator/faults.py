@@ -1,0 +1,116 @@
+"""Fault injection settings and the deterministic per-request decision.
+
+The decision for the Nth api.video request is a pure function of
+(settings, N): ``random.Random(f"{seed}:{n}")`` drives it, so the same seed
+and rates give the same faults on every run. Rate limiting is not random; it
+lives in :mod:`emulator.ratelimit`.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+KIND_NONE = "none"
+KIND_ERROR = "error"
+KIND_RESET = "reset"
+KIND_RATE_LIMITED = "rate_limited"
+ERROR_STATUSES = (500, 503)
+MAX_RESET_READ_BYTES = 2 * 1024 * 1024  # a cut connection reads up to this much body first
+
+
+@dataclass(frozen=True)
+class FaultSettings:
+    """What to inject; all zero means a well-behaved server."""
+
+    seed: int = 0
+    error_rate: float = 0.0
+    reset_rate: float = 0.0
+    latency_ms: tuple[float, float] = (0.0, 0.0)
+    rate_limit_per_minute: int = 0  # 0: uploads are not limited beyond the generous default
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form as served by ``GET /_emulator/faults``."""
+        data = asdict(self)
+        data["latency_ms"] = list(self.latency_ms)
+        return data
+
+    def updated(self, changes: dict[str, Any]) -> FaultSettings:
+        """A copy with the given JSON fields changed (validated); raises ValueError."""
+        unknown = set(changes) - set(asdict(self))
+        if unknown:
+            raise ValueError(f"unknown fault settings: {sorted(unknown)}")
+        fields = dict(changes)
+        if "latency_ms" in fields:
+            low, high = (float(v) for v in fields["latency_ms"])
+            fields["latency_ms"] = (low, high)
+        settings = replace(self, **fields)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Raise ValueError on rates outside 0..1 or a bad latency range."""
+        for rate in (self.error_rate, self.reset_rate):
+            if not 0.0 <= float(rate) <= 1.0:
+                raise ValueError("rates must be between 0 and 1")
+        if self.error_rate + self.reset_rate > 1.0:
+            raise ValueError("error_rate + reset_rate must not exceed 1")
+        low, high = self.latency_ms
+        if low < 0 or high < low:
+            raise ValueError("latency_ms must be [min, max] with 0 <= min <= max")
+        if int(self.rate_limit_per_minute) < 0:
+            raise ValueError("rate_limit_per_minute must be >= 0")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The fault chosen for one request."""
+
+    kind: str
+    latency_ms: float
+    status: int = 0
+    reset_after_bytes: int = 0
+
+
+def decide(settings: FaultSettings, n: int) -> Decision:
+    """The fault for the ``n``th api.video request: a pure function of (settings, n)."""
+    rng = random.Random(f"{settings.seed}:{n}")
+    roll = rng.random()
+    low, high = settings.latency_ms
+    latency = rng.uniform(low, high) if high > 0 else 0.0
+    if roll < settings.error_rate:
+        return Decision(KIND_ERROR, latency, status=rng.choice(ERROR_STATUSES))
+    if roll < settings.error_rate + settings.reset_rate:
+        return Decision(KIND_RESET, latency, reset_after_bytes=rng.randrange(MAX_RESET_READ_BYTES))
+    return Decision(KIND_NONE, latency)
+
+
+@dataclass
+class FaultState:
+    """Current settings, the api.video request counter and counters of injected faults."""
+
+    settings: FaultSettings = field(default_factory=FaultSettings)
+    requests_seen: int = 0
+    injected: dict[str, int] = field(
+        default_factory=lambda: {KIND_ERROR: 0, KIND_RESET: 0, KIND_RATE_LIMITED: 0}
+    )
+
+    def next_decision(self) -> Decision:
+        """Count one api.video request and decide its fault."""
+        self.requests_seen += 1
+        return decide(self.settings, self.requests_seen)
+
+    def count(self, kind: str) -> None:
+        """Record that a fault of ``kind`` was injected."""
+        self.injected[kind] = self.injected.get(kind, 0) + 1
+
+    def to_json(self) -> dict[str, Any]:
+        """``GET /_emulator/faults`` body."""
+        return {**self.settings.to_json(), "requests": self.requests_seen,
+                "injected": dict(self.injected)}
+
+    def reset_counters(self) -> None:
+        """Zero the request counter and the injected-fault counters."""
+        self.requests_seen = 0
+        self.injected = dict.fromkeys(self.injected, 0)

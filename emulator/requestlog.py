@@ -1,0 +1,54 @@
+"""A bounded log of recent api.video requests, served by ``GET /_emulator/requests``.
+
+Entries hold the path without its query string, so upload tokens never appear.
+Times are ``time.monotonic()`` seconds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import Any
+
+from emulator.constants import REQUEST_LOG_ENTRIES
+
+
+class RequestLog:
+    """The last :data:`REQUEST_LOG_ENTRIES` requests, oldest first."""
+
+    def __init__(self) -> None:
+        self.entries: deque[dict[str, Any]] = deque(maxlen=REQUEST_LOG_ENTRIES)
+        self.serial = 0
+
+    def start(self, method: str, path: str, content_range: str | None) -> dict[str, Any]:
+        """Open an entry for a request that just arrived; the caller fills in the rest."""
+        self.serial += 1
+        entry: dict[str, Any] = {
+            "n": self.serial,
+            "method": method,
+            "path": path,
+            "status": None,
+            "started": time.monotonic(),
+            "finished": None,
+            "video_id": _video_id_of(path),
+            "content_range": content_range,
+        }
+        self.entries.append(entry)
+        return entry
+
+    def clear(self) -> None:
+        """Forget every entry (the numbering continues)."""
+        self.entries.clear()
+
+
+def finish(entry: dict[str, Any], status: int | None) -> None:
+    """Close an entry; ``status`` None means the connection was cut without an answer."""
+    entry["status"] = status
+    entry["finished"] = time.monotonic()
+
+
+def _video_id_of(path: str) -> str | None:
+    parts = path.strip("/").split("/")
+    if len(parts) >= 2 and parts[0] == "videos" and parts[1].startswith("vi"):
+        return parts[1]
+    return None

@@ -1,0 +1,1 @@
+"""Route handlers: api.video operations and the ``/_emulator/`` test hooks."""

@@ -1,0 +1,40 @@
+"""Everything one running emulator holds, shared by the routes and the middleware."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from emulator.auth import Auth
+from emulator.faults import FaultSettings, FaultState
+from emulator.ratelimit import RateLimiter
+from emulator.requestlog import RequestLog
+from emulator.store import Store
+
+
+@dataclass
+class EmulatorState:
+    """The store, authentication, fault settings, rate-limit windows and request log."""
+
+    store: Store
+    auth: Auth
+    faults: FaultState = field(default_factory=FaultState)
+    limiter: RateLimiter = field(default_factory=RateLimiter)
+    log: RequestLog = field(default_factory=RequestLog)
+
+    @classmethod
+    def open(
+        cls, data_dir: Path, api_key: str, access_token_ttl_s: int, faults: FaultSettings
+    ) -> EmulatorState:
+        """State over ``data_dir`` (created if missing; existing videos are loaded)."""
+        store = Store(data_dir)
+        return cls(store=store, auth=Auth(api_key, access_token_ttl_s),
+                   faults=FaultState(settings=faults))
+
+    def reset(self) -> None:
+        """The reset hook: wipe videos, tokens, issued auth tokens, counters and the log."""
+        self.store.wipe()
+        self.auth.clear()
+        self.faults.reset_counters()
+        self.limiter.clear()
+        self.log.clear()

@@ -1,0 +1,1 @@
+"""Shared test helpers (fixtures that start real processes)."""
