@@ -1,0 +1,46 @@
+"""Names, sizes and timings of the pipeline, in one place, with their units in their names."""
+
+from typing import Final
+
+KIB: Final = 1024
+MIB: Final = 1024 * KIB
+GIB: Final = 1024 * MIB
+
+# api.video's chunk rules (PROTOCOL.md §2.2); the official clients cap chunks at 128 MiB.
+MIN_CHUNK_BYTES: Final = 5 * MIB
+MAX_CHUNK_BYTES: Final = 128 * MIB
+DEFAULT_CHUNK_BYTES: Final = 50 * MIB
+# How much of a source is read at a time while streaming it into a request body.
+STREAM_BLOCK_BYTES: Final = 1 * MIB
+
+# The public contract: other services enqueue by these names (README "Contract").
+SPEC_VERSION: Final = 1
+TASK_START: Final = "vuq.upload.start"
+TASK_CHUNK: Final = "vuq.upload.chunk"
+TASK_FINALIZE: Final = "vuq.upload.finalize"
+TASK_JANITOR: Final = "vuq.janitor.sweep"
+DEFAULT_QUEUE: Final = "uploads"
+
+# Redis keys. The job record is the source of truth; messages only trigger work.
+KEY_PREFIX: Final = "vuq:"
+JOB_KEY: Final = KEY_PREFIX + "job:{job_id}"
+JOB_INDEX_KEY: Final = KEY_PREFIX + "jobs"  # sorted set: job id -> creation time
+LEASE_KEY: Final = KEY_PREFIX + "lease:{job_id}"
+ACCESS_TOKEN_KEY: Final = KEY_PREFIX + "auth:{key_id}"
+ACCESS_TOKEN_LOCK_KEY: Final = KEY_PREFIX + "auth-lock:{key_id}"
+
+# api.video access tokens live 3600 s; refresh them this long before they expire.
+ACCESS_TOKEN_REFRESH_MARGIN_S: Final = 120
+ACCESS_TOKEN_LOCK_TTL_S: Final = 30
+
+# Metadata key that tags the container a job creates, so a crashed start finds it again.
+JOB_METADATA_KEY: Final = "vuq-job-id"
+
+# Spec limits (bad input is refused at enqueue with the field named).
+MAX_TITLE_CHARS: Final = 256
+MAX_DESCRIPTION_CHARS: Final = 5000
+MAX_TAGS: Final = 50
+MAX_TAG_CHARS: Final = 256
+MAX_METADATA_PAIRS: Final = 50
+MAX_METADATA_CHARS: Final = 256
+MAX_JOB_ID_CHARS: Final = 128

@@ -1,0 +1,197 @@
+"""The Redis job store: records, leases and fenced updates.
+
+Every write that moves a job is one Lua script, so it is atomic and costs one
+round trip: ``claim`` takes the job's lease and reads the record, ``update``
+checks the lease holder and the expected field values (the fencing check) before
+it writes, and may drop the lease in the same step. A duplicated or late message
+whose holder lost the lease, or whose chunk is no longer the next one, changes
+nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import redis
+
+from tasks.constants import JOB_INDEX_KEY, JOB_KEY, LEASE_KEY
+from tasks.record import TOKEN_FIELD, JobRecord, State
+
+_CREATE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('ZADD', KEYS[2], ARGV[1], ARGV[2])
+return 1
+"""
+
+_CLAIM = """
+local holder = redis.call('GET', KEYS[2])
+if holder and holder ~= ARGV[1] then return {0, holder} end
+if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, ''} end
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+redis.call('HSET', KEYS[1], 'heartbeat_at', ARGV[3])
+return {1, redis.call('HGETALL', KEYS[1])}
+"""
+
+_RENEW = """
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+redis.call('HSET', KEYS[1], 'heartbeat_at', ARGV[3])
+return 1
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+_UPDATE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+if ARGV[1] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+local i = 4
+for _ = 1, tonumber(ARGV[3]) do
+  local current = redis.call('HGET', KEYS[1], ARGV[i]) or ''
+  local k = tonumber(ARGV[i + 1])
+  local ok = false
+  for j = 1, k do if current == ARGV[i + 1 + j] then ok = true end end
+  if not ok then return 0 end
+  i = i + 2 + k
+end
+if i <= #ARGV then redis.call('HSET', KEYS[1], unpack(ARGV, i)) end
+if ARGV[2] == '1' and ARGV[1] ~= '' then redis.call('DEL', KEYS[2]) end
+return 1
+"""
+
+# Fields a listing reads; the token is never among them.
+_LIST_FIELDS = ("job_id", "state", "spec", "size", "bytes_sent", "chunks_total", "next_chunk",
+                "video_id", "error", "error_retryable", "created_at", "updated_at", "heartbeat_at",
+                "chunk_size", "retries", "source_identity", "wake_at")
+
+Expect = Mapping[str, Iterable[object]]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The outcome of ``claim``: the record if the lease is ours, else who holds it."""
+
+    record: JobRecord | None
+    holder: str | None = None
+
+
+class JobStore:
+    """Job records in Redis. ``client`` must decode responses (``decode_responses=True``)."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.redis = client
+        self._create = client.register_script(_CREATE)
+        self._claim = client.register_script(_CLAIM)
+        self._renew = client.register_script(_RENEW)
+        self._release = client.register_script(_RELEASE)
+        self._update = client.register_script(_UPDATE)
+
+    def create(self, job_id: str, spec: dict[str, object], token: str | None) -> bool:
+        """Create a queued job atomically; False if ``job_id`` already exists (one job per id)."""
+        now = _now()
+        fields: dict[str, str] = {
+            "job_id": job_id, "state": State.QUEUED, "spec": json.dumps(spec, sort_keys=True),
+            "next_chunk": "0", "bytes_sent": "0", "retries": "0",
+            "created_at": now, "updated_at": now,
+        }
+        if token:
+            fields[TOKEN_FIELD] = token
+        args = [now, job_id, *_flatten(fields)]
+        return bool(self._create(keys=[_job_key(job_id), JOB_INDEX_KEY], args=args))
+
+    def get(self, job_id: str) -> JobRecord | None:
+        data = self.redis.hgetall(_job_key(job_id))
+        return JobRecord.from_hash(data) if data else None
+
+    def token(self, job_id: str) -> str | None:
+        """The job's upload token; only the pipeline's HTTP client ever sees it."""
+        return self.redis.hget(_job_key(job_id), TOKEN_FIELD) or None
+
+    def forget(self, job_id: str) -> None:
+        """Remove a job entirely (only an enqueue that could not send its message does this)."""
+        pipe = self.redis.pipeline()
+        pipe.delete(_job_key(job_id), _lease_key(job_id))
+        pipe.zrem(JOB_INDEX_KEY, job_id)
+        pipe.execute()
+
+    def set_token(self, job_id: str, token: str) -> None:
+        self.redis.hset(_job_key(job_id), TOKEN_FIELD, token)
+
+    def claim(self, job_id: str, holder: str, ttl_s: float) -> Claim:
+        """Take (or extend) the job's lease and read its record in one step."""
+        status, payload = self._claim(
+            keys=[_job_key(job_id), _lease_key(job_id)], args=[holder, int(ttl_s * 1000), _now()]
+        )
+        if status == 1:
+            return Claim(JobRecord.from_hash(dict(zip(payload[::2], payload[1::2], strict=True))))
+        return Claim(None, holder=payload or None)
+
+    def renew(self, job_id: str, holder: str, ttl_s: float) -> bool:
+        """Extend our lease and beat the heartbeat; False if the lease is no longer ours."""
+        keys = [_job_key(job_id), _lease_key(job_id)]
+        return bool(self._renew(keys=keys, args=[holder, int(ttl_s * 1000), _now()]))
+
+    def release(self, job_id: str, holder: str) -> bool:
+        return bool(self._release(keys=[_lease_key(job_id)], args=[holder]))
+
+    def lease_holder(self, job_id: str) -> str | None:
+        return self.redis.get(_lease_key(job_id))
+
+    def update(self, job_id: str, holder: str | None, changes: Mapping[str, object],
+               expect: Expect | None = None, release: bool = False) -> bool:
+        """Write ``changes`` if ``holder`` holds the lease and every ``expect`` field has one of
+        its allowed values. ``holder=None`` skips the lease check (operator actions)."""
+        args: list[object] = [holder or "", "1" if release else "0", len(expect or {})]
+        for name, allowed in (expect or {}).items():
+            values = [_text(v) for v in allowed]
+            args += [name, len(values), *values]
+        args += _flatten({**changes, "updated_at": _now()})
+        result = self._update(keys=[_job_key(job_id), _lease_key(job_id)], args=args)
+        return bool(result == 1)
+
+    def add_retry(self, job_id: str) -> None:
+        self.redis.hincrby(_job_key(job_id), "retries", 1)
+
+    def list(self, states: Iterable[str] | None = None, limit: int = 1000) -> list[JobRecord]:
+        """Newest first; filtered by state when ``states`` is given."""
+        wanted = {str(s) for s in states} if states else None
+        ids = self.redis.zrevrange(JOB_INDEX_KEY, 0, limit - 1)
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.hmget(_job_key(job_id), _LIST_FIELDS)
+        records = []
+        for values in pipe.execute():
+            data = {k: v for k, v in zip(_LIST_FIELDS, values, strict=True) if v is not None}
+            if data.get("job_id") and (wanted is None or data["state"] in wanted):
+                records.append(JobRecord.from_hash(data))
+        return records
+
+
+def _job_key(job_id: str) -> str:
+    return JOB_KEY.format(job_id=job_id)
+
+
+def _lease_key(job_id: str) -> str:
+    return LEASE_KEY.format(job_id=job_id)
+
+
+def _now() -> str:
+    return f"{time.time():.6f}"
+
+
+def _text(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return str(value)
+
+
+def _flatten(fields: Mapping[str, object]) -> list[str]:
+    return [item for name, value in fields.items() for item in (name, _text(value))]

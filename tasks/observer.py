@@ -1,0 +1,27 @@
+"""What the pipeline reports as it goes (metrics and progress events plug in here)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class Observer(Protocol):
+    def chunk_sent(self, job_id: str, index: int, total: int, size: int, seconds: float) -> None: ...
+
+    def state(self, job_id: str, state: str) -> None: ...
+
+    def retry(self, job_id: str, reason: str) -> None: ...
+
+
+class NullObserver:
+    def chunk_sent(self, job_id: str, index: int, total: int, size: int, seconds: float) -> None:
+        pass
+
+    def state(self, job_id: str, state: str) -> None:
+        pass
+
+    def retry(self, job_id: str, reason: str) -> None:
+        pass
+
+
+NULL_OBSERVER: Observer = NullObserver()

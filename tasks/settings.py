@@ -1,0 +1,184 @@
+"""Every VUQ_* environment variable, read in this one place and validated with clear errors.
+
+``Settings.from_env()`` is called once per process (``get_settings``); tests build
+``Settings(...)`` directly. No secret has a default, and ``repr`` never shows one.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from tasks.constants import DEFAULT_CHUNK_BYTES, DEFAULT_QUEUE, MAX_CHUNK_BYTES, MIN_CHUNK_BYTES
+from tasks.errors import ConfigError
+from tasks.sizes import parse_size
+
+DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_API_BASE_URL = "http://127.0.0.1:8765"
+PRODUCTION_API_BASE_URL = "https://ws.api.video"
+SANDBOX_API_BASE_URL = "https://sandbox.api.video"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The validated configuration of a producer, worker, beat or Flower process."""
+
+    broker_url: str = DEFAULT_BROKER_URL
+    redis_url: str = DEFAULT_BROKER_URL
+    api_base_url: str = DEFAULT_API_BASE_URL
+    api_key: str | None = field(default=None, repr=False)
+    queue: str = DEFAULT_QUEUE
+    chunk_size: int = DEFAULT_CHUNK_BYTES
+    allowed_roots: tuple[Path, ...] = ()
+    max_retries: int = 8
+    retry_backoff_s: float = 2.0
+    retry_backoff_max_s: float = 120.0
+    http_connect_timeout_s: float = 10.0
+    http_io_timeout_s: float = 120.0
+    chunk_time_limit_s: int = 1800
+    visibility_timeout_s: int = 3600
+    lease_ttl_s: int = 60
+    stale_after_s: int = 90
+    janitor_interval_s: int = 20
+    webhook_secret: str | None = field(default=None, repr=False)
+    metrics_port: int | None = None
+    flower_basic_auth: str | None = field(default=None, repr=False)
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        if not MIN_CHUNK_BYTES <= self.chunk_size <= MAX_CHUNK_BYTES:
+            raise ConfigError(f"VUQ_CHUNK_SIZE must be 5MiB..128MiB, not {self.chunk_size} bytes")
+        longest_wait = max(self.chunk_time_limit_s, self.retry_backoff_max_s)
+        if self.visibility_timeout_s <= longest_wait:
+            raise ConfigError(
+                f"VUQ_VISIBILITY_TIMEOUT_S ({self.visibility_timeout_s}) must exceed both "
+                f"VUQ_CHUNK_TIME_LIMIT_S ({self.chunk_time_limit_s}) and VUQ_RETRY_BACKOFF_MAX_S "
+                f"({self.retry_backoff_max_s}), or Redis redelivers tasks that are still running"
+            )
+        if self.stale_after_s <= self.lease_ttl_s:
+            raise ConfigError("VUQ_STALE_AFTER_S must exceed VUQ_LEASE_TTL_S")
+        if self.retry_backoff_max_s < self.retry_backoff_s:
+            raise ConfigError("VUQ_RETRY_BACKOFF_MAX_S must be at least VUQ_RETRY_BACKOFF_S")
+
+    @property
+    def chunk_soft_time_limit_s(self) -> int:
+        return max(1, self.chunk_time_limit_s - 60)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read the VUQ_* variables; a bad value raises ConfigError naming the variable."""
+        env = os.environ if env is None else env
+        reader = _Reader(env)
+        broker = reader.text("VUQ_BROKER_URL", DEFAULT_BROKER_URL)
+        return cls(
+            broker_url=broker,
+            redis_url=reader.text("VUQ_REDIS_URL", broker),
+            api_base_url=reader.text("VUQ_API_BASE_URL", DEFAULT_API_BASE_URL).rstrip("/"),
+            api_key=reader.secret("VUQ_API_KEY", "VUQ_API_KEY_FILE"),
+            queue=reader.text("VUQ_QUEUE", DEFAULT_QUEUE),
+            chunk_size=reader.size("VUQ_CHUNK_SIZE", DEFAULT_CHUNK_BYTES),
+            allowed_roots=reader.paths("VUQ_ALLOWED_ROOTS"),
+            max_retries=reader.integer("VUQ_MAX_RETRIES", 8, minimum=0),
+            retry_backoff_s=reader.number("VUQ_RETRY_BACKOFF_S", 2.0),
+            retry_backoff_max_s=reader.number("VUQ_RETRY_BACKOFF_MAX_S", 120.0),
+            http_connect_timeout_s=reader.number("VUQ_HTTP_CONNECT_TIMEOUT_S", 10.0),
+            http_io_timeout_s=reader.number("VUQ_HTTP_IO_TIMEOUT_S", 120.0),
+            chunk_time_limit_s=reader.integer("VUQ_CHUNK_TIME_LIMIT_S", 1800, minimum=60),
+            visibility_timeout_s=reader.integer("VUQ_VISIBILITY_TIMEOUT_S", 3600, minimum=60),
+            lease_ttl_s=reader.integer("VUQ_LEASE_TTL_S", 60, minimum=5),
+            stale_after_s=reader.integer("VUQ_STALE_AFTER_S", 90, minimum=10),
+            janitor_interval_s=reader.integer("VUQ_JANITOR_INTERVAL_S", 20, minimum=1),
+            webhook_secret=reader.secret("VUQ_WEBHOOK_SECRET", "VUQ_WEBHOOK_SECRET_FILE"),
+            metrics_port=reader.optional_integer("VUQ_METRICS_PORT"),
+            flower_basic_auth=reader.secret("VUQ_FLOWER_BASIC_AUTH", "VUQ_FLOWER_BASIC_AUTH_FILE"),
+            log_level=reader.text("VUQ_LOG_LEVEL", "INFO").upper(),
+        )
+
+    def secrets(self) -> list[str]:
+        """Every secret this process holds, for log redaction."""
+        return [v for f in fields(self) if not f.repr and isinstance(v := getattr(self, f.name), str) and v]
+
+
+class _Reader:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+
+    def text(self, name: str, default: str) -> str:
+        value = self.env.get(name, "").strip()
+        return value or default
+
+    def secret(self, name: str, file_name: str) -> str | None:
+        value, path = self.env.get(name, "").strip(), self.env.get(file_name, "").strip()
+        if value and path:
+            raise ConfigError(f"set {name} or {file_name}, not both")
+        if not path:
+            return value or None
+        try:
+            content = Path(path).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"{file_name}: cannot read {path}: {exc.strerror}") from None
+        if not content:
+            raise ConfigError(f"{file_name}: {path} is empty")
+        return content
+
+    def size(self, name: str, default: int) -> int:
+        raw = self.env.get(name, "").strip()
+        try:
+            return parse_size(raw) if raw else default
+        except ValueError as exc:
+            raise ConfigError(f"{name}: {exc}") from None
+
+    def number(self, name: str, default: float) -> float:
+        raw = self.env.get(name, "").strip()
+        try:
+            value = float(raw) if raw else default
+        except ValueError:
+            raise ConfigError(f"{name} must be a number, not {raw!r}") from None
+        if value < 0:
+            raise ConfigError(f"{name} must not be negative")
+        return value
+
+    def integer(self, name: str, default: int, minimum: int = 0) -> int:
+        value = self.optional_integer(name)
+        value = default if value is None else value
+        if value < minimum:
+            raise ConfigError(f"{name} must be at least {minimum}, not {value}")
+        return value
+
+    def optional_integer(self, name: str) -> int | None:
+        raw = self.env.get(name, "").strip()
+        if not raw:
+            return None
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be a whole number, not {raw!r}") from None
+
+    def paths(self, name: str) -> tuple[Path, ...]:
+        raw = self.env.get(name, "")
+        roots = []
+        for part in filter(None, (p.strip() for p in raw.split(os.pathsep))):
+            path = Path(part)
+            if not path.is_absolute():
+                raise ConfigError(f"{name}: {part!r} is not an absolute path")
+            roots.append(path.resolve())
+        return tuple(roots)
+
+
+_settings: Settings | None = None
+
+
+def get_settings() -> Settings:
+    """The process's settings, read from the environment on first use."""
+    global _settings
+    if _settings is None:
+        _settings = Settings.from_env()
+    return _settings
+
+
+def set_settings(settings: Settings | None) -> None:
+    """Install settings explicitly (tests, embedding); None re-reads the environment next time."""
+    global _settings
+    _settings = settings

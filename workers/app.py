@@ -1,0 +1,49 @@
+"""The Celery application: ``celery -A workers worker`` and ``vuq worker`` both load this."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery, signals
+from celery.app.amqp import AMQP
+
+from tasks import runtime
+from tasks.redact import mask_secrets
+from tasks.settings import get_settings
+from workers.celeryconfig import celery_config
+from workers.logs import install_redaction
+
+
+class MaskingAMQP(AMQP):
+    """Every message this app publishes (ours, retry(), Flower's async-apply) shows its
+    arguments with secrets masked in logs, task-sent events and Flower."""
+
+    def as_task_v2(self, task_id: str, name: str, args: Any = None, kwargs: Any = None,
+                   *rest: Any, **options: Any) -> Any:
+        if kwargs and options.get("kwargsrepr") is None:
+            options["kwargsrepr"] = repr(mask_secrets(dict(kwargs)))
+        if args and options.get("argsrepr") is None:
+            options["argsrepr"] = repr(mask_secrets(list(args)))
+        return super().as_task_v2(task_id, name, args, kwargs, *rest, **options)
+
+
+def create_app() -> Celery:
+    settings = get_settings()
+    app = Celery("vuq", amqp=MaskingAMQP, include=["tasks.upload_tasks", "tasks.ops_tasks"])
+    app.conf.update(celery_config(settings))
+    return app
+
+
+app = create_app()
+
+
+@signals.worker_process_init.connect
+def _fresh_clients(**_: Any) -> None:
+    """A forked pool child builds its own Redis and HTTP clients."""
+    runtime.reset()
+
+
+@signals.after_setup_logger.connect
+@signals.after_setup_task_logger.connect
+def _redact_logs(logger: Any = None, **_: Any) -> None:
+    install_redaction(get_settings().secrets())
