@@ -95,7 +95,7 @@ class Pipeline:
         plan = ChunkPlan(job.size or 0, job.chunk_size or 0)
         return self._send(job_id, index, plan, source, info.name, job.video_id)
 
-    def finalize(self, job_id: str) -> JobRecord | None:
+    def finalize(self, job_id: str) -> None:
         """Patch the video's metadata with API-key auth and mark the job done."""
         job = self._claim(job_id, {State.FINALIZING})
         if job is None:
@@ -110,7 +110,7 @@ class Pipeline:
                     expect={"state": [State.FINALIZING]}, release=True)
         self.observer.state(job_id, State.DONE)
         log.info("job %s: done, video %s", job_id, job.video_id)
-        return self.store.get(job_id)
+        return None
 
     def fail(self, job_id: str, error: VuqError, retryable: bool) -> None:
         """Record the failure; the record and its cursor stay, so the job can be resumed."""

@@ -66,8 +66,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+PASSTHROUGH = ("worker", "flower", "beat", "emulator")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in PASSTHROUGH and not {"-h", "--help"} & set(argv[1:2]):
+        # everything after the command belongs to Celery, Flower or the emulator
+        args = argparse.Namespace(command=argv[0], args=argv[1:])
+    else:
+        args = build_parser().parse_args(argv)
     try:
         return _dispatch(args)
     except (SpecError, ConfigError, EnqueueError, commands.CommandError) as exc:
