@@ -147,5 +147,8 @@ def _retry(task: Task, job_id: str, kwargs: dict[str, Any], error: RetryableErro
 
 
 def _resumable(error: PermanentError) -> bool:
-    """Whether resuming after a fix can succeed: settings, credentials, a refused finalize."""
-    return isinstance(error, ConfigError) or (isinstance(error, ApiRejected) and error.status in (401, 403))
+    """Whether resuming after a fix of the workers can succeed: settings, or API-key credentials
+    (a rejected upload token stays rejected: the job needs a new one, so it is not resumable)."""
+    if isinstance(error, ConfigError):
+        return True
+    return isinstance(error, ApiRejected) and error.status in (401, 403) and "upload-token" not in error.slug

@@ -1,0 +1,48 @@
+"""Shared test set-up: where Redis is, and whether its absence skips or fails.
+
+Integration tests need a real Redis on 127.0.0.1:6379 (CI starts one). Without
+one they skip locally and fail under ``CI=true``. Each session works in its own
+Redis database, flushed at the start, so no earlier run leaks in.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import redis
+
+TEST_REDIS_DB = int(os.environ.get("VUQ_TEST_REDIS_DB", "13"))
+TEST_REDIS_URL = f"redis://127.0.0.1:6379/{TEST_REDIS_DB}"
+# The test process itself (producers, event receivers) talks to the test database.
+os.environ["VUQ_BROKER_URL"] = TEST_REDIS_URL
+os.environ.pop("VUQ_REDIS_URL", None)
+for _name in ("VUQ_API_KEY", "VUQ_API_KEY_FILE", "VUQ_ALLOWED_ROOTS", "VUQ_QUEUE"):
+    os.environ.pop(_name, None)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--run-chaos", action="store_true", help="run the long chaos suite (make chaos)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--run-chaos"):
+        return
+    skip = pytest.mark.skip(reason="the long chaos run needs --run-chaos (make chaos)")
+    for item in items:
+        if "chaos" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The test Redis database, flushed once per session; skip (or fail in CI) without Redis."""
+    client = redis.Redis.from_url(TEST_REDIS_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI needs Redis on 127.0.0.1:6379: {exc}")
+        pytest.skip(f"no Redis on 127.0.0.1:6379: {exc}")
+    client.flushdb()
+    return TEST_REDIS_URL

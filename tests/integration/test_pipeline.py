@@ -1,0 +1,85 @@
+"""The upload pipeline end to end: real Redis, real worker processes, the emulator over HTTP."""
+
+from __future__ import annotations
+
+from tasks.constants import JOB_METADATA_KEY, MIB, TASK_CHUNK
+from tasks.pipeline import Step
+from tasks.record import State
+from tests.support.stack import Stack
+from tests.support.waiting import wait_for
+
+
+def assert_in_order(chunks: list[dict]) -> None:
+    """Chunks sorted by offset arrived in that same order, with no gap."""
+    assert [c["arrived"] for c in chunks] == sorted(c["arrived"] for c in chunks)
+    for before, after in zip(chunks, chunks[1:], strict=False):
+        assert after["from"] == before["to"] + 1
+
+
+def test_23_mib_in_5_mib_chunks_arrives_identical_in_order_with_metadata(stack: Stack) -> None:
+    path, digest = stack.file("talk.mp4", 23 * MIB, seed=1)
+    job_id = stack.enqueue(path, video={"title": "Talk", "tags": ["conf"], "description": "d",
+                                        "metadata": {"speaker": "Ada"}, "public": False},
+                           chunk_size="5MiB")
+    job = stack.wait_final(job_id)
+    assert job.state == State.DONE, job.error
+    assert (job.size, job.bytes_sent, job.chunks_total, job.next_chunk) == (23 * MIB, 23 * MIB, 5, 5)
+    video = stack.emulator.video(job.video_id)
+    assert video["complete"] and video["sha256"] == digest
+    assert len(video["chunks"]) == 5
+    assert_in_order(video["chunks"])
+    assert video["title"] == "Talk" and video["tags"] == ["conf"]
+    assert video["metadata"]["speaker"] == "Ada"
+    assert video["metadata"][JOB_METADATA_KEY] == job_id
+
+
+def test_3_mib_file_goes_up_in_one_request(stack: Stack) -> None:
+    path, digest = stack.file("short.mp4", 3 * MIB, seed=2)
+    job = stack.wait_final(stack.enqueue(path, video={"title": "Short"}))
+    assert job.state == State.DONE, job.error
+    assert job.chunks_total == 1
+    video = stack.emulator.video(job.video_id)
+    assert video["sha256"] == digest
+    assert [(c["from"], c["to"]) for c in video["chunks"]] == [(0, 3 * MIB - 1)]
+    uploads = [r for r in stack.emulator.requests_log()
+               if r["path"] == "/upload" and r.get("video_id") == job.video_id]
+    assert len(uploads) == 1 and not uploads[0]["content_range"]
+
+
+def test_eight_jobs_across_two_workers_all_finish_in_order(stack: Stack) -> None:
+    files = [stack.file(f"many-{i}.bin", 11 * MIB + i * 4096, seed=10 + i) for i in range(8)]
+    job_ids = [stack.enqueue(path, chunk_size="5MiB", video={"title": f"many {i}"})
+               for i, (path, _) in enumerate(files)]
+    for job_id, (_, digest) in zip(job_ids, files, strict=True):
+        job = stack.wait_final(job_id, timeout_s=120)
+        assert job.state == State.DONE, job.error
+        video = stack.emulator.video(job.video_id)
+        assert video["sha256"] == digest
+        assert_in_order(video["chunks"])
+    served_by = {line.split("]")[0] for w in stack.workers for line in w.log().splitlines() if "chunk " in line}
+    assert len(stack.workers) == 2 and all("chunk" in w.log() for w in stack.workers), served_by
+
+
+def test_invalid_token_fails_at_once_without_retries(stack: Stack) -> None:
+    path, _ = stack.file("bad-token.bin", 6 * MIB, seed=3)
+    job = stack.wait_final(stack.enqueue(path, token="to00000000000000000000000"))
+    assert job.state == State.FAILED
+    assert job.retries == 0
+    assert "401" in (job.error or "") and "upload token is invalid or expired" in (job.error or "")
+    assert job.error_retryable is False
+
+
+def test_duplicated_chunk_message_changes_nothing(stack: Stack) -> None:
+    path, digest = stack.file("dup.bin", 40 * MIB, seed=4)
+    job_id = stack.enqueue(path, chunk_size="5MiB", video={"title": "dup"})
+    job = wait_for(lambda: (j := stack.store.get(job_id)) and j.next_chunk >= 3 and j, 60, "chunk 3")
+    # the same chunk message again, by hand: an already-sent chunk and the current one, twice
+    for index in (1, 2, job.next_chunk, job.next_chunk):
+        stack.send(Step(TASK_CHUNK, job_id, index))
+    job = stack.wait_final(job_id)
+    assert job.state == State.DONE, job.error
+    mine = [v for v in stack.emulator.videos() if v["metadata"].get(JOB_METADATA_KEY) == job_id]
+    assert len(mine) == 1 and mine[0]["videoId"] == job.video_id
+    video = stack.emulator.video(job.video_id)
+    assert video["sha256"] == digest and len(video["chunks"]) == 8
+    assert_in_order(video["chunks"])
