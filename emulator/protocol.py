@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import deque
 
+from uvicorn._types import ASGIReceiveEvent
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 TRANSPORT_SCOPE_KEY = "emulator.transport"
@@ -32,7 +33,7 @@ class PieceCycle(RequestResponseCycle):
             self.flow.pause_reading()
         self.message_event.set()
 
-    async def receive(self):  # type: ignore[override]
+    async def receive(self) -> ASGIReceiveEvent:
         """ASGI receive: one queued piece at a time (see uvicorn's original)."""
         if self.waiting_for_100_continue and not self.transport.is_closing():
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
