@@ -1,0 +1,60 @@
+"""The README's quick start: `vuq enqueue`, `--wait --json`, `vuq status --json`, `vuq watch`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tasks.constants import MIB
+from tests.support.stack import Stack
+
+STATUS_FIELDS = {"job_id", "state", "video_id", "size", "bytes_sent", "chunks_total", "next_chunk", "error"}
+
+
+def vuq(stack: Stack, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "workers.cli", *args], env=stack.env, capture_output=True,
+                          text=True, timeout=120, check=check)
+
+
+def test_enqueue_prints_the_job_id_alone_on_its_last_line_and_status_json(stack: Stack) -> None:
+    path, digest = stack.file("cli.mp4", 12 * MIB, seed=51)
+    token = stack.emulator.create_upload_token()
+    out = vuq(stack, "enqueue", str(path), "--token", token, "--title", "Talk", "--tag", "conf", "--tag", "b",
+              "--metadata", "speaker=Ada", "--metadata", "room=1", "--chunk-size", "5MiB", "--job-id", "cli-1")
+    assert out.stdout.strip().splitlines()[-1] == "cli-1"
+    job = stack.wait_final("cli-1")
+    status = json.loads(vuq(stack, "status", "cli-1", "--json").stdout)
+    assert STATUS_FIELDS <= set(status)
+    assert status["state"] == "done" and status["video_id"] == job.video_id
+    assert (status["size"], status["bytes_sent"], status["chunks_total"], status["next_chunk"]) == (
+        12 * MIB, 12 * MIB, 3, 3)
+    video = stack.emulator.video(job.video_id)
+    assert video["sha256"] == digest and video["tags"] == ["conf", "b"]
+    assert video["metadata"]["speaker"] == "Ada" and video["metadata"]["room"] == "1"
+    assert token not in out.stdout + out.stderr
+
+
+def test_enqueue_wait_json_prints_the_finished_job(stack: Stack) -> None:
+    path, _ = stack.file("cli-wait.mp4", 7 * MIB, seed=52)
+    out = vuq(stack, "enqueue", str(path), "--token", stack.emulator.create_upload_token(), "--title", "W",
+              "--chunk-size", "5MiB", "--wait", "--json")
+    record = json.loads(out.stdout)
+    assert STATUS_FIELDS <= set(record) and record["state"] == "done"
+    assert "[" in out.stderr and "100.0%" in out.stderr  # the progress bar was drawn
+
+
+def test_enqueue_wait_exits_non_zero_when_the_job_fails(stack: Stack) -> None:
+    path, _ = stack.file("cli-fail.mp4", 6 * MIB, seed=53)
+    out = vuq(stack, "enqueue", str(path), "--token", "to0000000000000000000000x", "--wait", "--json",
+              check=False)
+    assert out.returncode == 1
+    record = json.loads(out.stdout)
+    assert record["state"] == "failed" and "upload token is invalid" in record["error"]
+
+
+def test_bad_chunk_size_is_refused_naming_the_field(stack: Stack) -> None:
+    path, _ = stack.file("cli-bad.mp4", 1 * MIB, seed=54)
+    out = vuq(stack, "enqueue", str(path), "--token", "t", "--chunk-size", "1MiB", check=False)
+    assert out.returncode == 2
+    assert "chunk_size" in out.stderr and "5 MiB..128 MiB" in out.stderr
