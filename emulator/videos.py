@@ -73,7 +73,6 @@ def video_json(video: Video) -> dict[str, Any]:
         "discardedAt": None,
         "deletesAt": None,
         "discarded": False,
-        "languageOrigin": "api" if video.language else None,
         "tags": list(video.tags),
         "metadata": [dict(m) for m in video.metadata],
         "source": {"uri": f"/videos/{vid}/source"},
@@ -82,8 +81,9 @@ def video_json(video: Video) -> dict[str, Any]:
         "panoramic": video.panoramic,
         "mp4Support": video.mp4_support,
     }
-    if video.language:
+    if video.language:  # languageOrigin is a nullable enum without null: omit it instead
         body["language"] = video.language
+        body["languageOrigin"] = "api"
     if video.player_id:
         body["playerId"] = video.player_id
     return body
