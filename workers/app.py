@@ -10,8 +10,11 @@ from celery.app.amqp import AMQP
 from tasks import runtime
 from tasks.redact import mask_secrets
 from tasks.settings import get_settings
+from workers import metrics
 from workers.celeryconfig import celery_config
 from workers.logs import install_redaction
+from workers.metrics import prepare_multiprocess_dir
+from workers.observers import Fanout, TaskEvents
 
 
 class MaskingAMQP(AMQP):
@@ -37,10 +40,28 @@ def create_app() -> Celery:
 app = create_app()
 
 
+@signals.worker_init.connect
+def _worker_starts(**_: Any) -> None:
+    """Main worker process: metrics (if VUQ_METRICS_PORT is set) and what the pipeline reports to."""
+    settings = get_settings()
+    observers: list[Any] = [TaskEvents()]
+    if settings.metrics_port:
+        prepare_multiprocess_dir()
+        metrics.serve(settings)
+        observers.append(metrics.metrics())
+    runtime.set_observer(Fanout(*observers))
+
+
 @signals.worker_process_init.connect
 def _fresh_clients(**_: Any) -> None:
     """A forked pool child builds its own Redis and HTTP clients."""
     runtime.reset()
+
+
+@signals.worker_process_shutdown.connect
+def _child_exits(pid: int | None = None, **_: Any) -> None:
+    if get_settings().metrics_port and pid:
+        metrics.process_died(pid)
 
 
 @signals.after_setup_logger.connect

@@ -5,6 +5,7 @@ from __future__ import annotations
 from tasks.constants import JOB_METADATA_KEY, MIB, TASK_CHUNK
 from tasks.pipeline import Step
 from tasks.record import State
+from tests.support.events import capturing_events
 from tests.support.stack import Stack
 from tests.support.waiting import wait_for
 
@@ -83,3 +84,34 @@ def test_duplicated_chunk_message_changes_nothing(stack: Stack) -> None:
     video = stack.emulator.video(job.video_id)
     assert video["sha256"] == digest and len(video["chunks"]) == 8
     assert_in_order(video["chunks"])
+
+
+def test_same_job_id_twice_makes_one_job(stack: Stack) -> None:
+    path, digest = stack.file("twice.bin", 6 * MIB, seed=5)
+    token = stack.emulator.create_upload_token()
+    first = stack.enqueue(path, token=token, job_id="twice-1", chunk_size="5MiB")
+    second = stack.enqueue(path, token=token, job_id="twice-1", chunk_size="5MiB")
+    assert first == second == "twice-1"
+    job = stack.wait_final("twice-1")
+    assert job.state == State.DONE
+    assert [j.job_id for j in stack.store.list()].count("twice-1") == 1
+    mine = [v for v in stack.emulator.videos() if v["metadata"].get(JOB_METADATA_KEY) == "twice-1"]
+    assert len(mine) == 1 and mine[0]["sha256"] == digest
+
+
+def test_chunk_tasks_report_progress_events_with_job_and_chunk(stack: Stack, redis_url: str) -> None:
+    path, _ = stack.file("events.bin", 16 * MIB, seed=6)
+    with capturing_events(redis_url) as events:
+        job_id = stack.enqueue(path, chunk_size="5MiB")
+        assert stack.wait_final(job_id).state == State.DONE
+
+        def progress() -> list[dict]:
+            found = [e for e in events if e["type"] == "task-progress" and e.get("job_id") == job_id]
+            return found if len(found) >= 4 else []
+
+        reported = wait_for(progress, 10, "four progress events")
+    assert sorted(e["chunk"] for e in reported) == [0, 1, 2, 3]
+    assert {e["progress"] for e in reported} == {"1/4", "2/4", "3/4", "4/4"}
+    received = [e for e in events if e["type"] == "task-received" and job_id in str(e.get("kwargs"))]
+    assert {e["name"] for e in received} == {"vuq.upload.start", "vuq.upload.chunk", "vuq.upload.finalize"}
+    assert any("'chunk': 3" in e["kwargs"] for e in received)

@@ -1,0 +1,124 @@
+"""Prometheus metrics from the workers, correct under the prefork pool.
+
+Counters and histograms use prometheus_client's multiprocess mode: each pool child
+writes its own files in ``PROMETHEUS_MULTIPROC_DIR`` (a fresh private directory
+unless set), and the worker's main process serves their sum on ``VUQ_METRICS_PORT``.
+Jobs by state and active leases are read from Redis at scrape time, so they are
+right whichever process moved a job.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from typing import Any
+
+from tasks.constants import JOB_INDEX_KEY, LEASE_KEY
+from tasks.jobstore import JobStore
+from tasks.record import State
+from tasks.runtime import redis_client
+from tasks.settings import Settings
+
+log = logging.getLogger(__name__)
+CHUNK_SECONDS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900)
+_metrics: Metrics | None = None
+
+
+def prepare_multiprocess_dir() -> str:
+    """Set (and empty) the multiprocess directory, before any metric is created.
+
+    Celery's command line imports prometheus_client early (through Flower's plugin), when
+    the variable was not set yet, so the value class is chosen again here."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory:
+        directory = tempfile.mkdtemp(prefix="vuq-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    else:
+        shutil.rmtree(directory, ignore_errors=True)
+        os.makedirs(directory, exist_ok=True)
+    from prometheus_client import values
+
+    values.ValueClass = values.get_value_class()
+    return directory
+
+
+class Metrics:
+    """The pipeline's own metrics; one instance per process, fed through the Observer hooks."""
+
+    def __init__(self) -> None:
+        from prometheus_client import Counter, Histogram
+
+        self.bytes_uploaded = Counter("vuq_bytes_uploaded", "Bytes acknowledged by api.video")
+        self.chunks = Counter("vuq_chunks_uploaded", "Chunks acknowledged by api.video")
+        self.chunk_seconds = Histogram("vuq_chunk_seconds", "Time to send one chunk and get its answer",
+                                       buckets=CHUNK_SECONDS_BUCKETS)
+        self.retries = Counter("vuq_retries", "Retried steps by reason", ["reason"])
+        self.jobs_ended = Counter("vuq_jobs_ended", "Jobs that reached a final state", ["state"])
+
+    def chunk_sent(self, job_id: str, index: int, total: int, size: int, seconds: float) -> None:
+        self.bytes_uploaded.inc(size)
+        self.chunks.inc()
+        self.chunk_seconds.observe(seconds)
+
+    def state(self, job_id: str, state: str) -> None:
+        if State(state).final:
+            self.jobs_ended.labels(state=str(state)).inc()
+
+    def retry(self, job_id: str, reason: str) -> None:
+        self.retries.labels(reason=reason).inc()
+
+
+class RedisStateCollector:
+    """``vuq_jobs{state}`` and ``vuq_active_leases``, counted in Redis when scraped."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        client = redis_client(self.settings.redis_url)
+        try:
+            counts = {str(s): 0 for s in State}
+            if client.zcard(JOB_INDEX_KEY) <= 100_000:
+                for job in JobStore(client).list(limit=100_000):
+                    counts[str(job.state)] += 1
+            jobs = GaugeMetricFamily("vuq_jobs", "Jobs by state (from the job store)", labels=["state"])
+            for state, count in counts.items():
+                jobs.add_metric([state], count)
+            yield jobs
+            leases = sum(1 for _ in client.scan_iter(LEASE_KEY.format(job_id="*"), count=1000))
+            yield GaugeMetricFamily("vuq_active_leases", "Jobs a worker holds right now", value=leases)
+        except Exception as exc:  # a scrape must not crash the worker
+            log.warning("metrics: cannot read the job store: %s", type(exc).__name__)
+        finally:
+            client.close()
+
+
+def metrics() -> Metrics:
+    global _metrics
+    if _metrics is None:
+        _metrics = Metrics()
+    return _metrics
+
+
+def serve(settings: Settings) -> None:
+    """Serve the summed multiprocess metrics plus the Redis-derived gauges (main process)."""
+    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)
+    registry.register(RedisStateCollector(settings))  # type: ignore[arg-type]
+    assert settings.metrics_port is not None
+    start_http_server(settings.metrics_port, registry=registry)
+    log.info("metrics on :%d/metrics", settings.metrics_port)
+
+
+def process_died(pid: int) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(pid)
