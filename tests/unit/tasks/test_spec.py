@@ -1,0 +1,169 @@
+"""tasks.spec: the job spec contract; every refusal names its field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tasks.constants import MAX_METADATA_PAIRS, MAX_TAGS, MAX_TITLE_CHARS, MIB, SPEC_VERSION
+from tasks.errors import PermanentError, SpecError
+from tasks.spec import UploadSpec, parse_spec
+
+TOKEN = "to1234567890abcdefghijKL"
+
+
+def full_spec() -> dict[str, Any]:
+    return {
+        "version": 1,
+        "source": "/data/videos/talk.mp4",
+        "token": TOKEN,
+        "video": {
+            "title": "A talk",
+            "description": "About queues",
+            "tags": ["conf", "2024"],
+            "metadata": {"team": "video"},
+            "public": False,
+            "panoramic": False,
+            "mp4Support": True,
+            "playerId": "pl123",
+        },
+        "chunk_size": "50MiB",
+        "job_id": "job-1.a:b_c",
+        "callback_url": "https://example.com/hook",
+    }
+
+
+def refused(raw: Any) -> SpecError:
+    with pytest.raises(SpecError) as info:
+        parse_spec(raw)
+    return info.value
+
+
+def test_minimal_spec_needs_only_a_source() -> None:
+    spec = parse_spec({"source": "/data/v.mp4"})
+    assert spec == UploadSpec(source="/data/v.mp4")
+
+
+def test_full_spec_is_kept_and_normalized() -> None:
+    spec = parse_spec(full_spec())
+    assert spec.source == "/data/videos/talk.mp4"
+    assert spec.token == TOKEN
+    assert spec.chunk_size == 50 * MIB
+    assert spec.job_id == "job-1.a:b_c"
+    assert spec.callback_url == "https://example.com/hook"
+    assert spec.video["metadata"] == [{"key": "team", "value": "video"}]
+    assert spec.video["tags"] == ["conf", "2024"]
+    assert spec.video["mp4Support"] is True
+    assert spec.video["playerId"] == "pl123"
+
+
+@pytest.mark.parametrize("source", ["/data/v.mp4", "file:///data/v.mp4", "http://h/v.mp4", "https://h/v.mp4"])
+def test_supported_sources(source: str) -> None:
+    assert parse_spec({"source": source}).source == source
+
+
+def test_spec_error_is_permanent_and_a_value_error() -> None:
+    error = refused({})
+    assert isinstance(error, PermanentError)
+    assert isinstance(error, ValueError)
+    assert error.reason == "bad_spec"
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        ({}, "source"),
+        ({"source": None}, "source"),
+        ({"source": "  "}, "source"),
+        ({"source": 42}, "source"),
+        ({"source": "s3://bucket/v.mp4"}, "source"),
+        ({"source": "/v", "video": {"title": 5}}, "video.title"),
+        ({"source": "/v", "video": {"description": ["x"]}}, "video.description"),
+        ({"source": "/v", "video": {"tags": "a,b"}}, "video.tags"),
+        ({"source": "/v", "video": {"tags": ["a", 3]}}, "video.tags[1]"),
+        ({"source": "/v", "video": {"public": "yes"}}, "video.public"),
+        ({"source": "/v", "video": {"panoramic": 1}}, "video.panoramic"),
+        ({"source": "/v", "video": {"mp4Support": "true"}}, "video.mp4Support"),
+        ({"source": "/v", "video": "title"}, "video"),
+        ({"source": "/v", "video": {"colour": "red"}}, "video.colour"),
+        ({"source": "/v", "priority": 3}, "priority"),
+        ({"source": "/v", "version": 2}, "version"),
+        ({"source": "/v", "token": ""}, "token"),
+        ({"source": "/v", "token": 12}, "token"),
+        ({"source": "/v", "chunk_size": 5 * MIB - 1}, "chunk_size"),
+        ({"source": "/v", "chunk_size": 128 * MIB + 1}, "chunk_size"),
+        ({"source": "/v", "chunk_size": "lots"}, "chunk_size"),
+        ({"source": "/v", "chunk_size": "5.5 parsecs"}, "chunk_size"),
+        ({"source": "/v", "chunk_size": 50.0 * MIB}, "chunk_size"),
+        ({"source": "/v", "chunk_size": True}, "chunk_size"),
+        ({"source": "/v", "job_id": "has space"}, "job_id"),
+        ({"source": "/v", "job_id": "a/b"}, "job_id"),
+        ({"source": "/v", "job_id": "-leading-dash"}, "job_id"),
+        ({"source": "/v", "job_id": "x" * 129}, "job_id"),
+        ({"source": "/v", "callback_url": "ftp://example.com/hook"}, "callback_url"),
+        ({"source": "/v", "callback_url": "javascript:alert(1)"}, "callback_url"),
+        ({"source": "/v", "callback_url": "https://"}, "callback_url"),
+        ({"source": "/v", "video": {"title": "t" * (MAX_TITLE_CHARS + 1)}}, "video.title"),
+        ({"source": "/v", "video": {"tags": ["t"] * (MAX_TAGS + 1)}}, "video.tags"),
+        ({"source": "/v", "video": {"metadata": {f"k{i}": "v" for i in range(MAX_METADATA_PAIRS + 1)}}},
+         "video.metadata"),
+        ({"source": "/v", "video": {"metadata": {"k": "v" * 257}}}, "video.metadata[k]"),
+        ({"source": "/v", "video": {"metadata": "k=v"}}, "video.metadata"),
+        ({"source": "/v", "video": {"metadata": [{"key": "k"}]}}, "video.metadata[0]"),
+        ({"source": "/v", "video": {"metadata": [{"key": "", "value": "v"}]}}, "video.metadata[0].key"),
+        ({"source": "/v", "video": {"title": "bad\udcff"}}, "video.title"),
+    ],
+)
+def test_bad_input_names_its_field(raw: dict[str, Any], field: str) -> None:
+    error = refused(raw)
+    assert error.field == field
+    assert str(error).startswith(f"{field}: ")
+
+
+def test_a_spec_that_is_not_an_object_is_refused() -> None:
+    assert refused(["source", "/v"]).field == "spec"
+
+
+def test_unknown_field_lists_the_allowed_ones() -> None:
+    assert "callback_url" in str(refused({"source": "/v", "sauce": "/v"}))
+
+
+def test_non_utf8_title_is_called_out() -> None:
+    assert "UTF-8" in str(refused({"source": "/v", "video": {"title": "bad\udcff"}}))
+
+
+def test_unsupported_scheme_names_it() -> None:
+    assert "'s3'" in str(refused({"source": "s3://bucket/key"}))
+
+
+@pytest.mark.parametrize(("given", "expected"), [("50MiB", 50 * MIB), ("5 MiB", 5 * MIB), (128 * MIB, 128 * MIB),
+                                                 (str(5 * MIB), 5 * MIB)])
+def test_chunk_size_accepts_sizes_at_and_within_bounds(given: object, expected: int) -> None:
+    assert parse_spec({"source": "/v", "chunk_size": given}).chunk_size == expected
+
+
+def test_metadata_as_dict_and_as_list_normalize_alike() -> None:
+    pairs = [{"key": "a", "value": "1"}, {"key": "b", "value": "2"}]
+    as_dict = parse_spec({"source": "/v", "video": {"metadata": {"a": "1", "b": "2"}}})
+    as_list = parse_spec({"source": "/v", "video": {"metadata": pairs}})
+    assert as_dict.video["metadata"] == pairs
+    assert as_list.video["metadata"] == pairs
+
+
+def test_player_id_may_be_cleared_with_null() -> None:
+    assert parse_spec({"source": "/v", "video": {"playerId": None}}).video == {"playerId": None}
+
+
+def test_public_never_contains_the_token() -> None:
+    spec = parse_spec(full_spec())
+    public = spec.public()
+    assert "token" not in public
+    assert TOKEN not in repr(public)
+    assert public["version"] == SPEC_VERSION
+    assert public["chunk_size"] == 50 * MIB
+    assert public["job_id"] == "job-1.a:b_c"
+
+
+def test_public_leaves_out_unset_options() -> None:
+    assert parse_spec({"source": "/v"}).public() == {"version": SPEC_VERSION, "source": "/v", "video": {}}
