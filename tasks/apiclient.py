@@ -9,6 +9,7 @@ process is injected, so connections are reused from chunk to chunk.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -77,33 +78,40 @@ class ApiClient:
         headers = kwargs.pop("headers", {})
         if auth:
             headers["Authorization"] = auth
+        shown = f"{method} {redact(path, secrets)}"  # a path may hold a token (/upload-tokens/{token})
         try:
             response = self.http.request(method, self.base_url + path, headers=headers, **kwargs)
         except httpx.TimeoutException as exc:
-            raise ApiUnavailable(f"api.video {method} {path} timed out ({type(exc).__name__})",
-                                 reason="timeout") from None
+            raise ApiUnavailable(f"api.video {shown} timed out ({type(exc).__name__})", reason="timeout") from None
         except httpx.TransportError as exc:
             detail = redact(str(exc), secrets)
-            raise ApiUnavailable(f"api.video {method} {path} failed: {type(exc).__name__}: {detail}",
+            raise ApiUnavailable(f"api.video {shown} failed: {type(exc).__name__}: {detail}",
                                  reason="connection") from None
         if response.is_success:
             return response.json() if response.content else {}
-        raise _error(method, path, response)
+        raise _error(shown, response, secrets)
 
 
-def _error(method: str, path: str, response: httpx.Response) -> ApiRejected | ApiUnavailable:
+def _error(shown: str, response: httpx.Response, secrets: tuple[str, ...]) -> ApiRejected | ApiUnavailable:
     status = response.status_code
     try:
         body = response.json()
     except ValueError:
         body = {}
     body = body if isinstance(body, dict) else {}
-    title = str(body.get("title") or response.reason_phrase or "error")
+    title = redact(str(body.get("title") or response.reason_phrase or "error"), secrets)
     if status == 429:
-        retry_after = response.headers.get("X-RateLimit-Retry-After", "")
-        return ApiUnavailable(f"api.video {method} {path} answered 429: {title}", reason="rate_limited",
-                              retry_after_s=float(retry_after) if retry_after.isdigit() else None)
+        return ApiUnavailable(f"api.video {shown} answered 429: {title}", reason="rate_limited",
+                              retry_after_s=_seconds(response.headers.get("X-RateLimit-Retry-After", "")))
     if is_retryable_status(status):
-        return ApiUnavailable(f"api.video {method} {path} answered {status}: {title}", reason="server_error")
+        return ApiUnavailable(f"api.video {shown} answered {status}: {title}", reason="server_error")
     slug = str(body.get("type") or "").rsplit("/", 1)[-1]
     return ApiRejected(status, title, slug=slug, name=str(body.get("name") or ""))
+
+
+def _seconds(value: str) -> float | None:
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None

@@ -30,7 +30,7 @@ def sweep(store: JobStore, send: Send, stale_after_s: float, now: float | None =
     """Re-enqueue the next step of every stuck job; returns their ids."""
     now = time.time() if now is None else now
     rescued = []
-    for job in store.list(states=WATCHED_STATES):
+    for job in store.list(states=WATCHED_STATES, limit=None):
         if not is_stuck(job, now, stale_after_s) or store.lease_holder(job.job_id):
             continue
         step, _ = next_step(job)

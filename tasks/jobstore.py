@@ -70,6 +70,7 @@ _LIST_FIELDS = ("job_id", "state", "spec", "size", "bytes_sent", "chunks_total",
                 "video_id", "error", "error_retryable", "created_at", "updated_at", "heartbeat_at",
                 "chunk_size", "retries", "source_identity", "wake_at")
 
+_LIST_PAGE = 500
 Expect = Mapping[str, Iterable[object]]
 
 
@@ -106,12 +107,13 @@ class JobStore:
         return bool(self._create(keys=[_job_key(job_id), JOB_INDEX_KEY], args=args))
 
     def get(self, job_id: str) -> JobRecord | None:
-        data = self.redis.hgetall(_job_key(job_id))
+        data: dict[str, str] = self.redis.hgetall(_job_key(job_id))  # type: ignore[assignment]
         return JobRecord.from_hash(data) if data else None
 
     def token(self, job_id: str) -> str | None:
         """The job's upload token; only the pipeline's HTTP client ever sees it."""
-        return self.redis.hget(_job_key(job_id), TOKEN_FIELD) or None
+        token = self.redis.hget(_job_key(job_id), TOKEN_FIELD)
+        return str(token) if token else None
 
     def forget(self, job_id: str) -> None:
         """Remove a job entirely (only an enqueue that could not send its message does this)."""
@@ -141,13 +143,14 @@ class JobStore:
         return bool(self._release(keys=[_lease_key(job_id)], args=[holder]))
 
     def lease_holder(self, job_id: str) -> str | None:
-        return self.redis.get(_lease_key(job_id))
+        holder = self.redis.get(_lease_key(job_id))
+        return str(holder) if holder else None
 
     def update(self, job_id: str, holder: str | None, changes: Mapping[str, object],
                expect: Expect | None = None, release: bool = False) -> bool:
         """Write ``changes`` if ``holder`` holds the lease and every ``expect`` field has one of
         its allowed values. ``holder=None`` skips the lease check (operator actions)."""
-        args: list[object] = [holder or "", "1" if release else "0", len(expect or {})]
+        args: list[str | int] = [holder or "", "1" if release else "0", len(expect or {})]
         for name, allowed in (expect or {}).items():
             values = [_text(v) for v in allowed]
             args += [name, len(values), *values]
@@ -158,19 +161,25 @@ class JobStore:
     def add_retry(self, job_id: str) -> None:
         self.redis.hincrby(_job_key(job_id), "retries", 1)
 
-    def list(self, states: Iterable[str] | None = None, limit: int = 1000) -> list[JobRecord]:
-        """Newest first; filtered by state when ``states`` is given."""
+    def list(self, states: Iterable[str] | None = None, limit: int | None = 1000) -> list[JobRecord]:
+        """Newest first, at most ``limit`` (None: all); the state filter applies before the limit,
+        so an old stuck job behind many newer finished ones is still found."""
         wanted = {str(s) for s in states} if states else None
-        ids = self.redis.zrevrange(JOB_INDEX_KEY, 0, limit - 1)
-        pipe = self.redis.pipeline(transaction=False)
-        for job_id in ids:
-            pipe.hmget(_job_key(job_id), _LIST_FIELDS)
-        records = []
-        for values in pipe.execute():
-            data = {k: v for k, v in zip(_LIST_FIELDS, values, strict=True) if v is not None}
-            if data.get("job_id") and (wanted is None or data["state"] in wanted):
-                records.append(JobRecord.from_hash(data))
-        return records
+        records: list[JobRecord] = []
+        start = 0
+        while limit is None or len(records) < limit:
+            ids = self.redis.zrevrange(JOB_INDEX_KEY, start, start + _LIST_PAGE - 1)
+            if not ids:
+                break
+            start += len(ids)
+            pipe = self.redis.pipeline(transaction=False)
+            for job_id in ids:
+                pipe.hmget(_job_key(str(job_id)), _LIST_FIELDS)
+            for values in pipe.execute():
+                data = {k: v for k, v in zip(_LIST_FIELDS, values, strict=True) if v is not None}
+                if data.get("job_id") and (wanted is None or data["state"] in wanted):
+                    records.append(JobRecord.from_hash(data))
+        return records if limit is None else records[:limit]
 
 
 def _job_key(job_id: str) -> str:

@@ -52,7 +52,7 @@ def cancel(store: JobStore, job_id: str) -> None:
 def retry_failed(store: JobStore, send: Send, include_permanent: bool = False) -> list[str]:
     """Resume every failed job whose error may go away on retry (or every one, if asked)."""
     resumed = []
-    for job in store.list(states=[State.FAILED]):
+    for job in store.list(states=[State.FAILED], limit=None):
         if include_permanent or job.error_retryable:
             try:
                 resume(store, job.job_id, send)

@@ -66,7 +66,8 @@ class Pipeline:
         if job is None:
             return None
         if job.next_chunk > 0:  # a duplicated start: the chain is already under way
-            return self._let_go(job_id, "start already done")
+            self._let_go(job_id, "start already done")
+            return None
         source = self._source(job)
         info = source.info()
         plan = plan_chunks(info.size, job.spec.get("chunk_size") or self.settings.chunk_size)
@@ -86,7 +87,8 @@ class Pipeline:
         if job is None:
             return None
         if index != job.next_chunk:
-            return self._let_go(job_id, f"chunk {index} is not next (cursor at {job.next_chunk})")
+            self._let_go(job_id, f"chunk {index} is not next (cursor at {job.next_chunk})")
+            return None
         source = self._source(job)
         info = source.info()
         if info.identity != job.source_identity:
@@ -134,13 +136,13 @@ class Pipeline:
             log.info("job %s: skipped, %s", job_id, reason)
             return None
         if claim.record.state not in states:
-            return self._let_go(job_id, f"state is {claim.record.state}")
+            self._let_go(job_id, f"state is {claim.record.state}")
+            return None
         return claim.record
 
     def _let_go(self, job_id: str, why: str) -> None:
         log.info("job %s: nothing to do, %s", job_id, why)
         self.store.release(job_id, self.holder)
-        return None
 
     def _write(self, job_id: str, changes: dict[str, Any], expect: dict[str, Any],
                release: bool = False) -> None:

@@ -29,8 +29,9 @@ def safe_url(url: str) -> str:
     """A URL fit for logs: no query string (presigned URLs carry signatures), no user info."""
     head, _, _ = url.partition("?")
     scheme, sep, rest = head.partition("://")
-    if sep and "@" in rest.split("/", 1)[0]:
-        rest = rest.split("@", 1)[1]
+    netloc, slash, path = rest.partition("/")
+    if sep and "@" in netloc:
+        rest = netloc.rsplit("@", 1)[1] + slash + path
     return f"{scheme}{sep}{rest}" if sep else head
 
 

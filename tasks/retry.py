@@ -20,8 +20,8 @@ def backoff_s(attempt: int, base_s: float, cap_s: float, retry_after_s: float | 
     a server-given ``retry_after_s`` (X-RateLimit-Retry-After) is a floor, never cut
     by the cap, plus up to one second of jitter so a fleet does not return at once.
     """
-    rng = rng or random
-    delay = rng.uniform(0, min(cap_s, base_s * (2 ** min(attempt, 30))))
+    uniform = (rng or random).uniform
+    delay = uniform(0, min(cap_s, base_s * (2 ** min(attempt, 30))))
     if retry_after_s is not None:
-        delay = max(delay, retry_after_s + rng.uniform(0, 1.0))
+        delay = max(delay, retry_after_s + uniform(0, 1.0))
     return delay

@@ -6,10 +6,12 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from tasks.constants import DEFAULT_CHUNK_BYTES, DEFAULT_QUEUE, MAX_CHUNK_BYTES, MIN_CHUNK_BYTES
 from tasks.errors import ConfigError
@@ -25,8 +27,8 @@ SANDBOX_API_BASE_URL = "https://sandbox.api.video"
 class Settings:
     """The validated configuration of a producer, worker, beat or Flower process."""
 
-    broker_url: str = DEFAULT_BROKER_URL
-    redis_url: str = DEFAULT_BROKER_URL
+    broker_url: str = field(default=DEFAULT_BROKER_URL, repr=False)  # may hold a Redis password
+    redis_url: str = field(default=DEFAULT_BROKER_URL, repr=False)
     api_base_url: str = DEFAULT_API_BASE_URL
     api_key: str | None = field(default=None, repr=False)
     queue: str = DEFAULT_QUEUE
@@ -97,8 +99,10 @@ class Settings:
         )
 
     def secrets(self) -> list[str]:
-        """Every secret this process holds, for log redaction."""
-        return [v for f in fields(self) if not f.repr and isinstance(v := getattr(self, f.name), str) and v]
+        """Every secret this process holds, for log redaction (Redis passwords included)."""
+        passwords = [urlsplit(url).password for url in (self.broker_url, self.redis_url)]
+        keys = [getattr(self, name) for name in ("api_key", "webhook_secret", "flower_basic_auth")]
+        return [value for value in (*keys, *passwords) if value]
 
 
 class _Reader:
@@ -136,8 +140,8 @@ class _Reader:
             value = float(raw) if raw else default
         except ValueError:
             raise ConfigError(f"{name} must be a number, not {raw!r}") from None
-        if value < 0:
-            raise ConfigError(f"{name} must not be negative")
+        if not math.isfinite(value) or value < 0:
+            raise ConfigError(f"{name} must be a finite number of seconds, at least 0, not {raw!r}")
         return value
 
     def integer(self, name: str, default: int, minimum: int = 0) -> int:

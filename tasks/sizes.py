@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 
 _UNITS = {
     "": 1, "b": 1,
@@ -18,13 +19,15 @@ def parse_size(text: str | int) -> int:
     if isinstance(text, bool):
         raise ValueError(f"not a size: {text!r}")
     if isinstance(text, int):
+        if text < 0:
+            raise ValueError(f"a size cannot be negative: {text}")
         return text
     match = _SIZE_RE.match(text)
     if not match or match.group(2).lower() not in _UNITS:
         raise ValueError(f"not a size: {text!r} (use bytes, or a unit such as 5MiB, 50MiB, 1GiB)")
     number, unit = match.groups()
-    value = float(number) * _UNITS[unit.lower()]
-    if value != int(value):
+    value = Decimal(number) * _UNITS[unit.lower()]  # exact: 4.1MB is 4,100,000 bytes
+    if value != value.to_integral_value():
         raise ValueError(f"not a whole number of bytes: {text!r}")
     return int(value)
 

@@ -84,7 +84,7 @@ class RedisStateCollector:
         try:
             counts = {str(s): 0 for s in State}
             if client.zcard(JOB_INDEX_KEY) <= 100_000:
-                for job in JobStore(client).list(limit=100_000):
+                for job in JobStore(client).list(limit=None):
                     counts[str(job.state)] += 1
             jobs = GaugeMetricFamily("vuq_jobs", "Jobs by state (from the job store)", labels=["state"])
             for state, count in counts.items():
@@ -112,7 +112,7 @@ def serve(settings: Settings) -> None:
 
     registry = CollectorRegistry()
     MultiProcessCollector(registry)
-    registry.register(RedisStateCollector(settings))  # type: ignore[arg-type]
+    registry.register(RedisStateCollector(settings))
     assert settings.metrics_port is not None
     start_http_server(settings.metrics_port, registry=registry)
     log.info("metrics on :%d/metrics", settings.metrics_port)

@@ -12,7 +12,7 @@ def test_job_finishes_identical_through_5xx_resets_and_429(stack: Stack) -> None
     path, digest = stack.file("faulty.mp4", 23 * MIB, seed=31)
     stack.emulator.set_faults(seed=5, error_rate=0.35, reset_rate=0.1, rate_limit_per_minute=4)
     job_id = stack.enqueue(path, chunk_size="5MiB", video={"title": "through faults"})
-    injected = wait_for(lambda: (i := stack.emulator.faults()["injected"])["error"] and i["rate_limited"] and i,
+    wait_for(lambda: (i := stack.emulator.faults()["injected"])["error"] and i["rate_limited"] and i,
                         90, "5xx answers and a 429")
     stack.emulator.set_faults(error_rate=0.0, reset_rate=0.0, rate_limit_per_minute=0)
     job = stack.wait_final(job_id, timeout_s=150)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from tasks.constants import JOB_METADATA_KEY, MIB, TASK_CHUNK
 from tasks.pipeline import Step
 from tasks.record import State
@@ -13,7 +15,7 @@ from tests.support.waiting import wait_for
 def assert_in_order(chunks: list[dict]) -> None:
     """Chunks sorted by offset arrived in that same order, with no gap."""
     assert [c["arrived"] for c in chunks] == sorted(c["arrived"] for c in chunks)
-    for before, after in zip(chunks, chunks[1:], strict=False):
+    for before, after in itertools.pairwise(chunks):
         assert after["from"] == before["to"] + 1
 
 

@@ -64,8 +64,6 @@ def test_safe_url_drops_query_and_user_info(url: str, expected: str) -> None:
     assert safe_url(url) == expected
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: safe_url splits user info at the first '@'; a password holding '@' "
-                                       "leaks its tail (urllib and redis-py split at the last '@')")
 def test_safe_url_hides_a_password_holding_an_at_sign() -> None:
     assert "ss" not in safe_url("redis://:p@ss@redis:6379/0")
 

@@ -61,12 +61,9 @@ def test_parse_size_round_trips_whole_units(number: int, unit: str) -> None:
     assert parse_size(f"{number} {unit.lower()}") == number * factor
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: parse_size multiplies floats, so 4.1MB (4,100,000 bytes) is "
-                                       "'not a whole number of bytes'")
 def test_decimal_sizes_in_decimal_units_are_exact() -> None:
     assert parse_size("4.1MB") == 4_100_000
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: parse_size goes through float, so byte counts above 2**53 lose precision")
 def test_large_byte_counts_are_exact() -> None:
     assert parse_size(str(2**53 + 1)) == 2**53 + 1
