@@ -19,6 +19,7 @@ TASK_START: Final = "vuq.upload.start"
 TASK_CHUNK: Final = "vuq.upload.chunk"
 TASK_FINALIZE: Final = "vuq.upload.finalize"
 TASK_JANITOR: Final = "vuq.janitor.sweep"
+TASK_WEBHOOK: Final = "vuq.webhook.deliver"
 DEFAULT_QUEUE: Final = "uploads"
 
 # Redis keys. The job record is the source of truth; messages only trigger work.

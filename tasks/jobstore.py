@@ -68,7 +68,7 @@ return 1
 # Fields a listing reads; the token is never among them.
 _LIST_FIELDS = ("job_id", "state", "spec", "size", "bytes_sent", "chunks_total", "next_chunk",
                 "video_id", "error", "error_retryable", "created_at", "updated_at", "heartbeat_at",
-                "chunk_size", "retries", "source_identity", "wake_at")
+                "chunk_size", "retries", "source_identity", "wake_at", "callback")
 
 _LIST_PAGE = 500
 Expect = Mapping[str, Iterable[object]]

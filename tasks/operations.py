@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from tasks.constants import TASK_CHUNK, TASK_FINALIZE, TASK_START
+from tasks.constants import TASK_CHUNK, TASK_FINALIZE, TASK_START, TASK_WEBHOOK
 from tasks.jobstore import JobStore
 from tasks.pipeline import Step
 from tasks.record import JobRecord, State
@@ -38,7 +38,7 @@ def resume(store: JobStore, job_id: str, send: Send) -> Step:
     return step
 
 
-def cancel(store: JobStore, job_id: str) -> None:
+def cancel(store: JobStore, job_id: str, send: Send | None = None) -> None:
     """Stop a queued or uploading job at its next chunk; it stays cancelled."""
     job = _get(store, job_id)
     allowed = [State.QUEUED, State.UPLOADING]
@@ -47,6 +47,8 @@ def cancel(store: JobStore, job_id: str) -> None:
     if not store.update(job_id, None, {"state": State.CANCELLED, "error": "cancelled by an operator"},
                         expect={"state": allowed}):
         raise OperationError(f"job {job_id} changed while cancelling it; look again")
+    if send is not None and job.spec.get("callback_url"):
+        send(Step(TASK_WEBHOOK, job_id))
 
 
 def retry_failed(store: JobStore, send: Send, include_permanent: bool = False) -> list[str]:

@@ -18,7 +18,7 @@ import httpx
 
 from tasks.apiclient import ALREADY_RECEIVED_SLUGS, ApiClient
 from tasks.auth import AccessTokens
-from tasks.constants import JOB_METADATA_KEY, TASK_CHUNK, TASK_FINALIZE
+from tasks.constants import JOB_METADATA_KEY, TASK_CHUNK, TASK_FINALIZE, TASK_WEBHOOK
 from tasks.errors import ApiRejected, ConfigError, PermanentError, SourceError, VuqError
 from tasks.jobstore import JobStore
 from tasks.observer import NULL_OBSERVER, Observer
@@ -45,6 +45,11 @@ class Step:
 
     def kwargs(self) -> dict[str, Any]:
         return {"job_id": self.job_id} if self.chunk is None else {"job_id": self.job_id, "chunk": self.chunk}
+
+
+def callback_step(job: JobRecord) -> Step | None:
+    """The webhook delivery a job that just ended owes its producer, if it asked for one."""
+    return Step(TASK_WEBHOOK, job.job_id) if job.spec.get("callback_url") else None
 
 
 @dataclass
@@ -97,7 +102,7 @@ class Pipeline:
         plan = ChunkPlan(job.size or 0, job.chunk_size or 0)
         return self._send(job_id, index, plan, source, info.name, job.video_id)
 
-    def finalize(self, job_id: str) -> None:
+    def finalize(self, job_id: str) -> Step | None:
         """Patch the video's metadata with API-key auth and mark the job done."""
         job = self._claim(job_id, {State.FINALIZING})
         if job is None:
@@ -112,18 +117,21 @@ class Pipeline:
                     expect={"state": [State.FINALIZING]}, release=True)
         self.observer.state(job_id, State.DONE)
         log.info("job %s: done, video %s", job_id, job.video_id)
-        return None
+        return callback_step(job)
 
-    def fail(self, job_id: str, error: VuqError, retryable: bool) -> None:
+    def fail(self, job_id: str, error: VuqError, retryable: bool) -> Step | None:
         """Record the failure; the record and its cursor stay, so the job can be resumed."""
         changed = self.store.update(
             job_id, None, {"state": State.FAILED, "error": str(error), "error_reason": error.reason,
                            "error_retryable": retryable, "finished_at": f"{time.time():.6f}"},
             expect={"state": [State.QUEUED, State.UPLOADING, State.FINALIZING]})
         self.store.release(job_id, self.holder)
-        if changed:
-            self.observer.state(job_id, State.FAILED)
-            log.warning("job %s: failed: %s", job_id, error)
+        if not changed:
+            return None
+        self.observer.state(job_id, State.FAILED)
+        log.warning("job %s: failed: %s", job_id, error)
+        job = self.store.get(job_id)
+        return callback_step(job) if job else None
 
     def release(self, job_id: str) -> None:
         self.store.release(job_id, self.holder)

@@ -52,6 +52,7 @@ class JobRecord:
     wake_at: float | None
     source_identity: str | None
     has_token: bool
+    callback: str | None = None
 
     @classmethod
     def from_hash(cls, data: dict[str, str]) -> JobRecord:
@@ -80,6 +81,7 @@ class JobRecord:
             wake_at=real("wake_at"),
             source_identity=data.get("source_identity") or None,
             has_token=bool(data.get(TOKEN_FIELD)),
+            callback=data.get("callback") or None,
         )
 
     def public(self) -> dict[str, Any]:
@@ -101,4 +103,6 @@ class JobRecord:
             "created_at": self.created_at,
             "updated_at": self.updated_at,
             "heartbeat_at": self.heartbeat_at,
+            "callback_url": self.spec.get("callback_url"),
+            "callback": self.callback,
         }

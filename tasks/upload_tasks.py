@@ -114,15 +114,21 @@ def run_step(task: Task, job_id: str, kwargs: dict[str, Any], step: Callable[[],
             "the step ran past its soft time limit", reason="time_limit")
         _retry(task, job_id, kwargs, error)
     except PermanentError as exc:
-        pipeline.fail(job_id, exc, retryable=_resumable(exc))
+        _fail(task, job_id, exc, _resumable(exc))
         raise
     except Exception as exc:
         message = redact(f"internal error: {type(exc).__name__}: {exc}", pipeline.settings.secrets())
-        pipeline.fail(job_id, VuqError(message), retryable=True)
+        _fail(task, job_id, VuqError(message), True)
         log.exception("job %s: %s", job_id, message)
         raise PermanentError(message) from None
     if following is not None:
         enqueue(task, following)
+
+
+def _fail(task: Task, job_id: str, error: VuqError, resumable: bool) -> None:
+    step = runtime.pipeline().fail(job_id, error, retryable=resumable)
+    if step is not None:
+        enqueue(task, step)
 
 
 def enqueue(task: Task, step: Step) -> None:
@@ -135,7 +141,7 @@ def _retry(task: Task, job_id: str, kwargs: dict[str, Any], error: RetryableErro
     attempt = task.request.retries
     if attempt >= settings.max_retries:
         failure = RetryableError(f"gave up after {attempt + 1} attempts: {error}", reason=error.reason)
-        pipeline.fail(job_id, failure, retryable=True)
+        _fail(task, job_id, failure, True)
         raise PermanentError(str(failure)) from None
     delay = backoff_s(attempt, settings.retry_backoff_s, settings.retry_backoff_max_s, error.retry_after_s)
     pipeline.store.add_retry(job_id)

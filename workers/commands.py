@@ -105,7 +105,7 @@ def resume(job_id: str) -> int:
 
 def cancel(job_id: str) -> int:
     try:
-        cancel_job(_store(), job_id)
+        cancel_job(_store(), job_id, send_step)
     except OperationError as exc:
         raise CommandError(str(exc)) from None
     print(f"job {job_id}: cancelled")

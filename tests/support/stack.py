@@ -37,7 +37,8 @@ class Stack:
         return path, make_file(path, size, seed)
 
     def enqueue(self, source: Path | str, **spec: Any) -> str:
-        spec.setdefault("token", self.emulator.create_upload_token())
+        if "token" not in spec:
+            spec["token"] = self.emulator.create_upload_token()
         return enqueue_upload(str(source), settings=self.settings, **spec)
 
     def send(self, step: Any) -> None:

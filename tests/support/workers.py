@@ -95,3 +95,18 @@ def running_workers(env: Mapping[str, str], log_dir: Path, count: int = 1,
     finally:
         for worker in workers:
             worker.stop()
+
+
+def start_beat(env: Mapping[str, str], log_dir: Path) -> WorkerProcess:
+    """``celery beat`` with this app (it schedules the janitor)."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    name = f"beat-{uuid.uuid4().hex[:6]}"
+    log_path = log_dir / f"{name}.log"
+    cmd = [sys.executable, "-m", "celery", "-A", "workers", "beat", "--loglevel", "INFO",
+           "-s", str(log_dir / f"{name}-schedule")]
+    with open(log_path, "wb") as out:
+        proc = subprocess.Popen(cmd, env=dict(env), cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    beat = WorkerProcess(name, proc, log_path, dict(env))
+    wait_for(lambda: beat.proc.poll() is None and "beat: Starting" in beat.log(), READY_TIMEOUT_S, "beat")
+    return beat

@@ -1,0 +1,48 @@
+"""A webhook receiver on 127.0.0.1 that records what it is sent (and can fail first)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass
+class Received:
+    url: str
+    requests: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+    fail_first: int = 0
+
+
+@contextmanager
+def receiving(fail_first: int = 0) -> Iterator[Received]:
+    """Serve a receiver; the first ``fail_first`` POSTs are answered 503."""
+    state = Received(url="", fail_first=fail_first)
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            with lock:
+                failing = state.fail_first > 0
+                state.fail_first -= 1
+                if not failing:
+                    state.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
+            self.send_response(503 if failing else 204)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    state.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/vuq"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
