@@ -11,5 +11,7 @@ from tests.support.stack import Stack, running_stack
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[Stack]:
     """The emulator and two worker processes (concurrency 2), shared by a test module."""
-    with running_stack(Path(tmp_path_factory.mktemp("stack")), redis_url) as system:
+    tmp = Path(tmp_path_factory.mktemp("stack"))
+    (tmp / "logs").mkdir()
+    with running_stack(tmp, redis_url) as system:
         yield system
