@@ -7,7 +7,9 @@ import subprocess
 import sys
 
 from tasks.constants import MIB
-from tests.support.stack import Stack
+from tests.support.stack import Stack, running_stack
+from tests.support.waiting import wait_for
+from tests.support.workers import WorkerProcess, _ready
 
 STATUS_FIELDS = {"job_id", "state", "video_id", "size", "bytes_sent", "chunks_total", "next_chunk", "error"}
 
@@ -58,3 +60,22 @@ def test_bad_chunk_size_is_refused_naming_the_field(stack: Stack) -> None:
     out = vuq(stack, "enqueue", str(path), "--token", "t", "--chunk-size", "1MiB", check=False)
     assert out.returncode == 2
     assert "chunk_size" in out.stderr and "5 MiB..128 MiB" in out.stderr
+
+
+def test_vuq_worker_passes_celery_options_through(tmp_path, redis_url: str) -> None:
+
+    with running_stack(tmp_path, redis_url, workers=0) as stack:
+        log_path = tmp_path / "vuq-worker.log"
+        with open(log_path, "wb") as out:
+            proc = subprocess.Popen([sys.executable, "-m", "workers.cli", "worker", "--concurrency", "1",
+                                     "-n", "cli-worker@%h", "--loglevel", "INFO"], env=stack.env, stdout=out,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+        worker = WorkerProcess("cli-worker", proc, log_path, stack.env)
+        stack.workers.append(worker)
+        wait_for(lambda: _ready(worker), 30, "vuq worker")
+        banner = worker.log()
+        assert "cli-worker@" in banner and "concurrency: 1 (prefork)" in banner
+        assert f".> {stack.settings.queue} " in banner  # -Q from VUQ_QUEUE
+        path, digest = stack.file("by-vuq-worker.mp4", 6 * MIB, seed=55)
+        job = stack.wait_final(stack.enqueue(path, chunk_size="5MiB"))
+        assert job.state == "done" and stack.emulator.video(job.video_id)["sha256"] == digest
