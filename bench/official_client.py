@@ -1,0 +1,93 @@
+"""The official ``api-video`` client (1.4.7) uploading one file through a progressive session.
+
+Run as its own process so its peak RSS is its own::
+
+    python -m bench.official_client URL TOKEN PATH CHUNK_BYTES
+
+It points a plain ``ApiClient`` at the emulator (PROTOCOL.md §10, workaround 2: a
+delegated token needs no auth), hands ``uploadPart`` one ``chunk_bytes`` slice of
+the file at a time (the session reads each slice into memory, as it does with any
+file object) and prints one JSON line: seconds, videoId, parts and VmHWM in KiB.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+import time
+from pathlib import Path
+from typing import BinaryIO
+
+from apivideo.api.videos_api import VideosApi
+from apivideo.api_client import ApiClient
+from apivideo.configuration import Configuration
+
+
+class Slice(io.RawIOBase):
+    """A seekable read-only view of ``length`` bytes of a file from ``offset`` (one part)."""
+
+    def __init__(self, handle: BinaryIO, offset: int, length: int, name: str) -> None:
+        super().__init__()
+        self.handle, self.offset, self.length, self.name = handle, offset, length, name
+        self.pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self.pos, 2: self.length}[whence]
+        self.pos = max(0, min(self.length, base + pos))
+        return self.pos
+
+    def tell(self) -> int:
+        return self.pos
+
+    def read(self, size: int = -1) -> bytes:
+        size = self.length - self.pos if size is None or size < 0 else min(size, self.length - self.pos)
+        self.handle.seek(self.offset + self.pos)
+        data = self.handle.read(size)
+        self.pos += len(data)
+        return data
+
+
+def upload(url: str, token: str, path: Path, chunk_bytes: int) -> tuple[str, int]:
+    """Upload ``path`` part by part; returns (videoId, parts)."""
+    size = path.stat().st_size
+    client = ApiClient(Configuration(host=url, chunk_size=chunk_bytes))
+    session = VideosApi(client).create_upload_with_upload_token_progressive_session(token)
+    parts = -(-size // chunk_bytes)
+    with open(path, "rb") as handle:
+        for index in range(parts):
+            first = index * chunk_bytes
+            piece = Slice(handle, first, min(chunk_bytes, size - first), path.name)
+            if index + 1 < parts:
+                session.uploadPart(piece)
+            else:
+                video = session.uploadLastPart(piece)
+    return str(video.video_id), parts
+
+
+def peak_rss_kib() -> int:
+    """This process's VmHWM (imports nothing of vuq, so the peak is the client's own)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise KeyError("VmHWM")
+
+
+def main(argv: list[str]) -> int:
+    url, token, path, chunk = argv[0], argv[1], Path(argv[2]), int(argv[3])
+    started = time.perf_counter()
+    video_id, parts = upload(url, token, path, chunk)
+    seconds = time.perf_counter() - started
+    print(json.dumps({"seconds": seconds, "video_id": video_id, "parts": parts,
+                      "vmhwm_kib": peak_rss_kib()}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
