@@ -64,12 +64,12 @@ def official(emu: Emulator, path: Path, chunk: int) -> dict[str, Any]:
 
 def vuq(stack: Stack, path: Path, chunk: int) -> dict[str, Any]:
     """(c): one job through the workers; peak RSS of every worker process read before they stop."""
-    began = time.time()
+    began, since = time.time(), time.monotonic()
     job_id = stack.enqueue(path, chunk_size=chunk, video={"title": "bench"})
     job = stack.wait_final(job_id, JOB_TIMEOUT_S)
     seconds = finished_at(stack, job_id) - began
     peaks = [worker_peaks_kib(w.proc.pid) for w in stack.workers]
-    log = upload_requests(stack.emulator.requests_log())
+    log = [e for e in upload_requests(stack.emulator.requests_log()) if e["started"] >= since]
     return {"seconds": seconds, "video_id": job.video_id, "state": str(job.state), "peaks": peaks, "log": log}
 
 
