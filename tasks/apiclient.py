@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import httpx
@@ -34,9 +34,11 @@ ALREADY_RECEIVED_SLUGS = frozenset({
 class ApiClient:
     """Calls api.video (or the emulator) at ``base_url``."""
 
-    def __init__(self, http: httpx.Client, base_url: str) -> None:
+    def __init__(self, http: httpx.Client, base_url: str,
+                 on_upload_answer: Callable[[int, httpx.Headers], None] | None = None) -> None:
         self.http = http
         self.base_url = base_url.rstrip("/")
+        self.on_upload_answer = on_upload_answer  # the rate limiter learns from every upload answer
 
     # -- delegated uploads ------------------------------------------------------------
     def upload_chunk(self, token: str, *, video_id: str | None, content_range: str | None,
@@ -87,6 +89,8 @@ class ApiClient:
             detail = redact(str(exc), secrets)
             raise ApiUnavailable(f"api.video {shown} failed: {type(exc).__name__}: {detail}",
                                  reason="connection") from None
+        if path == "/upload" and self.on_upload_answer is not None:
+            self.on_upload_answer(response.status_code, response.headers)
         if response.is_success:
             return response.json() if response.content else {}
         raise _error(shown, response, secrets)

@@ -9,6 +9,7 @@
           ├── SourceError      the source is missing, unreadable, outside the roots, changed
           ├── ApiRejected      api.video answered 4xx (its error title is kept)
           └── ConfigError      the worker's own settings are wrong
+     Throttled                 not an error: wait (the cluster-wide upload rate limit), then go on
      EnqueueError              (producer side) the job could not be enqueued; nothing was written
 
 Retry decisions are made on the class, never on message text. httpx and Redis
@@ -89,3 +90,13 @@ class EnqueueError(VuqError):
     """The producer could not enqueue the job (Redis unreachable); nothing was half-written."""
 
     reason = "enqueue"
+
+
+class Throttled(VuqError):
+    """The account's upload rate is used up for now; the step is deferred, not retried."""
+
+    reason = "throttled"
+
+    def __init__(self, wait_s: float) -> None:
+        super().__init__(f"upload rate limit reached; next slot in {wait_s:.1f}s")
+        self.wait_s = wait_s

@@ -19,16 +19,18 @@ import httpx
 from tasks.apiclient import ALREADY_RECEIVED_SLUGS, ApiClient
 from tasks.auth import AccessTokens
 from tasks.constants import JOB_METADATA_KEY, TASK_CHUNK, TASK_FINALIZE, TASK_WEBHOOK
-from tasks.errors import ApiRejected, ConfigError, PermanentError, SourceError, VuqError
+from tasks.errors import ApiRejected, ConfigError, PermanentError, SourceError, Throttled, VuqError
 from tasks.jobstore import JobStore
 from tasks.observer import NULL_OBSERVER, Observer
 from tasks.planning import ChunkPlan, plan_chunks
+from tasks.ratelimit import UploadRateLimiter
 from tasks.record import JobRecord, State
 from tasks.settings import Settings
 from tasks.sources import Source, open_source
 
 log = logging.getLogger(__name__)
 MINTED_TOKEN_TTL_S = 7 * 24 * 3600
+MAX_INLINE_WAIT_S = 2.0
 
 
 class LeaseLost(VuqError):
@@ -63,6 +65,7 @@ class Pipeline:
     http: httpx.Client
     holder: str
     observer: Observer = field(default=NULL_OBSERVER)
+    limiter: UploadRateLimiter | None = None
 
     # -- steps ---------------------------------------------------------------------------
     def start(self, job_id: str) -> Step | None:
@@ -190,6 +193,7 @@ class Pipeline:
         token = self.store.token(job_id)
         if not token:
             raise ConfigError("the job's upload token is missing from its record")
+        self._pace()
         began = time.monotonic()
         try:
             answer = self.api.upload_chunk(
@@ -211,6 +215,15 @@ class Pipeline:
         if last:
             return Step(TASK_FINALIZE, job_id)
         return Step(TASK_CHUNK, job_id, index + 1)
+
+    def _pace(self) -> None:
+        """Wait briefly for a slot of the cluster-wide upload rate; defer the step if it is far off."""
+        if self.limiter is None:
+            return
+        while (wait_s := self.limiter.acquire()) > 0:
+            if wait_s > MAX_INLINE_WAIT_S:
+                raise Throttled(wait_s)
+            time.sleep(wait_s)  # pacing a request a moment, not retrying: the slot is seconds away
 
     def _heartbeat(self, job_id: str, blocks: Iterator[bytes]) -> Iterator[bytes]:
         """Pass ``blocks`` through, renewing the lease as the body streams out."""

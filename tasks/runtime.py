@@ -14,6 +14,7 @@ from tasks.auth import AccessTokens
 from tasks.jobstore import JobStore
 from tasks.observer import NULL_OBSERVER, Observer
 from tasks.pipeline import Pipeline
+from tasks.ratelimit import UploadRateLimiter
 from tasks.settings import Settings, get_settings
 
 _pipeline: Pipeline | None = None
@@ -36,11 +37,12 @@ def http_client(settings: Settings) -> httpx.Client:
 def build_pipeline(settings: Settings, observer: Observer = NULL_OBSERVER) -> Pipeline:
     http = http_client(settings)
     client = redis_client(settings.redis_url)
-    api = ApiClient(http, settings.api_base_url)
+    limiter = UploadRateLimiter(client, settings.api_base_url, settings.upload_rate_limit_per_minute)
+    api = ApiClient(http, settings.api_base_url, on_upload_answer=limiter.observe)
     holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
     return Pipeline(settings=settings, store=JobStore(client), api=api,
                     tokens=AccessTokens(client, api, settings.api_key), http=http, holder=holder,
-                    observer=observer)
+                    observer=observer, limiter=limiter)
 
 
 def set_observer(observer: Observer) -> None:

@@ -48,6 +48,7 @@ class Settings:
     metrics_port: int | None = None
     flower_basic_auth: str | None = field(default=None, repr=False)
     log_level: str = "INFO"
+    upload_rate_limit_per_minute: int = 0  # 0: learn it from api.video's X-RateLimit-Limit
 
     def __post_init__(self) -> None:
         if not MIN_CHUNK_BYTES <= self.chunk_size <= MAX_CHUNK_BYTES:
@@ -96,6 +97,7 @@ class Settings:
             metrics_port=reader.optional_integer("VUQ_METRICS_PORT"),
             flower_basic_auth=reader.secret("VUQ_FLOWER_BASIC_AUTH", "VUQ_FLOWER_BASIC_AUTH_FILE"),
             log_level=reader.text("VUQ_LOG_LEVEL", "INFO").upper(),
+            upload_rate_limit_per_minute=reader.integer("VUQ_UPLOAD_RATE_LIMIT_PER_MINUTE", 0, minimum=0),
         )
 
     def secrets(self) -> list[str]:

@@ -10,6 +10,7 @@ token moved into the job record at once, and its reprs are masked on the worker 
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Callable
 from reprlib import repr as short_repr
@@ -27,6 +28,7 @@ from tasks.errors import (
     PermanentError,
     RetryableError,
     SpecError,
+    Throttled,
     VuqError,
 )
 from tasks.pipeline import LeaseLost, Step
@@ -109,6 +111,9 @@ def run_step(task: Task, job_id: str, kwargs: dict[str, Any], step: Callable[[],
     except LeaseLost as exc:
         log.warning("%s", exc)
         return
+    except Throttled as exc:
+        _defer(task, job_id, kwargs, exc.wait_s)
+        return
     except (RetryableError, SoftTimeLimitExceeded) as exc:
         error = exc if isinstance(exc, RetryableError) else RetryableError(
             "the step ran past its soft time limit", reason="time_limit")
@@ -133,6 +138,16 @@ def _fail(task: Task, job_id: str, error: VuqError, resumable: bool) -> None:
 
 def enqueue(task: Task, step: Step) -> None:
     task.app.send_task(step.task, kwargs=step.kwargs(), queue=runtime.pipeline().settings.queue)
+
+
+def _defer(task: Task, job_id: str, kwargs: dict[str, Any], wait_s: float) -> None:
+    """Send the same step again for when the rate limit has a slot; not a retry, not counted."""
+    pipeline = runtime.pipeline()
+    pipeline.release(job_id)
+    delay = wait_s + random.uniform(0, 1.0)  # spread the fleet's return over a second
+    pipeline.store.update(job_id, None, {"wake_at": f"{time.time() + delay:.3f}"})
+    task.app.send_task(task.name, kwargs=kwargs, queue=pipeline.settings.queue, countdown=delay)
+    log.info("job %s: upload rate limit reached; step deferred %.1fs", job_id, delay)
 
 
 def _retry(task: Task, job_id: str, kwargs: dict[str, Any], error: RetryableError) -> None:
