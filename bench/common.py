@@ -83,6 +83,17 @@ def worker_peaks_kib(main_pid: int) -> dict[str, Any]:
     return {"main": status_kib(main_pid), "children": kids, "max_child": max(kids.values(), default=0)}
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds a live process has used (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds of a process and its live children (a prefork worker and its pool)."""
+    return cpu_s(pid) + sum(cpu_s(child) for child in children(pid))
+
+
 # -- jobs --------------------------------------------------------------------------------
 def wait_all(store: JobStore, job_ids: Sequence[str], timeout_s: float) -> list[JobRecord]:
     """Wait until every job is in a final state; returns their records."""
