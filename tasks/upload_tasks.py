@@ -172,4 +172,7 @@ def _resumable(error: PermanentError) -> bool:
     (a rejected upload token stays rejected: the job needs a new one, so it is not resumable)."""
     if isinstance(error, ConfigError):
         return True
-    return isinstance(error, ApiRejected) and error.status in (401, 403) and "upload-token" not in error.slug
+    if not isinstance(error, ApiRejected) or "upload-token" in error.slug:
+        return False
+    # a rejected API key answers 401, or 400 authentication-invalid-user-credentials on /auth/api-key
+    return error.status in (401, 403) or error.slug.startswith("authentication-")
