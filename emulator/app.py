@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
@@ -55,6 +55,11 @@ async def _http_error(_request: Request, exc: Exception) -> Response:
     return JSONResponse(body, status_code=exc.status_code)
 
 
+async def _client_gone(_request: Request, _exc: Exception) -> Response:
+    """The client went away mid-body (a killed worker, a cut connection): nothing to answer, no traceback."""
+    return Response(status_code=400)
+
+
 async def _server_error(_request: Request, _exc: Exception) -> Response:
     return JSONResponse(errors.error_body(errors.SERVER_ERROR, 500), status_code=500)
 
@@ -66,6 +71,7 @@ def create_app(state: EmulatorState) -> ASGIApp:
         exception_handlers={
             ApiError: _api_error,
             HTTPException: _http_error,
+            ClientDisconnect: _client_gone,
             500: _server_error,
         },
     )

@@ -16,9 +16,11 @@ from collections.abc import Callable
 from reprlib import repr as short_repr
 from typing import Any
 
+import redis
 from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.worker.request import Request
+from kombu.exceptions import OperationalError
 
 from tasks import runtime
 from tasks.constants import TASK_CHUNK, TASK_FINALIZE, TASK_START
@@ -118,6 +120,11 @@ def run_step(task: Task, job_id: str, kwargs: dict[str, Any], step: Callable[[],
         error = exc if isinstance(exc, RetryableError) else RetryableError(
             "the step ran past its soft time limit", reason="time_limit")
         _retry(task, job_id, kwargs, error)
+    except (redis.RedisError, OperationalError) as exc:
+        # Redis (job store or broker) is away: the job record is untouched and still active, so
+        # a retry, or the janitor once Redis is back, continues it; never fail the job for this.
+        log.warning("job %s: Redis unavailable (%s); will retry", job_id, type(exc).__name__)
+        _retry(task, job_id, kwargs, RetryableError(f"Redis unavailable: {type(exc).__name__}", reason="redis"))
     except PermanentError as exc:
         _fail(task, job_id, exc, _resumable(exc))
         raise

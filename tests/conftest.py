@@ -30,7 +30,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     skip = pytest.mark.skip(reason="the long chaos run needs --run-chaos (make chaos)")
     for item in items:
-        if "chaos" in item.keywords:
+        if item.get_closest_marker("chaos"):
             item.add_marker(skip)
 
 
