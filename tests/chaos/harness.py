@@ -20,6 +20,7 @@ from tasks.producer import enqueue_upload, send_step
 from tasks.runtime import redis_client
 from tasks.settings import Settings
 from tests.chaos.redis_server import PrivateRedis
+from tests.support.checks import chunks_in_order
 from tests.support.emulator import Emulator, running_emulator
 from tests.support.files import make_file
 from tests.support.workers import WorkerProcess, start_beat, start_worker, worker_env
@@ -255,8 +256,7 @@ class ChaosRun:
                 detail = emu.video(video["videoId"])
                 identical &= detail["sha256"] == digest
                 chunks = detail["chunks"]
-                in_order &= [c["arrived"] for c in chunks] == sorted(c["arrived"] for c in chunks)
-                in_order &= all(b["from"] == a["to"] + 1 for a, b in zip(chunks, chunks[1:], strict=False))
+                in_order &= chunks_in_order(chunks)
                 patched &= detail["title"] == f"chaos {job_id.split('-')[1]}" and detail["tags"] == ["chaos"]
         checks["bytes identical (sha256)"] = identical
         checks["chunks in order, no gap"] = in_order

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import itertools
-
 from tasks.constants import JOB_METADATA_KEY, MIB, TASK_CHUNK
 from tasks.pipeline import Step
 from tasks.record import State
+from tests.support.checks import chunks_in_order
 from tests.support.events import capturing_events
 from tests.support.stack import Stack
 from tests.support.waiting import wait_for
@@ -14,9 +13,7 @@ from tests.support.waiting import wait_for
 
 def assert_in_order(chunks: list[dict]) -> None:
     """Chunks sorted by offset arrived in that same order, with no gap."""
-    assert [c["arrived"] for c in chunks] == sorted(c["arrived"] for c in chunks)
-    for before, after in itertools.pairwise(chunks):
-        assert after["from"] == before["to"] + 1
+    assert chunks_in_order(chunks), chunks
 
 
 def test_23_mib_in_5_mib_chunks_arrives_identical_in_order_with_metadata(stack: Stack) -> None:

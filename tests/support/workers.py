@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,11 +61,13 @@ class WorkerProcess:
 
 
 def start_worker(env: Mapping[str, str], log_dir: Path, concurrency: int = 2,
-                 name: str | None = None, pool: str = "prefork") -> WorkerProcess:
+                 name: str | None = None, pool: str = "prefork", prefix: Sequence[str] = ()) -> WorkerProcess:
+    """``prefix`` goes before the command (e.g. ``setpriv …`` to run the worker with fewer privileges);
+    it must exec the command, so the process group is still the worker's."""
     name = name or f"w{uuid.uuid4().hex[:6]}"
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}.log"
-    cmd = [sys.executable, "-m", "celery", "-A", "workers", "worker", "-Q", env["VUQ_QUEUE"],
+    cmd = [*prefix, sys.executable, "-m", "celery", "-A", "workers", "worker", "-Q", env["VUQ_QUEUE"],
            "-c", str(concurrency), "--pool", pool, "-n", f"{name}@%h", "--without-gossip",
            "--without-mingle", "--loglevel", "INFO"]
     with open(log_path, "wb") as out:
