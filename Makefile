@@ -28,7 +28,7 @@ bench: venv
 	$(PY) -m bench
 
 chaos: venv
-	$(PY) -m pytest -q -m chaos tests/chaos --run-chaos
+	$(PY) -m pytest -q -m chaos tests/chaos --run-chaos -p no:cacheprovider
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

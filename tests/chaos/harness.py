@@ -4,7 +4,6 @@ and redelivered messages; then every invariant of DESIGN.md is checked and a tab
 from __future__ import annotations
 
 import json
-import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from tests.chaos.redis_server import PrivateRedis
 from tests.support.checks import chunks_in_order
 from tests.support.emulator import Emulator, running_emulator
 from tests.support.files import make_file
+from tests.support.secrets import places_showing, redis_outside_job_records
 from tests.support.workers import WorkerProcess, start_beat, start_worker, worker_env
 
 API_KEY = "chaos-api-key-5b2e"
@@ -112,8 +112,10 @@ class ChaosRun:
         self.env["VUQ_MAX_RETRIES"] = "10"
         self.settings = Settings(broker_url=server.url, redis_url=server.url, api_base_url=emu.url, queue=QUEUE)
         self.store = JobStore(redis_client(server.url))
+        self.redis_url = server.url
         files = self._files(roots)
         tokens = [emu.create_upload_token() for _ in files]
+        self.secrets = [*tokens, API_KEY]
         self.workers = [start_worker(self.env, self.tmp / "logs", cfg.concurrency) for _ in range(cfg.workers)]
         beat = start_beat(self.env, self.tmp / "logs")
         self.workers.append(beat)
@@ -262,6 +264,11 @@ class ChaosRun:
         checks["chunks in order, no gap"] = in_order
         checks["metadata patched"] = patched
         checks["moved within 2 min of every kill"] = not self.report.problems
+        logs = "\n".join(p.read_text(errors="replace") for p in (self.tmp / "logs").glob("*.log"))
+        leaks = places_showing(self.secrets, {"worker and beat logs": logs,
+                                              "redis outside job records": redis_outside_job_records(self.redis_url)})
+        checks["no token or API key in logs or Redis"] = not leaks
+        self.report.problems += [f"a secret shows in {where}" for where in leaks]
         if not checks["every job done"]:
             self.report.problems += [f"{j}: {r.state if r else 'missing'} {r.error if r else ''}"
                                      for j, r in records.items() if not r or r.state != "done"]
@@ -274,8 +281,10 @@ def _pids(worker: WorkerProcess) -> set[str]:
 
 
 def run_chaos(config: ChaosConfig, tmp: Path) -> Report:
-    report = ChaosRun(config, tmp).run()
-    print(f"\nchaos run ({config.jobs} jobs, pid {os.getpid()})\n" + report.table())
-    for problem in report.problems[:20]:
-        print("problem:", problem)
-    return report
+    return ChaosRun(config, tmp).run()
+
+
+def summary(config: ChaosConfig, report: Report) -> str:
+    lines = [f"\nchaos run: {config.jobs} jobs of {config.min_bytes // MIB}-{config.max_bytes // MIB} MiB",
+             report.table(), *(f"problem: {p}" for p in report.problems[:20])]
+    return "\n".join(lines)

@@ -1,22 +1,34 @@
-"""The chaos suite: the short run is part of `make test`; `make chaos` runs the full one."""
+"""The chaos suite: the short run is part of `make test`; `make chaos` runs the full one.
+
+Both print their summary table (jobs, bytes, faults by kind, kills, retries, duration, checks).
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from tests.chaos.harness import FULL, SHORT, run_chaos
+from tests.chaos.harness import FULL, SHORT, ChaosConfig, Report, run_chaos, summary
 
 
-def test_chaos_short(tmp_path, redis_url: str) -> None:  # redis_url: skip/fail like the other integration tests
-    report = run_chaos(SHORT, tmp_path)
-    assert report.kills >= 2 and report.redis_restarts == 1 and report.duplicates_sent and report.redelivered
+def run_and_show(config: ChaosConfig, tmp: Path, capsys: pytest.CaptureFixture[str]) -> Report:
+    report = run_chaos(config, tmp)
+    with capsys.disabled():
+        print(summary(config, report))
     failed = [name for name, ok in report.checks.items() if not ok]
     assert not failed, (failed, report.problems)
+    return report
+
+
+def test_chaos_short(tmp_path: Path, redis_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """10 small jobs; redis_url only makes it skip (or fail in CI) like the other integration tests."""
+    report = run_and_show(SHORT, tmp_path, capsys)
+    assert report.kills >= 2 and report.redis_restarts == 1 and report.duplicates_sent and report.redelivered
 
 
 @pytest.mark.chaos
-def test_chaos_full(tmp_path, redis_url: str) -> None:
-    report = run_chaos(FULL, tmp_path)
-    failed = [name for name, ok in report.checks.items() if not ok]
-    assert not failed, (failed, report.problems)
-    assert report.kills >= 5 and report.redis_restarts == 1
+def test_chaos_full(tmp_path: Path, redis_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """50 jobs of 1-300 MiB with default settings plus beat."""
+    report = run_and_show(FULL, tmp_path, capsys)
+    assert report.kills >= 5 and report.redis_restarts == 1 and report.faults.get("rate_limited", 0) > 0
