@@ -10,6 +10,7 @@
           ├── ApiRejected      api.video answered 4xx (its error title is kept)
           └── ConfigError      the worker's own settings are wrong
      Throttled                 not an error: wait (the cluster-wide upload rate limit), then go on
+      └── Busy                 another worker holds the job's lease just now: ask again shortly
      EnqueueError              (producer side) the job could not be enqueued; nothing was written
 
 Retry decisions are made on the class, never on message text. httpx and Redis
@@ -100,3 +101,13 @@ class Throttled(VuqError):
     def __init__(self, wait_s: float) -> None:
         super().__init__(f"upload rate limit reached; next slot in {wait_s:.1f}s")
         self.wait_s = wait_s
+
+
+class Busy(Throttled):
+    """Another worker holds the job's lease; the step is deferred a moment, not dropped."""
+
+    reason = "busy"
+
+    def __init__(self, holder: str, wait_s: float) -> None:
+        super().__init__(wait_s)
+        self.args = (f"the job is held by {holder}; asking again in {wait_s:.1f}s",)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import redis
 
@@ -28,9 +28,18 @@ return 1
 """
 
 _CLAIM = """
-local holder = redis.call('GET', KEYS[2])
-if holder and holder ~= ARGV[1] then return {0, holder} end
 if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, ''} end
+local i = 5
+for _ = 1, tonumber(ARGV[4]) do
+  local current = redis.call('HGET', KEYS[1], ARGV[i]) or ''
+  local k = tonumber(ARGV[i + 1])
+  local ok = false
+  for j = 1, k do if current == ARGV[i + 1 + j] then ok = true end end
+  if not ok then return {2, ARGV[i] .. ' is ' .. current} end
+  i = i + 2 + k
+end
+local holder = redis.call('GET', KEYS[2])
+if holder and holder ~= ARGV[1] then return {0, holder, redis.call('PTTL', KEYS[2])} end
 redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
 redis.call('HSET', KEYS[1], 'heartbeat_at', ARGV[3])
 return {1, redis.call('HGETALL', KEYS[1])}
@@ -79,7 +88,10 @@ class Claim:
     """The outcome of ``claim``: the record if the lease is ours, else who holds it."""
 
     record: JobRecord | None
-    holder: str | None = None
+    holder: str | None = None  # who holds the lease, when it is not ours
+    holder_ttl_s: float = 0.0
+    mismatch: str | None = None  # which expectation the record did not meet ("next_chunk is 7")
+    token: str | None = field(default=None, repr=False)  # read in the same round trip as the record
 
 
 class JobStore:
@@ -125,14 +137,17 @@ class JobStore:
     def set_token(self, job_id: str, token: str) -> None:
         self.redis.hset(_job_key(job_id), TOKEN_FIELD, token)
 
-    def claim(self, job_id: str, holder: str, ttl_s: float) -> Claim:
-        """Take (or extend) the job's lease and read its record in one step."""
-        status, payload = self._claim(
-            keys=[_job_key(job_id), _lease_key(job_id)], args=[holder, int(ttl_s * 1000), _now()]
-        )
+    def claim(self, job_id: str, holder: str, ttl_s: float, expect: Expect | None = None) -> Claim:
+        """Take (or extend) the job's lease and read its record, in one step; only if every
+        ``expect`` field has one of its values (so a stale message never holds the lease)."""
+        args = [holder, int(ttl_s * 1000), _now(), *_expectations(expect)]
+        status, payload, *rest = self._claim(keys=[_job_key(job_id), _lease_key(job_id)], args=args)
         if status == 1:
-            return Claim(JobRecord.from_hash(dict(zip(payload[::2], payload[1::2], strict=True))))
-        return Claim(None, holder=payload or None)
+            data = dict(zip(payload[::2], payload[1::2], strict=True))
+            return Claim(JobRecord.from_hash(data), token=data.get(TOKEN_FIELD) or None)
+        if status == 2:
+            return Claim(None, mismatch=payload)
+        return Claim(None, holder=payload or None, holder_ttl_s=max(0, int(rest[0])) / 1000 if rest else 0.0)
 
     def renew(self, job_id: str, holder: str, ttl_s: float) -> bool:
         """Extend our lease and beat the heartbeat; False if the lease is no longer ours."""
@@ -150,10 +165,7 @@ class JobStore:
                expect: Expect | None = None, release: bool = False) -> bool:
         """Write ``changes`` if ``holder`` holds the lease and every ``expect`` field has one of
         its allowed values. ``holder=None`` skips the lease check (operator actions)."""
-        args: list[str | int] = [holder or "", "1" if release else "0", len(expect or {})]
-        for name, allowed in (expect or {}).items():
-            values = [_text(v) for v in allowed]
-            args += [name, len(values), *values]
+        args: list[str | int] = [holder or "", "1" if release else "0", *_expectations(expect)]
         args += _flatten({**changes, "updated_at": _now()})
         result = self._update(keys=[_job_key(job_id), _lease_key(job_id)], args=args)
         return bool(result == 1)
@@ -180,6 +192,15 @@ class JobStore:
                 if data.get("job_id") and (wanted is None or data["state"] in wanted):
                     records.append(JobRecord.from_hash(data))
         return records if limit is None else records[:limit]
+
+
+def _expectations(expect: Expect | None) -> list[str | int]:
+    """``{field: allowed values}`` as the scripts read it: count, then field, n, values…"""
+    args: list[str | int] = [len(expect or {})]
+    for name, allowed in (expect or {}).items():
+        values = [_text(v) for v in allowed]
+        args += [name, len(values), *values]
+    return args
 
 
 def _job_key(job_id: str) -> str:

@@ -19,7 +19,7 @@ import httpx
 from tasks.apiclient import ALREADY_RECEIVED_SLUGS, ApiClient
 from tasks.auth import AccessTokens
 from tasks.constants import JOB_METADATA_KEY, TASK_CHUNK, TASK_FINALIZE, TASK_WEBHOOK
-from tasks.errors import ApiRejected, ConfigError, PermanentError, SourceError, Throttled, VuqError
+from tasks.errors import ApiRejected, Busy, ConfigError, PermanentError, SourceError, Throttled, VuqError
 from tasks.jobstore import JobStore
 from tasks.observer import NULL_OBSERVER, Observer
 from tasks.planning import ChunkPlan, plan_chunks
@@ -31,6 +31,7 @@ from tasks.sources import Source, open_source
 log = logging.getLogger(__name__)
 MINTED_TOKEN_TTL_S = 7 * 24 * 3600
 MAX_INLINE_WAIT_S = 2.0
+MAX_BUSY_WAIT_S = 5.0
 
 
 class LeaseLost(VuqError):
@@ -44,6 +45,9 @@ class Step:
     task: str
     job_id: str
     chunk: int | None = None
+    # the chunk just sent (index, chunks, bytes, seconds): reported once the next step is enqueued,
+    # so progress events and metrics stay off the path between two chunks
+    sent: tuple[int, int, int, float] | None = None
 
     def kwargs(self) -> dict[str, Any]:
         return {"job_id": self.job_id} if self.chunk is None else {"job_id": self.job_id, "chunk": self.chunk}
@@ -70,16 +74,15 @@ class Pipeline:
     # -- steps ---------------------------------------------------------------------------
     def start(self, job_id: str) -> Step | None:
         """Stat the source, plan the chunks, make sure the video exists, send chunk 0."""
-        job = self._claim(job_id, {State.QUEUED, State.UPLOADING})
-        if job is None:
+        # a duplicated start finds the chain under way (next_chunk > 0) and does nothing
+        claimed = self._claim(job_id, {"state": [State.QUEUED, State.UPLOADING], "next_chunk": [0]})
+        if claimed is None:
             return None
-        if job.next_chunk > 0:  # a duplicated start: the chain is already under way
-            self._let_go(job_id, "start already done")
-            return None
+        job, token = claimed
         source = self._source(job)
         info = source.info()
         plan = plan_chunks(info.size, job.spec.get("chunk_size") or self.settings.chunk_size)
-        self._ensure_token(job)
+        token = token or self._mint_token(job)
         video_id = job.video_id or self._container(job)
         self._write(job_id, {"state": State.UPLOADING, "size": info.size, "chunk_size": plan.chunk_size,
                              "chunks_total": plan.count, "source_identity": info.identity,
@@ -87,29 +90,28 @@ class Pipeline:
                     expect={"state": [State.QUEUED, State.UPLOADING], "next_chunk": [0]})
         self.observer.state(job_id, State.UPLOADING)
         log.info("job %s: %d bytes in %d chunk(s) of %d", job_id, info.size, plan.count, plan.chunk_size)
-        return self._send(job_id, 0, plan, source, info.name, video_id)
+        return self._send(job_id, 0, plan, source, info.name, video_id, token)
 
     def chunk(self, job_id: str, index: int) -> Step | None:
         """Send chunk ``index`` if it is the job's next one, then move the cursor."""
-        job = self._claim(job_id, {State.UPLOADING})
-        if job is None:
+        claimed = self._claim(job_id, {"state": [State.UPLOADING], "next_chunk": [index]})
+        if claimed is None:
             return None
-        if index != job.next_chunk:
-            self._let_go(job_id, f"chunk {index} is not next (cursor at {job.next_chunk})")
-            return None
+        job, token = claimed
         source = self._source(job)
         info = source.info()
         if info.identity != job.source_identity:
             raise SourceError(f"source: {source.description} changed since the job started "
                               f"(was {job.size} bytes, now {info.size})")
         plan = ChunkPlan(job.size or 0, job.chunk_size or 0)
-        return self._send(job_id, index, plan, source, info.name, job.video_id)
+        return self._send(job_id, index, plan, source, info.name, job.video_id, token)
 
     def finalize(self, job_id: str) -> Step | None:
         """Patch the video's metadata with API-key auth and mark the job done."""
-        job = self._claim(job_id, {State.FINALIZING})
-        if job is None:
+        claimed = self._claim(job_id, {"state": [State.FINALIZING]})
+        if claimed is None:
             return None
+        job, _token = claimed
         video = dict(job.spec.get("video") or {})
         if video or self.tokens.available:
             if not job.video_id:
@@ -140,20 +142,19 @@ class Pipeline:
         self.store.release(job_id, self.holder)
 
     # -- helpers -------------------------------------------------------------------------
-    def _claim(self, job_id: str, states: set[State]) -> JobRecord | None:
-        claim = self.store.claim(job_id, self.holder, self.settings.lease_ttl_s)
-        if claim.record is None:
-            reason = f"held by {claim.holder}" if claim.holder else "no such job"
-            log.info("job %s: skipped, %s", job_id, reason)
-            return None
-        if claim.record.state not in states:
-            self._let_go(job_id, f"state is {claim.record.state}")
-            return None
-        return claim.record
-
-    def _let_go(self, job_id: str, why: str) -> None:
-        log.info("job %s: nothing to do, %s", job_id, why)
-        self.store.release(job_id, self.holder)
+    def _claim(self, job_id: str, expect: dict[str, list[Any]]) -> tuple[JobRecord, str | None] | None:
+        """Take the job's lease and read its record and token in one round trip, if the record
+        is where this step expects it. A stale message (a step already done, a cancelled job)
+        returns None without touching the lease; a message for the current step that finds the
+        lease held elsewhere is deferred (``Busy``), never dropped: the holder may be a
+        duplicate of another step, or dead."""
+        claim = self.store.claim(job_id, self.holder, self.settings.lease_ttl_s, expect)
+        if claim.record is not None:
+            return claim.record, claim.token
+        if claim.holder:
+            raise Busy(claim.holder, min(max(claim.holder_ttl_s, 0.5), MAX_BUSY_WAIT_S))
+        log.info("job %s: nothing to do, %s", job_id, claim.mismatch or "no such job")
+        return None
 
     def _write(self, job_id: str, changes: dict[str, Any], expect: dict[str, Any],
                release: bool = False) -> None:
@@ -163,13 +164,12 @@ class Pipeline:
     def _source(self, job: JobRecord) -> Source:
         return open_source(str(job.spec.get("source", "")), self.settings.allowed_roots, self.http)
 
-    def _ensure_token(self, job: JobRecord) -> None:
-        if job.has_token:
-            return
+    def _mint_token(self, job: JobRecord) -> str:
         if not self.tokens.available:
             raise ConfigError("the job has no upload token and the workers hold no API key to mint one")
         token = self.tokens.call(lambda auth: self.api.create_upload_token(auth, MINTED_TOKEN_TTL_S))
         self.store.set_token(job.job_id, token)
+        return token
 
     def _container(self, job: JobRecord) -> str | None:
         """With an API key, create (or find again after a crash) the job's empty video first,
@@ -189,8 +189,7 @@ class Pipeline:
         return video_id
 
     def _send(self, job_id: str, index: int, plan: ChunkPlan, source: Source, name: str,
-              video_id: str | None) -> Step:
-        token = self.store.token(job_id)
+              video_id: str | None, token: str | None) -> Step:
         if not token:
             raise ConfigError("the job's upload token is missing from its record")
         self._pace()
@@ -210,11 +209,11 @@ class Pipeline:
         self._write(job_id, {"next_chunk": index + 1, "bytes_sent": plan.end(index), "video_id": video_id,
                              "state": State.FINALIZING if last else State.UPLOADING},
                     expect={"state": [State.UPLOADING], "next_chunk": [index]}, release=True)
-        self.observer.chunk_sent(job_id, index, plan.count, plan.length(index), time.monotonic() - began)
+        sent = (index, plan.count, plan.length(index), time.monotonic() - began)
         log.info("job %s: chunk %d/%d sent (%d bytes)", job_id, index + 1, plan.count, plan.length(index))
         if last:
-            return Step(TASK_FINALIZE, job_id)
-        return Step(TASK_CHUNK, job_id, index + 1)
+            return Step(TASK_FINALIZE, job_id, sent=sent)
+        return Step(TASK_CHUNK, job_id, index + 1, sent=sent)
 
     def _pace(self) -> None:
         """Wait briefly for a slot of the cluster-wide upload rate; defer the step if it is far off."""

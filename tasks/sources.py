@@ -65,6 +65,8 @@ class LocalSource:
             raise SourceError(f"source: no such file: {path}") from None
         except OSError as exc:
             raise SourceError(f"source: cannot resolve {path}: {exc.strerror}") from None
+        except (RuntimeError, ValueError) as exc:  # a symlink loop (Python < 3.13), a NUL byte
+            raise SourceError(f"source: cannot resolve {path!r}: {exc}") from None
         if not any(resolved.is_relative_to(root) for root in allowed_roots):
             roots = ", ".join(map(str, allowed_roots))
             raise SourceError(f"source: {path} resolves to {resolved}, outside the allowed roots ({roots})")

@@ -26,6 +26,7 @@ from tasks import runtime
 from tasks.constants import TASK_CHUNK, TASK_FINALIZE, TASK_START
 from tasks.errors import (
     ApiRejected,
+    Busy,
     ConfigError,
     PermanentError,
     RetryableError,
@@ -113,8 +114,8 @@ def run_step(task: Task, job_id: str, kwargs: dict[str, Any], step: Callable[[],
     except LeaseLost as exc:
         log.warning("%s", exc)
         return
-    except Throttled as exc:
-        _defer(task, job_id, kwargs, exc.wait_s)
+    except Throttled as exc:  # the upload rate limit, or another worker holding the job (Busy)
+        _defer(task, job_id, kwargs, exc)
         return
     except (RetryableError, SoftTimeLimitExceeded) as exc:
         error = exc if isinstance(exc, RetryableError) else RetryableError(
@@ -135,6 +136,8 @@ def run_step(task: Task, job_id: str, kwargs: dict[str, Any], step: Callable[[],
         raise PermanentError(message) from None
     if following is not None:
         enqueue(task, following)
+        if following.sent is not None:
+            pipeline.observer.chunk_sent(job_id, *following.sent)
 
 
 def _fail(task: Task, job_id: str, error: VuqError, resumable: bool) -> None:
@@ -147,14 +150,15 @@ def enqueue(task: Task, step: Step) -> None:
     task.app.send_task(step.task, kwargs=step.kwargs(), queue=runtime.pipeline().settings.queue)
 
 
-def _defer(task: Task, job_id: str, kwargs: dict[str, Any], wait_s: float) -> None:
-    """Send the same step again for when the rate limit has a slot; not a retry, not counted."""
+def _defer(task: Task, job_id: str, kwargs: dict[str, Any], pause: Throttled) -> None:
+    """Send the same step again for a moment later; not a retry, not counted."""
     pipeline = runtime.pipeline()
     pipeline.release(job_id)
-    delay = wait_s + random.uniform(0, 1.0)  # spread the fleet's return over a second
-    pipeline.store.update(job_id, None, {"wake_at": f"{time.time() + delay:.3f}"})
+    delay = pause.wait_s + random.uniform(0, 1.0)  # spread the fleet's return over a second
+    if not isinstance(pause, Busy):  # a busy job's holder keeps its heartbeat itself
+        pipeline.store.update(job_id, None, {"wake_at": f"{time.time() + delay:.3f}"})
     task.app.send_task(task.name, kwargs=kwargs, queue=pipeline.settings.queue, countdown=delay)
-    log.info("job %s: upload rate limit reached; step deferred %.1fs", job_id, delay)
+    log.info("job %s: %s; step deferred %.1fs", job_id, pause, delay)
 
 
 def _retry(task: Task, job_id: str, kwargs: dict[str, Any], error: RetryableError) -> None:

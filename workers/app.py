@@ -44,6 +44,9 @@ app = create_app()
 def _worker_starts(**_: Any) -> None:
     """Main worker process: metrics (if VUQ_METRICS_PORT is set) and what the pipeline reports to."""
     settings = get_settings()
+    # The chain's own chunk messages need no task-sent event (Flower shows them once received);
+    # it would be one more publish between two chunks. Producers and Flower keep sending them.
+    app.conf.task_send_sent_event = False
     observers: list[Any] = [TaskEvents()]
     if settings.metrics_port:
         prepare_multiprocess_dir()

@@ -278,9 +278,6 @@ LOOP_CASES = {"symlink loop": "symlink loop", "NUL byte in the path": "null byte
 
 
 @pytest.mark.parametrize("problem", LOOP_CASES.values(), ids=LOOP_CASES.keys())
-@pytest.mark.xfail(strict=True, reason="BUG: tasks/sources.py LocalSource.__init__ catches only OSError around "
-                   "Path.resolve(strict=True); a symlink loop raises RuntimeError (Python < 3.13) and a NUL byte "
-                   "ValueError, so the job fails as a retryable 'internal error' instead of a SourceError")
 def test_an_unresolvable_path_is_a_source_error(bad: Stack, problem: str) -> None:
     if problem == "symlink loop":
         first, second = bad.root / "loop-a.mp4", bad.root / "loop-b.mp4"

@@ -238,3 +238,21 @@ def test_set_token_and_add_retry(store: JobStore) -> None:
     job = store.get("j1")
     assert store.token("j1") == TOKEN
     assert job is not None and job.retries == 2 and job.has_token
+
+
+def test_a_claim_for_a_step_already_done_leaves_the_lease_alone(store: JobStore) -> None:
+    store.create("j-exp", {"source": "/x"}, "to-secret")
+    store.update("j-exp", None, {"state": "uploading", "next_chunk": 3})
+    stale = store.claim("j-exp", "dup", 30, expect={"state": ["uploading"], "next_chunk": [1]})
+    assert stale.record is None and stale.mismatch == "next_chunk is 3" and stale.holder is None
+    assert store.lease_holder("j-exp") is None
+    current = store.claim("j-exp", "w1", 30, expect={"state": ["uploading"], "next_chunk": [3]})
+    assert current.record is not None and current.token == "to-secret"
+    assert "to-secret" not in repr(current)
+
+
+def test_a_claim_for_the_current_step_held_elsewhere_names_holder_and_time_left(store: JobStore) -> None:
+    store.create("j-busy", {"source": "/x"}, None)
+    store.claim("j-busy", "w1", 30)
+    busy = store.claim("j-busy", "w2", 30, expect={"next_chunk": [0]})
+    assert busy.record is None and busy.holder == "w1" and 29 < busy.holder_ttl_s <= 30
