@@ -51,7 +51,7 @@ def sections() -> list[str]:
     peaks = memory.run(known=[single])
     out.append("## 2. " + memory.report(peaks))
     gaps = [handoff.summary(handoff.gaps_ms(single["vuq"]["log"]), "1024 MiB in 50 MiB chunks (from 1c)"),
-            handoff.run()]
+            *(handoff.run(pool=pool, concurrency=c) for pool, c in handoff.POOLS)]
     out.append("## 3. " + handoff.report(gaps))
     out.append("## 4. " + scaling.report(scaling.run()))
     out.append("## 5. " + ratelimit.report(ratelimit.run()))

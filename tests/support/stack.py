@@ -32,6 +32,7 @@ class Stack:
     env: dict[str, str]
     log_dir: Path
     worker_prefix: tuple[str, ...] = ()  # put before each worker's command (see start_worker)
+    pool: str = "prefork"
 
     def file(self, name: str, size: int, seed: int = 0) -> tuple[Path, str]:
         path = self.root / name
@@ -53,7 +54,8 @@ class Stack:
         return wait_for(final, timeout_s, f"job {job_id} to end")
 
     def add_worker(self, concurrency: int = 2, **extra_env: str) -> WorkerProcess:
-        worker = start_worker({**self.env, **extra_env}, self.log_dir, concurrency, prefix=self.worker_prefix)
+        worker = start_worker({**self.env, **extra_env}, self.log_dir, concurrency, prefix=self.worker_prefix,
+                              pool=self.pool)
         self.workers.append(worker)
         return worker
 
@@ -64,7 +66,8 @@ class Stack:
 @contextmanager
 def running_stack(tmp: Path, redis_url: str, workers: int = 2, concurrency: int = 2,
                   api_key: str | None = API_KEY, emulator_args: tuple[str, ...] = (),
-                  worker_prefix: tuple[str, ...] = (), **extra_env: str) -> Iterator[Stack]:
+                  worker_prefix: tuple[str, ...] = (), pool: str = "prefork",
+                  **extra_env: str) -> Iterator[Stack]:
     """Start the emulator and ``workers`` worker processes on a queue of their own
     (``worker_prefix``: a command each worker runs under, e.g. ``setpriv …``)."""
     queue = f"test-{uuid.uuid4().hex[:8]}"
@@ -75,7 +78,7 @@ def running_stack(tmp: Path, redis_url: str, workers: int = 2, concurrency: int 
         env = worker_env(redis_url, emu.url, api_key, [root], queue, **extra_env)
         settings = Settings(broker_url=redis_url, redis_url=redis_url, api_base_url=emu.url, queue=queue)
         system = Stack(emu, [], settings, JobStore(redis_client(redis_url)), root, env, tmp / "logs",
-                       worker_prefix)
+                       worker_prefix, pool)
         stack.callback(lambda: [w.stop() for w in system.workers])
         for _ in range(workers):
             system.add_worker(concurrency)
