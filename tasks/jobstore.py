@@ -27,17 +27,27 @@ redis.call('ZADD', KEYS[2], ARGV[1], ARGV[2])
 return 1
 """
 
-_CLAIM = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, ''} end
-local i = 5
-for _ = 1, tonumber(ARGV[4]) do
-  local current = redis.call('HGET', KEYS[1], ARGV[i]) or ''
-  local k = tonumber(ARGV[i + 1])
-  local ok = false
-  for j = 1, k do if current == ARGV[i + 1 + j] then ok = true end end
-  if not ok then return {2, ARGV[i] .. ' is ' .. current} end
-  i = i + 2 + k
+# Shared by the scripts below: ARGV[count_at] expectations follow it as field, n, value1..n.
+# Returns whether all hold, the first that does not ("next_chunk is 7"), and the next ARGV index.
+_EXPECTATIONS = """
+local function expectations(count_at)
+  local i = count_at + 1
+  for _ = 1, tonumber(ARGV[count_at]) do
+    local current = redis.call('HGET', KEYS[1], ARGV[i]) or ''
+    local k = tonumber(ARGV[i + 1])
+    local ok = false
+    for j = 1, k do if current == ARGV[i + 1 + j] then ok = true end end
+    if not ok then return false, ARGV[i] .. ' is ' .. current, i end
+    i = i + 2 + k
+  end
+  return true, '', i
 end
+"""
+
+_CLAIM = _EXPECTATIONS + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, ''} end
+local met, why = expectations(4)
+if not met then return {2, why} end
 local holder = redis.call('GET', KEYS[2])
 if holder and holder ~= ARGV[1] then return {0, holder, redis.call('PTTL', KEYS[2])} end
 redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
@@ -57,18 +67,11 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
-_UPDATE = """
+_UPDATE = _EXPECTATIONS + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 if ARGV[1] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
-local i = 4
-for _ = 1, tonumber(ARGV[3]) do
-  local current = redis.call('HGET', KEYS[1], ARGV[i]) or ''
-  local k = tonumber(ARGV[i + 1])
-  local ok = false
-  for j = 1, k do if current == ARGV[i + 1 + j] then ok = true end end
-  if not ok then return 0 end
-  i = i + 2 + k
-end
+local met, _, i = expectations(3)
+if not met then return 0 end
 if i <= #ARGV then redis.call('HSET', KEYS[1], unpack(ARGV, i)) end
 if ARGV[2] == '1' and ARGV[1] ~= '' then redis.call('DEL', KEYS[2]) end
 return 1
