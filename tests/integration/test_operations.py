@@ -54,6 +54,9 @@ def test_cancel_stops_the_chain_at_the_next_chunk(ops: Stack) -> None:
     video = ops.emulator.video(job.video_id)
     assert not video["complete"] and len(video["chunks"]) <= sent + 1
     assert "cancelled" in json.loads(vuq(ops, "status", job_id, "--json"))["state"]
+    listed = json.loads(vuq(ops, "jobs", "--state", "cancelled", "--json"))
+    assert job_id in {j["job_id"] for j in listed} and {j["state"] for j in listed} == {"cancelled"}
+    assert job_id not in vuq(ops, "jobs", "--state", "done")
 
 
 def test_a_job_that_ran_out_of_retries_resumes_from_its_cursor(ops: Stack) -> None:
