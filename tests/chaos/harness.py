@@ -63,6 +63,7 @@ class Report:
     bytes: int = 0
     kills: int = 0
     redis_restarts: int = 0
+    bursts: int = 0
     duplicates_sent: int = 0
     redelivered: int = 0
     retries: int = 0
@@ -75,6 +76,7 @@ class Report:
     def table(self) -> str:
         rows = [("jobs", self.jobs), ("bytes", f"{self.bytes / MIB:.0f} MiB"),
                 *((f"faults: {k}", v) for k, v in sorted(self.faults.items())),
+                ("429 bursts (limit 3/min for 8 s)", self.bursts),
                 ("worker kills (SIGKILL)", self.kills), ("redis restarts", self.redis_restarts),
                 ("messages duplicated by hand", self.duplicates_sent),
                 ("unacked messages redelivered", self.redelivered), ("retries", self.retries),
@@ -153,6 +155,7 @@ class ChaosRun:
             if burst_end is None and cfg.burst_at_s is not None and now >= cfg.burst_at_s:
                 emu.set_faults(rate_limit_per_minute=3)  # a burst of 429s with rate-limit headers
                 burst_end = now + 8
+                self.report.bursts += 1
             elif burst_end is not None and burst_end > 0 and now >= burst_end:
                 emu.set_faults(rate_limit_per_minute=0)
                 burst_end = -1.0

@@ -31,4 +31,5 @@ def test_chaos_short(tmp_path: Path, redis_url: str, capsys: pytest.CaptureFixtu
 def test_chaos_full(tmp_path: Path, redis_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     """50 jobs of 1-300 MiB with default settings plus beat."""
     report = run_and_show(FULL, tmp_path, capsys)
-    assert report.kills >= 5 and report.redis_restarts == 1 and report.faults.get("rate_limited", 0) > 0
+    # the 429 burst happens; how many 429s it earns depends on how soon the fleet's limiter learns it
+    assert report.kills >= 5 and report.redis_restarts == 1 and report.bursts == 1
