@@ -135,7 +135,8 @@ def ratios(results: dict[str, Any]) -> list[list[str]]:
 
 def report(results: dict[str, Any]) -> str:
     head = (f"Single file: {results['size'] // MIB} MiB in {results['chunk'] // MIB} MiB chunks, "
-            f"emulator on loopback, data on {results['data_dir']}, best of {results['repeats']} runs each after an untimed warm-up round")
+            f"emulator on loopback, data on {results['data_dir']}, "
+            f"best of {results['repeats']} runs each after an untimed warm-up round")
     headers = ["uploader", "seconds (best)", "MB/s (best)", "MB/s (each run)", "sha256"]
     return "\n\n".join([head, table(headers, rows(results)),
                         table(["ratio", "value", "target", "verdict"], ratios(results))])
