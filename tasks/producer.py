@@ -37,7 +37,7 @@ def enqueue_upload(source: str, *, token: str | None = None, video: dict[str, An
     spec = parse_spec({"source": source, "token": token, "video": video or {}, "chunk_size": chunk_size,
                        "job_id": job_id, "callback_url": callback_url})
     job_id = spec.job_id or new_job_id()
-    store = JobStore(redis_client(settings.redis_url))
+    store = job_store(settings.redis_url)
     try:
         created = store.create(job_id, {**spec.public(), "job_id": job_id}, spec.token)
         existing = None if created else store.get(job_id)
@@ -65,6 +65,12 @@ def send_step(step: Step, settings: Settings | None = None) -> None:
                                                  retry=True, retry_policy={"max_retries": 2})
     except (OperationalError, redis.RedisError, OSError) as exc:
         raise EnqueueError(f"cannot reach the broker at {safe_url(settings.broker_url)}: {exc}") from None
+
+
+@cache
+def job_store(redis_url: str) -> JobStore:
+    """One store (and Redis connection pool) per URL for the process, not one per enqueue."""
+    return JobStore(redis_client(redis_url))
 
 
 @cache

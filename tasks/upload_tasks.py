@@ -162,7 +162,8 @@ def _defer(task: Task, job_id: str, kwargs: dict[str, Any], pause: Throttled) ->
 
 
 def _retry(task: Task, job_id: str, kwargs: dict[str, Any], error: RetryableError) -> None:
-    pipeline, settings = runtime.pipeline(), runtime.pipeline().settings
+    pipeline = runtime.pipeline()
+    settings = pipeline.settings
     pipeline.release(job_id)
     attempt = task.request.retries
     if attempt >= settings.max_retries:

@@ -11,9 +11,8 @@ from tasks.operations import OperationError
 from tasks.operations import cancel as cancel_job
 from tasks.operations import resume as resume_job
 from tasks.operations import retry_failed as retry_failed_jobs
-from tasks.producer import enqueue_upload, send_step
+from tasks.producer import enqueue_upload, job_store, send_step
 from tasks.record import JobRecord, State
-from tasks.runtime import redis_client
 from tasks.settings import get_settings
 from tasks.sizes import format_size
 from workers.progress import follow
@@ -26,7 +25,7 @@ class CommandError(Exception):
 
 
 def _store() -> JobStore:
-    return JobStore(redis_client(get_settings().redis_url))
+    return job_store(get_settings().redis_url)
 
 
 def _print_json(data: Any) -> None:
