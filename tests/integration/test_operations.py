@@ -61,13 +61,14 @@ def test_cancel_stops_the_chain_at_the_next_chunk(ops: Stack) -> None:
 
 def test_a_job_that_ran_out_of_retries_resumes_from_its_cursor(ops: Stack) -> None:
     path, digest = ops.file("resume.bin", 30 * MIB, seed=72)
-    job_id = ops.enqueue(path, chunk_size="5MiB", video={"title": "resumed"})
-    wait_for(cursor_at_least(ops, job_id, 2), 60, "two chunks")
-    ops.emulator.set_faults(error_rate=1.0, seed=1)
+    ops.emulator.set_faults(latency_ms=[200, 200])  # slow enough that the faults meet the job mid-way
     try:
+        job_id = ops.enqueue(path, chunk_size="5MiB", video={"title": "resumed"})
+        wait_for(cursor_at_least(ops, job_id, 2), 60, "two chunks")
+        ops.emulator.set_faults(error_rate=1.0, seed=1)
         job = ops.wait_final(job_id)
     finally:
-        ops.emulator.set_faults(error_rate=0.0)
+        ops.emulator.set_faults(error_rate=0.0, latency_ms=[0, 0])
     assert job.state == State.FAILED and job.error_retryable and "gave up after 3 attempts" in (job.error or "")
     failed_at = job.next_chunk
     assert 2 <= failed_at < 6
