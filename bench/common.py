@@ -24,8 +24,8 @@ import redis
 from tasks.constants import JOB_KEY
 from tasks.jobstore import JobStore
 from tasks.record import JobRecord
-from tests.support.stack import Stack
-from tests.support.waiting import wait_for
+from workers.localstack import LocalStack as Stack
+from workers.supervise import wait_until
 
 MIB = 1024 * 1024
 GIB = 1024 * MIB
@@ -108,7 +108,7 @@ def wait_all(store: JobStore, job_ids: Sequence[str], timeout_s: float) -> list[
                 pending.discard(job_id)
         return not pending
 
-    wait_for(probe, timeout_s, f"{len(pending)} of {len(job_ids)} jobs to end")
+    wait_until(probe, timeout_s, f"{len(pending)} of {len(job_ids)} jobs to end")
     return [done[j] for j in job_ids]
 
 

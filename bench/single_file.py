@@ -35,8 +35,9 @@ from bench.common import (
     verdict,
     worker_peaks_kib,
 )
-from tests.support.emulator import Emulator
-from tests.support.stack import Stack, running_stack
+from emulator.client import EmulatorClient as Emulator
+from workers.localstack import LocalStack as Stack
+from workers.localstack import running_stack
 
 DEFAULT_SIZE_BYTES = 1 * GIB
 DEFAULT_CHUNK_BYTES = 50 * MIB

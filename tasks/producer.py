@@ -20,7 +20,7 @@ from tasks.jobstore import JobStore
 from tasks.pipeline import Step
 from tasks.record import State
 from tasks.redact import safe_url
-from tasks.runtime import redis_client
+from tasks.redisconn import redis_client
 from tasks.settings import Settings, get_settings
 from tasks.spec import new_job_id, parse_spec
 

@@ -7,7 +7,6 @@ import secrets
 import socket
 
 import httpx
-import redis
 
 from tasks.apiclient import ApiClient
 from tasks.auth import AccessTokens
@@ -15,17 +14,12 @@ from tasks.jobstore import JobStore
 from tasks.observer import NULL_OBSERVER, Observer
 from tasks.pipeline import Pipeline
 from tasks.ratelimit import UploadRateLimiter
+from tasks.redisconn import redis_client
 from tasks.settings import Settings, get_settings
 
 _pipeline: Pipeline | None = None
 _pid: int | None = None
 _observer: Observer = NULL_OBSERVER
-
-
-def redis_client(url: str) -> redis.Redis:
-    """A decoding Redis client with timeouts and health checks (a dead socket is noticed)."""
-    return redis.Redis.from_url(url, decode_responses=True, socket_timeout=15, socket_connect_timeout=5,
-                                health_check_interval=25, retry_on_timeout=True)
 
 
 def http_client(settings: Settings) -> httpx.Client:

@@ -19,7 +19,7 @@ from typing import Any
 from tasks.constants import JOB_INDEX_KEY, LEASE_KEY
 from tasks.jobstore import JobStore
 from tasks.record import State
-from tasks.runtime import redis_client
+from tasks.redisconn import redis_client
 from tasks.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -16,14 +16,14 @@ from tasks.constants import JOB_METADATA_KEY, MIB, TASK_CHUNK
 from tasks.jobstore import JobStore
 from tasks.pipeline import Step
 from tasks.producer import enqueue_upload, send_step
-from tasks.runtime import redis_client
+from tasks.redisconn import redis_client
 from tasks.settings import Settings
-from tests.chaos.redis_server import PrivateRedis
 from tests.support.checks import chunks_in_order
 from tests.support.emulator import Emulator, running_emulator
 from tests.support.files import make_file
 from tests.support.secrets import places_showing, redis_outside_job_records
 from tests.support.workers import WorkerProcess, start_beat, start_worker, worker_env
+from workers.services import RedisServer
 
 API_KEY = "chaos-api-key-5b2e"
 QUEUE = "uploads"
@@ -96,8 +96,7 @@ class ChaosRun:
         self.kill_times: list[tuple[float, list[str]]] = []
 
     def run(self) -> Report:
-        redis_server = PrivateRedis(self.tmp / "redis")
-        redis_server.start()
+        redis_server = RedisServer(self.tmp / "redis", aof=True).start()
         try:
             with running_emulator(self.tmp / "emulator", api_key=API_KEY) as emu:
                 return self._run(redis_server, emu)
@@ -106,7 +105,7 @@ class ChaosRun:
                 worker.kill()
             redis_server.stop()
 
-    def _run(self, server: PrivateRedis, emu: Emulator) -> Report:
+    def _run(self, server: RedisServer, emu: Emulator) -> Report:
         cfg = self.config
         roots = self.tmp / "sources"
         self.env = worker_env(server.url, emu.url, API_KEY, [roots], QUEUE, **cfg.worker_settings)
@@ -142,7 +141,7 @@ class ChaosRun:
             self.report.bytes += size
         return files
 
-    def _misbehave(self, server: PrivateRedis, emu: Emulator, began: float) -> None:
+    def _misbehave(self, server: RedisServer, emu: Emulator, began: float) -> None:
         cfg = self.config
         next_kill = began + self.rng.uniform(*cfg.kill_every_s)
         burst_end: float | None = None

@@ -8,8 +8,7 @@ import sys
 
 from tasks.constants import MIB
 from tests.support.stack import Stack, running_stack
-from tests.support.waiting import wait_for
-from tests.support.workers import WorkerProcess, _ready
+from workers import supervise
 
 STATUS_FIELDS = {"job_id", "state", "video_id", "size", "bytes_sent", "chunks_total", "next_chunk", "error"}
 
@@ -65,14 +64,10 @@ def test_bad_chunk_size_is_refused_naming_the_field(stack: Stack) -> None:
 def test_vuq_worker_passes_celery_options_through(tmp_path, redis_url: str) -> None:
 
     with running_stack(tmp_path, redis_url, workers=0) as stack:
-        log_path = tmp_path / "vuq-worker.log"
-        with open(log_path, "wb") as out:
-            proc = subprocess.Popen([sys.executable, "-m", "workers.cli", "worker", "--concurrency", "1",
-                                     "-n", "cli-worker@%h", "--loglevel", "INFO"], env=stack.env, stdout=out,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
-        worker = WorkerProcess("cli-worker", proc, log_path, stack.env)
+        worker = supervise.start("cli-worker", [sys.executable, "-m", "workers.cli", "worker", "--concurrency", "1",
+                                                "-n", "cli-worker@%h", "--loglevel", "INFO"], stack.env, stack.log_dir)
         stack.workers.append(worker)
-        wait_for(lambda: _ready(worker), 30, "vuq worker")
+        worker.wait_for(lambda log: " ready." in log, 30)
         banner = worker.log()
         assert "cli-worker@" in banner and "concurrency: 1 (prefork)" in banner
         assert f".> {stack.settings.queue} " in banner  # -Q from VUQ_QUEUE

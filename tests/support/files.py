@@ -3,25 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import random
 from pathlib import Path
 
+from workers.localstack import sample_file as make_file
+
+__all__ = ["make_file", "sha256_of"]
 _BLOCK = 1 << 20
-
-
-def make_file(path: Path, size: int, seed: int = 0) -> str:
-    """Write ``size`` pseudo-random bytes (deterministic per seed); return their sha256."""
-    rng = random.Random(seed)
-    digest = hashlib.sha256()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as handle:
-        left = size
-        while left:
-            block = rng.randbytes(min(_BLOCK, left))
-            digest.update(block)
-            handle.write(block)
-            left -= len(block)
-    return digest.hexdigest()
 
 
 def sha256_of(path: Path) -> str:

@@ -1,11 +1,5 @@
 """Free TCP ports on 127.0.0.1 for processes a test starts."""
 
-from __future__ import annotations
+from workers.supervise import free_port
 
-import socket
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+__all__ = ["free_port"]
