@@ -2,6 +2,6 @@
 
 Start it with ``python -m emulator --data-dir DIR --api-key KEY`` (see
 :mod:`emulator.cli` and ``emulator/README.md``). It speaks the wire format of
-``shared/apivideo/PROTOCOL.md`` and adds fault injection and test hooks under
+``docs/protocol.md`` and adds fault injection and test hooks under
 ``/_emulator/`` (not part of api.video).
 """

@@ -1,4 +1,4 @@
-"""API-key authentication: ``/auth/*`` tokens, Basic ``key:`` and Bearer checks (PROTOCOL.md §7).
+"""API-key authentication: ``/auth/*`` tokens, Basic ``key:`` and Bearer checks (docs/protocol.md).
 
 Access and refresh tokens live in memory only: a restarted emulator forgets
 them and clients re-authenticate, as they would after expiry.

@@ -1,4 +1,4 @@
-"""The chunk rules of PROTOCOL.md §2: what a video's upload state accepts next.
+"""The chunk rules of docs/protocol.md: what a video's upload state accepts next.
 
 :class:`UploadState` is plain data plus pure checks. A chunk goes through two
 steps: ``admit_*`` before its body is read (header-only rules; reserves the

@@ -17,6 +17,7 @@ import uvicorn
 from emulator.app import create_app
 from emulator.constants import DEFAULT_ACCESS_TOKEN_TTL_S
 from emulator.faults import FaultSettings
+from emulator.limits import DEFAULT_PROFILE, PROFILES
 from emulator.protocol import EmulatorHttpProtocol
 from emulator.state import EmulatorState
 
@@ -40,7 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--error-rate", type=float, default=0.0)
     parser.add_argument("--reset-rate", type=float, default=0.0)
     parser.add_argument("--latency-ms", type=_latency, default=(0.0, 0.0), metavar="MIN,MAX")
-    parser.add_argument("--rate-limit-per-minute", type=int, default=0)
+    parser.add_argument("--limits", choices=sorted(PROFILES), default=DEFAULT_PROFILE,
+                        help="per-class requests per minute: generous (100,000 each), "
+                             "production (upload 100, write 200, read 500), sandbox (40, 40, 100)")
+    parser.add_argument("--rate-limit-per-minute", type=int, default=0,
+                        help="overrides the upload limit of --limits (0: keep it)")
     parser.add_argument("--log-level", default="warning")
     return parser
 
@@ -48,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _faults(args: argparse.Namespace) -> FaultSettings:
     settings = FaultSettings(seed=args.seed, error_rate=args.error_rate,
                              reset_rate=args.reset_rate, latency_ms=args.latency_ms,
-                             rate_limit_per_minute=args.rate_limit_per_minute)
+                             rate_limit_per_minute=args.rate_limit_per_minute,
+                             limits=PROFILES[args.limits])
     settings.validate()
     return settings
 

@@ -1,4 +1,4 @@
-"""Limits, sizes and timings of the emulated api.video API (PROTOCOL.md §2, §6, §7, §8)."""
+"""Limits, sizes and timings of the emulated api.video API (docs/protocol.md)."""
 
 MIB = 1024 * 1024
 
@@ -17,10 +17,16 @@ MIN_PAGE_SIZE = 1
 MAX_PAGE_SIZE = 100
 
 RATE_LIMIT_WINDOW_S = 60
-# Limits reported (and enforced) for request classes that --rate-limit-per-minute leaves alone.
-GENEROUS_UPLOAD_LIMIT_PER_MINUTE = 100_000
+# Requests per minute and per class (upload, write, read) of each `--limits` profile.
+GENEROUS_UPLOAD_LIMIT_PER_MINUTE = 100_000  # the default: effectively unlimited
 GENEROUS_WRITE_LIMIT_PER_MINUTE = 100_000
 GENEROUS_READ_LIMIT_PER_MINUTE = 100_000
+PRODUCTION_UPLOAD_LIMIT_PER_MINUTE = 100  # api.video's production environment
+PRODUCTION_WRITE_LIMIT_PER_MINUTE = 200
+PRODUCTION_READ_LIMIT_PER_MINUTE = 500
+SANDBOX_UPLOAD_LIMIT_PER_MINUTE = 40  # api.video's sandbox environment
+SANDBOX_WRITE_LIMIT_PER_MINUTE = 40
+SANDBOX_READ_LIMIT_PER_MINUTE = 100
 
 REQUEST_LOG_ENTRIES = 10_000
 HOOK_PREFIX = "/_emulator/"

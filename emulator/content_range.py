@@ -1,4 +1,4 @@
-"""Parse the ``Content-Range`` header of an upload (PROTOCOL.md §2.2) into a typed value.
+"""Parse the ``Content-Range`` header of an upload (docs/protocol.md) into a typed value.
 
 Only checks that need nothing but the header itself live here; the rules that
 depend on what a video already received live in :mod:`emulator.chunks`.

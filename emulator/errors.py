@@ -2,7 +2,7 @@
 
 Every error answer is built by :func:`error_body`, from a slug and a title
 taken from the named constants below (the exact wording of api.video's
-DOCS error pages, PROTOCOL.md §2.4 and §7).
+DOCS error pages; see docs/protocol.md).
 
     ApiError                 raised anywhere in a handler; rendered by the app
     error_body(...)          the only place an error JSON object is assembled

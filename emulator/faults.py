@@ -2,8 +2,9 @@
 
 The decision for the Nth api.video request is a pure function of
 (settings, N): ``random.Random(f"{seed}:{n}")`` drives it, so the same seed
-and rates give the same faults on every run. Rate limiting is not random; it
-lives in :mod:`emulator.ratelimit`.
+and rates give the same faults on every run. Rate limiting is not random: the
+settings hold the per-class limits (:mod:`emulator.limits`), the windows live
+in :mod:`emulator.ratelimit`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import random
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
+
+from emulator.limits import CLASS_UPLOAD, CLASSES, GENEROUS, ClassLimits
 
 KIND_NONE = "none"
 KIND_ERROR = "error"
@@ -28,12 +31,24 @@ class FaultSettings:
     error_rate: float = 0.0
     reset_rate: float = 0.0
     latency_ms: tuple[float, float] = (0.0, 0.0)
-    rate_limit_per_minute: int = 0  # 0: uploads are not limited beyond the generous default
+    rate_limit_per_minute: int = 0  # > 0 overrides limits.upload; 0 leaves it
+    limits: ClassLimits = GENEROUS  # per class, from --limits or the faults hook
+
+    def limit_for(self, klass: str) -> int:
+        """The effective limit of request class ``klass``."""
+        if klass == CLASS_UPLOAD and self.rate_limit_per_minute > 0:
+            return self.rate_limit_per_minute
+        return self.limits.of(klass)
+
+    def effective_limits(self) -> ClassLimits:
+        """``limits`` with the ``rate_limit_per_minute`` override applied."""
+        return ClassLimits(*(self.limit_for(klass) for klass in CLASSES))
 
     def to_json(self) -> dict[str, Any]:
-        """JSON form as served by ``GET /_emulator/faults``."""
+        """JSON form as served by ``GET /_emulator/faults`` (``limits`` are the effective ones)."""
         data = asdict(self)
         data["latency_ms"] = list(self.latency_ms)
+        data["limits"] = self.effective_limits().to_json()
         return data
 
     def updated(self, changes: dict[str, Any]) -> FaultSettings:
@@ -45,12 +60,14 @@ class FaultSettings:
         if "latency_ms" in fields:
             low, high = (float(v) for v in fields["latency_ms"])
             fields["latency_ms"] = (low, high)
+        if "limits" in fields:
+            fields["limits"] = self.limits.updated(fields["limits"])
         settings = replace(self, **fields)
         settings.validate()
         return settings
 
     def validate(self) -> None:
-        """Raise ValueError on rates outside 0..1 or a bad latency range."""
+        """Raise ValueError on rates outside 0..1, a bad latency range or a negative upload override."""
         for rate in (self.error_rate, self.reset_rate):
             if not 0.0 <= float(rate) <= 1.0:
                 raise ValueError("rates must be between 0 and 1")
@@ -59,8 +76,9 @@ class FaultSettings:
         low, high = self.latency_ms
         if low < 0 or high < low:
             raise ValueError("latency_ms must be [min, max] with 0 <= min <= max")
-        if int(self.rate_limit_per_minute) < 0:
-            raise ValueError("rate_limit_per_minute must be >= 0")
+        rate = self.rate_limit_per_minute
+        if isinstance(rate, bool) or not isinstance(rate, int) or rate < 0:
+            raise ValueError("rate_limit_per_minute must be an integer >= 0")
 
 
 @dataclass(frozen=True)
@@ -95,6 +113,7 @@ class FaultState:
     injected: dict[str, int] = field(
         default_factory=lambda: {KIND_ERROR: 0, KIND_RESET: 0, KIND_RATE_LIMITED: 0}
     )
+    rate_limited_by_class: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CLASSES, 0))
 
     def next_decision(self) -> Decision:
         """Count one api.video request and decide its fault."""
@@ -105,12 +124,19 @@ class FaultState:
         """Record that a fault of ``kind`` was injected."""
         self.injected[kind] = self.injected.get(kind, 0) + 1
 
+    def count_rate_limited(self, klass: str) -> None:
+        """Record a 429 answered to a request of class ``klass``."""
+        self.count(KIND_RATE_LIMITED)
+        self.rate_limited_by_class[klass] += 1
+
     def to_json(self) -> dict[str, Any]:
         """``GET /_emulator/faults`` body."""
-        return {**self.settings.to_json(), "requests": self.requests_seen,
-                "injected": dict(self.injected)}
+        injected: dict[str, Any] = {**self.injected,
+                                    "rate_limited_by_class": dict(self.rate_limited_by_class)}
+        return {**self.settings.to_json(), "requests": self.requests_seen, "injected": injected}
 
     def reset_counters(self) -> None:
         """Zero the request counter and the injected-fault counters."""
         self.requests_seen = 0
         self.injected = dict.fromkeys(self.injected, 0)
+        self.rate_limited_by_class = dict.fromkeys(CLASSES, 0)

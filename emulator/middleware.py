@@ -1,9 +1,10 @@
 """The outer ASGI layer: rate-limit headers, fault injection and the request log.
 
 It wraps the Starlette app. api.video routes are counted (request N gets the
-fault ``faults.decide(settings, N)``), rate limited per class, logged, and
-answered with ``X-RateLimit-*`` headers. ``/_emulator/`` hooks get the headers
-too but are never faulted, limited or logged.
+fault ``faults.decide(settings, N)``), rate limited per class (upload, write,
+read), logged with their class, and answered with the ``X-RateLimit-*``
+headers of their class's window. ``/_emulator/`` hooks get the read window's
+headers too but are never faulted, limited or logged.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from emulator import errors, faults
 from emulator.constants import HOOK_PREFIX
+from emulator.limits import CLASS_READ
 from emulator.protocol import TRANSPORT_SCOPE_KEY
-from emulator.ratelimit import CLASS_READ, Verdict, request_class
+from emulator.ratelimit import Verdict, request_class
 from emulator.requestlog import finish
 from emulator.state import EmulatorState
 
@@ -37,7 +39,7 @@ class EmulatorMiddleware:
             await self.app(scope, receive, send)
             return
         if scope["path"].startswith(HOOK_PREFIX) or scope["path"] == HOOK_PREFIX.rstrip("/"):
-            verdict = self.state.limiter.peek(CLASS_READ)
+            verdict = self.state.limiter.peek(CLASS_READ, self.state.faults.settings.limit_for(CLASS_READ))
             await self.app(scope, receive, _with_headers(send, verdict, None))
             return
         await self._api_request(scope, receive, send)
@@ -45,16 +47,16 @@ class EmulatorMiddleware:
     async def _api_request(self, scope: Scope, receive: Receive, send: Send) -> None:
         state = self.state
         method, path = scope["method"], scope["path"]
-        entry = state.log.start(method, path, _header(scope, b"content-range"))
+        klass = request_class(method, path)
+        entry = state.log.start(method, path, klass, _header(scope, b"content-range"))
         scope[LOG_ENTRY_SCOPE_KEY] = entry
         decision = state.faults.next_decision()
         if decision.latency_ms > 0:
             await asyncio.sleep(decision.latency_ms / 1000)
-        verdict = state.limiter.hit(request_class(method, path),
-                                    state.faults.settings.rate_limit_per_minute)
+        verdict = state.limiter.hit(klass, state.faults.settings.limit_for(klass))
         send = _with_headers(send, verdict, entry)
         if not verdict.allowed:
-            state.faults.count(faults.KIND_RATE_LIMITED)
+            state.faults.count_rate_limited(klass)
             await _send_json(send, 429, errors.error_body(errors.TOO_MANY_REQUESTS, 429))
         elif decision.kind == faults.KIND_ERROR:
             state.faults.count(faults.KIND_ERROR)

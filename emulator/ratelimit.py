@@ -1,4 +1,9 @@
-"""Per-class fixed one-minute windows behind the ``X-RateLimit-*`` headers (PROTOCOL.md §8)."""
+"""Per-class fixed one-minute windows behind the ``X-RateLimit-*`` headers (docs/protocol.md).
+
+Each request class (:data:`emulator.limits.CLASSES`) has its own window, which
+starts with the class's first request and lasts a minute; the limit to count
+against comes from the fault settings (:meth:`emulator.faults.FaultSettings.limit_for`).
+"""
 
 from __future__ import annotations
 
@@ -6,16 +11,8 @@ import math
 import time
 from dataclasses import dataclass
 
-from emulator.constants import (
-    GENEROUS_READ_LIMIT_PER_MINUTE,
-    GENEROUS_UPLOAD_LIMIT_PER_MINUTE,
-    GENEROUS_WRITE_LIMIT_PER_MINUTE,
-    RATE_LIMIT_WINDOW_S,
-)
-
-CLASS_UPLOAD = "upload"
-CLASS_WRITE = "write"
-CLASS_READ = "read"
+from emulator.constants import RATE_LIMIT_WINDOW_S
+from emulator.limits import CLASS_READ, CLASS_UPLOAD, CLASS_WRITE, CLASSES
 
 
 def request_class(method: str, path: str) -> str:
@@ -50,38 +47,41 @@ class Window:
         self.started = -math.inf
         self.count = 0
 
+    def _expired(self, now: float) -> bool:
+        return now - self.started >= RATE_LIMIT_WINDOW_S
+
+    def _retry_after(self, now: float) -> int:
+        return max(1, math.ceil(self.started + RATE_LIMIT_WINDOW_S - now))
+
     def hit(self, limit: int, now: float) -> Verdict:
         """Count a request against ``limit``."""
-        if now - self.started >= RATE_LIMIT_WINDOW_S:
+        if self._expired(now):
             self.started, self.count = now, 0
-        retry_after = max(1, math.ceil(self.started + RATE_LIMIT_WINDOW_S - now))
         allowed = self.count < limit
         if allowed:
             self.count += 1
-        return Verdict(allowed, limit, max(0, limit - self.count), retry_after)
+        return Verdict(allowed, limit, max(0, limit - self.count), self._retry_after(now))
+
+    def peek(self, limit: int, now: float) -> Verdict:
+        """The header values of this window now, without counting anything."""
+        if self._expired(now):
+            return Verdict(True, limit, limit, RATE_LIMIT_WINDOW_S)
+        return Verdict(self.count < limit, limit, max(0, limit - self.count), self._retry_after(now))
 
 
 class RateLimiter:
-    """One window per request class; the upload limit is the fault setting when set."""
+    """One window per request class."""
 
     def __init__(self) -> None:
-        self.windows = {name: Window() for name in (CLASS_UPLOAD, CLASS_WRITE, CLASS_READ)}
+        self.windows = {klass: Window() for klass in CLASSES}
 
-    def hit(self, klass: str, upload_limit_per_minute: int) -> Verdict:
-        """Count one request of ``klass`` now."""
-        limits = {
-            CLASS_UPLOAD: upload_limit_per_minute or GENEROUS_UPLOAD_LIMIT_PER_MINUTE,
-            CLASS_WRITE: GENEROUS_WRITE_LIMIT_PER_MINUTE,
-            CLASS_READ: GENEROUS_READ_LIMIT_PER_MINUTE,
-        }
-        return self.windows[klass].hit(limits[klass], time.monotonic())
+    def hit(self, klass: str, limit: int) -> Verdict:
+        """Count one request of ``klass`` now against ``limit``."""
+        return self.windows[klass].hit(limit, time.monotonic())
 
-    def peek(self, klass: str) -> Verdict:
-        """Header values for an answer that was not counted (hooks)."""
-        window = self.windows[klass]
-        now = time.monotonic()
-        retry = max(1, math.ceil(window.started + RATE_LIMIT_WINDOW_S - now)) if window.count else 60
-        return Verdict(True, GENEROUS_READ_LIMIT_PER_MINUTE, GENEROUS_READ_LIMIT_PER_MINUTE, retry)
+    def peek(self, klass: str, limit: int) -> Verdict:
+        """Header values for an answer that is not counted (hooks)."""
+        return self.windows[klass].peek(limit, time.monotonic())
 
     def clear(self) -> None:
         """Start every window afresh."""

@@ -1,6 +1,7 @@
 """A bounded log of recent api.video requests, served by ``GET /_emulator/requests``.
 
-Entries hold the path without its query string, so upload tokens never appear.
+Entries hold the path without its query string, so upload tokens never appear,
+and the request's rate-limit class (``upload``, ``write`` or ``read``).
 Times are ``time.monotonic()`` seconds.
 """
 
@@ -20,13 +21,14 @@ class RequestLog:
         self.entries: deque[dict[str, Any]] = deque(maxlen=REQUEST_LOG_ENTRIES)
         self.serial = 0
 
-    def start(self, method: str, path: str, content_range: str | None) -> dict[str, Any]:
+    def start(self, method: str, path: str, klass: str, content_range: str | None) -> dict[str, Any]:
         """Open an entry for a request that just arrived; the caller fills in the rest."""
         self.serial += 1
         entry: dict[str, Any] = {
             "n": self.serial,
             "method": method,
             "path": path,
+            "class": klass,
             "status": None,
             "started": time.monotonic(),
             "finished": None,

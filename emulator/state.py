@@ -32,7 +32,10 @@ class EmulatorState:
                    faults=FaultState(settings=faults))
 
     def reset(self) -> None:
-        """The reset hook: wipe videos, tokens, issued auth tokens, counters and the log."""
+        """The reset hook: wipe videos, tokens, auth tokens, counters, rate-limit windows and the log.
+
+        Fault settings, per-class limits included, are kept.
+        """
         self.store.wipe()
         self.auth.clear()
         self.faults.reset_counters()

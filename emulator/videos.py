@@ -1,4 +1,4 @@
-"""The video record and its api.video JSON shapes (PROTOCOL.md §5: Video, VideoStatus)."""
+"""The video record and its api.video JSON shapes (Video, VideoStatus; docs/protocol.md)."""
 
 from __future__ import annotations
 

@@ -76,7 +76,7 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int | 
 
 
 def paginate(request: Request, items: list[Any]) -> dict[str, Any]:
-    """``{data, pagination}`` for the requested page of ``items`` (PROTOCOL.md §1)."""
+    """``{data, pagination}`` for the requested page of ``items``."""
     page = _int_param(request, PAGE_PARAM, 1, 1, None)
     size = _int_param(request, PAGE_SIZE_PARAM, DEFAULT_PAGE_SIZE, MIN_PAGE_SIZE, MAX_PAGE_SIZE)
     pages = max(1, math.ceil(len(items) / size))

@@ -1,4 +1,4 @@
-"""Upload tokens: ``/upload-tokens`` and ``/upload-tokens/{uploadToken}`` (PROTOCOL.md §6)."""
+"""Upload tokens: ``/upload-tokens`` and ``/upload-tokens/{uploadToken}`` (docs/protocol.md)."""
 
 from __future__ import annotations
 
