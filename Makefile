@@ -1,10 +1,10 @@
-# One command per habit: make test, make lint, make demo, make bench, make chaos.
+# One command per habit: make test, make lint, make artifact, make demo, make bench, make chaos.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint demo bench chaos clean
+.PHONY: venv test lint artifact demo bench chaos clean
 
 venv: $(STAMP)
 
@@ -16,6 +16,10 @@ $(STAMP): pyproject.toml
 
 test: venv
 	$(PY) -m pytest -q
+
+# The wheel as users install it, outside the source tree, running a job end to end.
+artifact:
+	bash .ci/artifact-smoke
 
 lint: venv
 	$(VENV)/bin/ruff check .

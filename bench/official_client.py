@@ -4,10 +4,11 @@ Run as its own process so its peak RSS is its own::
 
     python -m bench.official_client URL TOKEN PATH CHUNK_BYTES
 
-It points a plain ``ApiClient`` at the emulator (PROTOCOL.md §10, workaround 2: a
-delegated token needs no auth), hands ``uploadPart`` one ``chunk_bytes`` slice of
-the file at a time (the session reads each slice into memory, as it does with any
-file object) and prints one JSON line: seconds, videoId, parts and VmHWM in KiB.
+It points a plain ``ApiClient`` at the emulator (``Configuration(host=…)``: its
+``AuthenticatedApiClient`` ignores the host, and a delegated token needs no auth
+anyway), hands ``uploadPart`` one ``chunk_bytes`` slice of the file at a time (the
+session reads each slice into memory, as it does with any file object) and prints one
+JSON line: seconds, videoId, parts and VmHWM in KiB.
 """
 
 from __future__ import annotations

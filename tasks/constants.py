@@ -6,7 +6,7 @@ KIB: Final = 1024
 MIB: Final = 1024 * KIB
 GIB: Final = 1024 * MIB
 
-# api.video's chunk rules (PROTOCOL.md §2.2); the official clients cap chunks at 128 MiB.
+# api.video's chunk rules (docs/protocol.md, "Chunk rules"); the official clients cap chunks at 128 MiB.
 MIN_CHUNK_BYTES: Final = 5 * MIB
 MAX_CHUNK_BYTES: Final = 128 * MIB
 DEFAULT_CHUNK_BYTES: Final = 50 * MIB

@@ -21,6 +21,7 @@ DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_API_BASE_URL = "http://127.0.0.1:8765"
 PRODUCTION_API_BASE_URL = "https://ws.api.video"
 SANDBOX_API_BASE_URL = "https://sandbox.api.video"
+DEFAULT_BEAT_SCHEDULE = "~/.local/state/vuq/celerybeat-schedule"
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class Settings:
     flower_basic_auth: str | None = field(default=None, repr=False)
     log_level: str = "INFO"
     upload_rate_limit_per_minute: int = 0  # 0: learn it from api.video's X-RateLimit-Limit
+    beat_schedule: str = DEFAULT_BEAT_SCHEDULE  # beat's state file, kept out of the working directory
 
     def __post_init__(self) -> None:
         if not MIN_CHUNK_BYTES <= self.chunk_size <= MAX_CHUNK_BYTES:
@@ -98,6 +100,7 @@ class Settings:
             flower_basic_auth=reader.secret("VUQ_FLOWER_BASIC_AUTH", "VUQ_FLOWER_BASIC_AUTH_FILE"),
             log_level=reader.text("VUQ_LOG_LEVEL", "INFO").upper(),
             upload_rate_limit_per_minute=reader.integer("VUQ_UPLOAD_RATE_LIMIT_PER_MINUTE", 0, minimum=0),
+            beat_schedule=reader.text("VUQ_BEAT_SCHEDULE", _default_beat_schedule(env)),
         )
 
     def secrets(self) -> list[str]:
@@ -105,6 +108,12 @@ class Settings:
         passwords = [urlsplit(url).password for url in (self.broker_url, self.redis_url)]
         keys = [getattr(self, name) for name in ("api_key", "webhook_secret", "flower_basic_auth")]
         return [value for value in (*keys, *passwords) if value]
+
+
+def _default_beat_schedule(env: Mapping[str, str]) -> str:
+    """``$XDG_STATE_HOME/vuq/celerybeat-schedule``, else under ``~/.local/state``."""
+    state_home = env.get("XDG_STATE_HOME", "").strip()
+    return str(Path(state_home) / "vuq" / "celerybeat-schedule") if state_home else DEFAULT_BEAT_SCHEDULE
 
 
 class _Reader:

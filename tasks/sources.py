@@ -17,7 +17,7 @@ from urllib.parse import unquote, urlsplit
 import httpx
 
 from tasks.constants import STREAM_BLOCK_BYTES
-from tasks.errors import SourceError, SourceUnavailable
+from tasks.errors import SourceError, SourceUnavailable, SpecError
 from tasks.redact import safe_url
 from tasks.retry import is_retryable_status
 
@@ -42,12 +42,33 @@ def open_source(source: str, allowed_roots: tuple[Path, ...], http: httpx.Client
     scheme = urlsplit(source).scheme.lower()
     if scheme in ("http", "https"):
         return HttpSource(source, http)
-    if scheme == "file":
-        parts = urlsplit(source)
-        if parts.netloc not in ("", "localhost"):
-            raise SourceError(f"source: file:// URL names host {parts.netloc!r}; only local files work")
-        return LocalSource(unquote(parts.path), allowed_roots)
-    return LocalSource(source, allowed_roots)
+    return LocalSource(_local_path(source), allowed_roots)
+
+
+def check_local_source(source: str, allowed_roots: tuple[Path, ...]) -> None:
+    """Refuse, at enqueue, a local source this machine can see is wrong: missing, not a regular
+    file, or outside ``allowed_roots`` when those are known here (``SpecError`` naming ``source``).
+    URLs are left alone; with no roots configured here only the file itself is checked."""
+    scheme = urlsplit(source).scheme.lower()
+    if scheme not in ("", "file"):
+        return
+    try:
+        if allowed_roots:
+            LocalSource(_local_path(source), allowed_roots).info()
+        else:
+            path = _local_path(source)
+            LocalSource(path, (Path(path).resolve().parent,)).info()
+    except SourceError as exc:
+        raise SpecError("source", str(exc).removeprefix("source: ")) from None
+
+
+def _local_path(source: str) -> str:
+    parts = urlsplit(source)
+    if parts.scheme.lower() != "file":
+        return source
+    if parts.netloc not in ("", "localhost"):
+        raise SourceError(f"source: file:// URL names host {parts.netloc!r}; only local files work")
+    return unquote(parts.path)
 
 
 class LocalSource:

@@ -1,4 +1,9 @@
-"""The Celery application: ``celery -A workers worker`` and ``vuq worker`` both load this."""
+"""The Celery application: ``celery -A workers worker`` and ``vuq worker`` both load this.
+
+Importing it reads no environment and connects nowhere: the configuration is a promise
+that ``Settings.from_env()`` fulfils the first time Celery looks at it (a producer that
+only imports ``tasks`` never triggers it).
+"""
 
 from __future__ import annotations
 
@@ -31,9 +36,8 @@ class MaskingAMQP(AMQP):
 
 
 def create_app() -> Celery:
-    settings = get_settings()
     app = Celery("vuq", amqp=MaskingAMQP, include=["tasks.upload_tasks", "tasks.ops_tasks"])
-    app.conf.update(celery_config(settings))
+    app.add_defaults(lambda: celery_config(get_settings()))  # read when Celery first needs it
     return app
 
 

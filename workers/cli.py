@@ -1,25 +1,43 @@
-"""The ``vuq`` command line: enqueue and follow jobs, operate them, start the processes."""
+"""The ``vuq`` command line: enqueue and follow jobs, operate them, start the processes.
+
+Every failure ends in one line on stderr (``workers.clierrors``): exit status 2 for
+configuration and usage, 1 when the work could not be done; ``vuq --debug …`` shows the
+traceback instead. ``worker``, ``flower`` and ``beat`` hand their options to Celery or Flower.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 from typing import Any
 
-from tasks.errors import ConfigError, EnqueueError, SpecError
+from tasks.errors import ConfigError, SpecError
+from tasks.settings import Settings, get_settings
 from tasks.sizes import parse_size
-from workers import commands, processes
+from workers import clierrors, commands, processes
+
+PASSTHROUGH = ("worker", "flower", "beat", "emulator")
+HELP_FLAGS = ("-h", "--help")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vuq", description="Upload large videos to api.video through Celery.")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show the traceback of an unexpected error")
+    parser = argparse.ArgumentParser(prog="vuq", parents=[common],
+                                     description="Upload large videos to api.video through Celery workers.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    enq = sub.add_parser("enqueue", help="enqueue an upload job and print its id")
+    def command(name: str, text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=text, description=text, parents=[common])
+
+    enq = command("enqueue", "enqueue an upload job and print its id")
     enq.add_argument("source", help="a path or file:// URL under VUQ_ALLOWED_ROOTS, or an http(s):// URL")
-    enq.add_argument("--token", help="the delegated upload token (or --token-file)")
+    enq.add_argument("--token", help="the delegated upload token (shows in `ps`; prefer --token-file or "
+                                     "VUQ_UPLOAD_TOKEN; not needed when the workers hold an API key)")
     enq.add_argument("--token-file", help="read the upload token from this file")
     enq.add_argument("--title")
     enq.add_argument("--description")
@@ -30,74 +48,84 @@ def build_parser() -> argparse.ArgumentParser:
     enq.add_argument("--mp4-support", action=argparse.BooleanOptionalAction, default=None)
     enq.add_argument("--player-id")
     enq.add_argument("--chunk-size", type=_size, help="bytes, or 5MiB..128MiB (default VUQ_CHUNK_SIZE)")
-    enq.add_argument("--job-id", help="idempotency key: the same id enqueued twice makes one job")
+    enq.add_argument("--job-id", help="idempotency key: the same id with the same spec makes one job")
     enq.add_argument("--callback-url", help="POSTed the final job record, signed, when the job ends")
+    enq.add_argument("--no-source-check", action="store_true",
+                     help="do not check a local source here (only the workers mount it)")
     enq.add_argument("--wait", action="store_true", help="follow the job with a progress bar until it ends")
-    enq.add_argument("--json", action="store_true", help="with --wait: print the finished job as JSON")
+    enq.add_argument("--json", action="store_true",
+                     help="print the job as JSON (with --wait: the finished job)")
 
-    status = sub.add_parser("status", help="show one job")
+    status = command("status", "show one job")
     status.add_argument("job_id")
     status.add_argument("--json", action="store_true")
 
-    jobs = sub.add_parser("jobs", help="list jobs, newest first")
+    jobs = command("jobs", "list jobs, newest first")
     jobs.add_argument("--state", action="append", choices=commands.STATES, help="filter (repeatable)")
     jobs.add_argument("--limit", type=int, default=100)
     jobs.add_argument("--json", action="store_true")
 
-    watch = sub.add_parser("watch", help="progress bar until the job ends")
+    watch = command("watch", "progress bar until the job ends")
     watch.add_argument("job_id")
     watch.add_argument("--json", action="store_true", help="print the finished job as JSON")
 
-    for name, text in (("resume", "continue a failed job from its last acknowledged chunk"),
-                       ("cancel", "stop a queued or uploading job at its next chunk")):
-        sub.add_parser(name, help=text).add_argument("job_id")
-    retry = sub.add_parser("retry-failed", help="resume every failed job whose error may be transient")
+    command("resume", "continue a failed job from its last acknowledged chunk").add_argument("job_id")
+    command("cancel", "stop a queued or uploading job at its next chunk").add_argument("job_id")
+    retry = command("retry-failed", "resume every failed job whose error may be transient")
     retry.add_argument("--all", action="store_true", help="resume every failed job")
 
-    for name, text in (("worker", "start a Celery worker (Celery's worker options pass through)"),
-                       ("flower", "start Flower (its options pass through)"),
-                       ("beat", "start Celery beat, which runs the janitor"),
-                       ("emulator", "start the local api.video emulator")):
-        proc = sub.add_parser(name, help=text, add_help=False)
-        proc.add_argument("args", nargs=argparse.REMAINDER)
-    demo = sub.add_parser("demo", help="the whole system on this machine, end to end")
+    for name in PASSTHROUGH:
+        proc = command(name, processes.SUMMARY[name])
+        proc.add_argument("options", nargs=argparse.REMAINDER, help=processes.OPTIONS_HELP[name])
+    demo = command("demo", "the whole system on this machine, end to end")
     demo.add_argument("--size", type=_size, default=parse_size("300MiB"))
     demo.add_argument("--keep", action="store_true", help="keep the demo's files")
     return parser
 
 
-PASSTHROUGH = ("worker", "flower", "beat", "emulator")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in PASSTHROUGH and not {"-h", "--help"} & set(argv[1:2]):
+    parser = build_parser()
+    at = next((i for i, arg in enumerate(argv) if not arg.startswith("-")), len(argv))
+    if at < len(argv) and argv[at] in PASSTHROUGH:
         # everything after the command belongs to Celery, Flower or the emulator
-        args = argparse.Namespace(command=argv[0], args=argv[1:])
+        args = argparse.Namespace(command=argv[at], options=argv[at + 1:], debug="--debug" in argv[:at])
+        if args.options[:1] and args.options[0] in HELP_FLAGS:
+            parser.parse_args([argv[at], "--help"])  # vuq's own help for the command; exits 0
     else:
-        args = build_parser().parse_args(argv)
+        args = parser.parse_args(argv)
+        args.debug = getattr(args, "debug", False)  # a shared --debug action: no default to overwrite
     try:
         return _dispatch(args)
-    except (SpecError, ConfigError, EnqueueError, commands.CommandError) as exc:
-        print(f"vuq {args.command}: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        if args.debug:
+            traceback.print_exc()
+        status, line = clierrors.ending(exc, _settings_or_none())
+        print(f"vuq {args.command}: {line}", file=sys.stderr)
+        return status
+
+
+def _settings_or_none() -> Settings | None:
+    try:
+        return get_settings()
+    except ConfigError:
+        return None
 
 
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command in ("worker", "flower", "beat"):
-        return processes.celery_command(args.command, args.args)
+        return processes.celery_command(args.command, args.options)
     if args.command == "emulator":
-        from emulator.cli import main as emulator_main
-
-        return emulator_main(args.args)
+        return processes.emulator_command(args.options)
     if args.command == "demo":
         from workers.demo import run_demo
 
         return run_demo(size=args.size, keep=args.keep)
     if args.command == "enqueue":
-        return commands.enqueue(_spec(args), wait=args.wait, as_json=args.json)
+        return commands.enqueue(_spec(args), wait=args.wait, as_json=args.json,
+                                check_source=not args.no_source_check)
     handlers: dict[str, Any] = {
         "status": lambda: commands.status(args.job_id, args.json),
         "jobs": lambda: commands.jobs(args.state, args.limit, args.json),
@@ -129,12 +157,19 @@ def _pair(item: str) -> dict[str, str]:
 
 
 def _token(args: argparse.Namespace) -> str | None:
-    if args.token and args.token_file:
+    given = [name for name, value in (("--token", args.token), ("--token-file", args.token_file)) if value]
+    if len(given) > 1:
         raise SpecError("token", "give --token or --token-file, not both")
     if args.token_file:
-        with open(args.token_file, encoding="utf-8") as handle:
-            return handle.read().strip()
-    return args.token
+        try:
+            with open(args.token_file, encoding="utf-8") as handle:
+                token = handle.read().strip()
+        except OSError as exc:
+            raise SpecError("token", f"cannot read --token-file {args.token_file}: {exc.strerror}") from None
+        if not token:
+            raise SpecError("token", f"--token-file {args.token_file} is empty")
+        return token
+    return args.token or os.environ.get("VUQ_UPLOAD_TOKEN", "").strip() or None
 
 
 def _absolute(source: str) -> str:

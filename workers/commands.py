@@ -15,13 +15,11 @@ from tasks.producer import enqueue_upload, job_store, send_step
 from tasks.record import JobRecord, State
 from tasks.settings import get_settings
 from tasks.sizes import format_size
+from tasks.sources import check_local_source
+from workers.clierrors import CommandError
 from workers.progress import follow
 
 STATES = [str(s) for s in State]
-
-
-class CommandError(Exception):
-    """A command that cannot do what was asked; the message says why."""
 
 
 def _store() -> JobStore:
@@ -32,13 +30,27 @@ def _print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, sort_keys=True))
 
 
-def enqueue(spec: dict[str, Any], wait: bool, as_json: bool) -> int:
-    job_id = enqueue_upload(**spec)
-    if not wait:
+def enqueue(spec: dict[str, Any], wait: bool, as_json: bool, check_source: bool = True) -> int:
+    """Enqueue; print the job id (or the job as JSON), or follow it to its end with ``wait``."""
+    settings = get_settings()
+    if check_source:  # a file this machine can see, and that the workers would refuse, fails here
+        check_local_source(spec["source"], settings.allowed_roots)
+    job_id = enqueue_upload(**spec, settings=settings)
+    if wait:
+        print(f"job {job_id} enqueued", file=sys.stderr)
+        return _finish(follow(_store(), job_id), as_json)
+    if as_json:
+        _print_json(_get(job_id).public())
+    else:
         print(job_id)
-        return 0
-    print(f"job {job_id} enqueued", file=sys.stderr)
-    return _finish(follow(_store(), job_id), as_json)
+    return 0
+
+
+def _get(job_id: str) -> JobRecord:
+    job = _store().get(job_id)
+    if job is None:
+        raise CommandError(f"no job {job_id!r}")
+    return job
 
 
 def watch(job_id: str, as_json: bool) -> int:
@@ -57,9 +69,7 @@ def _finish(job: JobRecord, as_json: bool) -> int:
 
 
 def status(job_id: str, as_json: bool) -> int:
-    job = _store().get(job_id)
-    if job is None:
-        raise CommandError(f"no job {job_id!r}")
+    job = _get(job_id)
     if as_json:
         _print_json(job.public())
     else:

@@ -1,5 +1,6 @@
 """The chaos run: jobs through a faulty emulator, killed workers, a restarted Redis, duplicated
-and redelivered messages; then every invariant of DESIGN.md is checked and a table printed."""
+and redelivered messages; then every invariant of the README's "Reliability" section is checked and a
+table printed."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Fixtures for conformance tests: the emulator subprocess and the vendored OpenAPI document.
 
-``openapi.yaml`` next to this file is api.video's published spec (same blob as
-shared/apivideo/openapi.yaml, sha256 5f3de7ee…). It is read with YAML 1.2
+``openapi.yaml`` next to this file is api.video's published OpenAPI document, vendored
+as it is (sha256 5f3de7ee…). It is read with YAML 1.2
 booleans (only true/false), so the unquoted language code ``no`` stays a string.
 """
 

@@ -1,4 +1,4 @@
-"""The official Python client (api.video 1.4.7) against the emulator (PROTOCOL.md §9, §10)."""
+"""The official Python client (api.video 1.4.7) against the emulator (how it uploads: docs/protocol.md)."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def test_official_client_uploads_and_patches(emulator: Emulator, tmp_path: Path)
     big, small = tmp_path / "big.mp4", tmp_path / "small.mp4"
     big_sha, small_sha = write_random(big, BIG_BYTES), write_random(small, SMALL_BYTES)
     client = apivideo.AuthenticatedApiClient(emulator.api_key)
-    client.configuration.host = emulator.url  # PROTOCOL.md §10, workaround 1
+    client.configuration.host = emulator.url  # AuthenticatedApiClient overwrites Configuration(host=…); set it after
     with client:
         token = UploadTokensApi(client).create_token(TokenCreationPayload(ttl=0)).token
         videos = VideosApi(client)

@@ -3,7 +3,7 @@
 Known gaps of the spec itself, handled narrowly below:
 * 401 answers are not documented per operation (the spec lists 400/404/429);
   their bodies are checked against the spec's ``bad-request`` schema instead.
-* A non-completing upload chunk answers ``{"videoId": …}`` only (PROTOCOL.md §2.3);
+* A non-completing upload chunk answers ``{"videoId": …}`` only (docs/protocol.md, "Completion and answers");
   that validates because ``videoId`` is the Video schema's only required field.
 * The ``pagination`` schema's *example* shows ``links`` as an object; the schema
   and the real API use an array, which is what is validated.
