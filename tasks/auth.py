@@ -1,18 +1,21 @@
 """API-key access tokens, cached in Redis for every worker: one authentication per expiry.
 
-The cache key is derived from a hash of the API key (never the key itself). A
-short Redis lock makes one worker refresh while the others wait for its result;
-a 401 drops the cached token and authenticates again once.
+The cache key is derived from a hash of the API key (never the key itself). The token is
+kept with a Redis TTL of its lifetime minus a margin, so "still valid" is decided by Redis's
+clock, not by a worker's. redis-py's ``Lock`` (released only by its owner) makes one worker
+authenticate while the others wait for its result; a 401 drops the cached token and
+authenticates again once.
 """
 
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Callable
-from typing import TypeVar
+from contextlib import suppress
+from typing import TypeVar, cast
 
 import redis
+from redis.exceptions import LockError
 
 from tasks.apiclient import ApiClient
 from tasks.constants import (
@@ -20,11 +23,11 @@ from tasks.constants import (
     ACCESS_TOKEN_LOCK_KEY,
     ACCESS_TOKEN_LOCK_TTL_S,
     ACCESS_TOKEN_REFRESH_MARGIN_S,
+    ACCESS_TOKEN_WAIT_S,
 )
 from tasks.errors import ApiRejected, ConfigError
 
 T = TypeVar("T")
-_WAIT_FOR_PEER_S = 10.0
 _POLL_S = 0.05
 
 
@@ -54,35 +57,26 @@ class AccessTokens:
             return operation(self.header())
 
     def header(self) -> str:
-        token = self._cached()
-        if token:
-            return f"Bearer {token}"
-        if self.redis.set(self.lock_key, "1", nx=True, ex=ACCESS_TOKEN_LOCK_TTL_S):
-            try:
-                return f"Bearer {self._authenticate()}"
-            finally:
-                self.redis.delete(self.lock_key)
-        deadline = time.monotonic() + _WAIT_FOR_PEER_S
-        while time.monotonic() < deadline:
-            time.sleep(_POLL_S)  # another worker is authenticating; its token lands in Redis
-            token = self._cached()
-            if token:
-                return f"Bearer {token}"
-        return f"Bearer {self._authenticate()}"
-
-    def _cached(self) -> str | None:
-        token, expires_at = self.redis.hmget(self.cache_key, ["access_token", "expires_at"])
-        if token and expires_at and float(expires_at) - time.time() > ACCESS_TOKEN_REFRESH_MARGIN_S:
-            return str(token)
-        return None
+        token = cast(str | None, self.redis.get(self.cache_key))
+        if not token:
+            lock = self.redis.lock(self.lock_key, timeout=ACCESS_TOKEN_LOCK_TTL_S, sleep=_POLL_S,
+                                   blocking_timeout=ACCESS_TOKEN_WAIT_S)
+            if lock.acquire():  # one worker authenticates; the others waited here for its token
+                try:
+                    token = cast(str | None, self.redis.get(self.cache_key)) or self._authenticate()
+                finally:
+                    with suppress(LockError):  # it expired and another worker holds it: not ours to drop
+                        lock.release()
+            else:  # the holder is slow or gone; authenticate ourselves rather than wait longer
+                token = self._authenticate()
+        return f"Bearer {token!s}"
 
     def _authenticate(self) -> str:
         if not self.api_key:
             raise ConfigError("this step needs an api.video API key: set VUQ_API_KEY or VUQ_API_KEY_FILE")
         answer = self.api.authenticate(self.api_key)
         token, lifetime_s = str(answer["access_token"]), int(answer.get("expires_in", 3600))
-        pipe = self.redis.pipeline()
-        pipe.hset(self.cache_key, mapping={"access_token": token, "expires_at": time.time() + lifetime_s})
-        pipe.expire(self.cache_key, max(1, lifetime_s))
-        pipe.execute()
+        valid_s = max(1, lifetime_s - ACCESS_TOKEN_REFRESH_MARGIN_S) if lifetime_s > 2 * ACCESS_TOKEN_REFRESH_MARGIN_S \
+            else max(1, lifetime_s // 2)
+        self.redis.set(self.cache_key, token, ex=valid_s)
         return token

@@ -22,17 +22,31 @@ TASK_JANITOR: Final = "vuq.janitor.sweep"
 TASK_WEBHOOK: Final = "vuq.webhook.deliver"
 DEFAULT_QUEUE: Final = "uploads"
 
+TASK_CLEANUP: Final = "vuq.job.cleanup"
+
 # Redis keys. The job record is the source of truth; messages only trigger work.
 KEY_PREFIX: Final = "vuq:"
 JOB_KEY: Final = KEY_PREFIX + "job:{job_id}"
-JOB_INDEX_KEY: Final = KEY_PREFIX + "jobs"  # sorted set: job id -> creation time
+JOB_INDEX_KEY: Final = KEY_PREFIX + "jobs"  # sorted set: every job id -> creation time
+STATE_INDEX_KEY: Final = KEY_PREFIX + "state:{state}"  # sorted set per state: job id -> creation time
+EXPIRY_KEY: Final = KEY_PREFIX + "expiry"  # sorted set: ended job id -> when its record expires
+OUTBOX_KEY: Final = KEY_PREFIX + "outbox"  # sorted set: job id -> when its completion webhook is due
+DELAYED_KEY: Final = KEY_PREFIX + "delayed"  # sorted set: deferred step (JSON) -> when to publish it
+REJECTED_KEY: Final = KEY_PREFIX + "rejected:{message_id}"  # a spec refused for an id already in use
 LEASE_KEY: Final = KEY_PREFIX + "lease:{job_id}"
+
+# Retention of ended jobs (VUQ_JOB_RETENTION_S, VUQ_FAILED_JOB_RETENTION_S); 0 keeps forever.
+DEFAULT_JOB_RETENTION_S: Final = 7 * 24 * 3600
+DEFAULT_FAILED_JOB_RETENTION_S: Final = 30 * 24 * 3600
+# Message header carrying the hand-off time (Redis's clock) of every step vuq publishes.
+HANDOFF_HEADER: Final = "vuq_handoff_at"
 ACCESS_TOKEN_KEY: Final = KEY_PREFIX + "auth:{key_id}"
 ACCESS_TOKEN_LOCK_KEY: Final = KEY_PREFIX + "auth-lock:{key_id}"
 
 # api.video access tokens live 3600 s; refresh them this long before they expire.
 ACCESS_TOKEN_REFRESH_MARGIN_S: Final = 120
 ACCESS_TOKEN_LOCK_TTL_S: Final = 30
+ACCESS_TOKEN_WAIT_S: Final = 10
 
 # Metadata key that tags the container a job creates, so a crashed start finds it again.
 JOB_METADATA_KEY: Final = "vuq-job-id"

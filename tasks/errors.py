@@ -94,12 +94,13 @@ class EnqueueError(VuqError):
 
 
 class Throttled(VuqError):
-    """The account's upload rate is used up for now; the step is deferred, not retried."""
+    """The account's api.video budget for a request class is used up for now; the step is
+    deferred, not retried."""
 
     reason = "throttled"
 
-    def __init__(self, wait_s: float) -> None:
-        super().__init__(f"upload rate limit reached; next slot in {wait_s:.1f}s")
+    def __init__(self, wait_s: float, klass: str = "upload") -> None:
+        super().__init__(f"api.video {klass} rate limit reached; next slot in {wait_s:.1f}s")
         self.wait_s = wait_s
 
 

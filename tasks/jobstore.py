@@ -1,89 +1,45 @@
 """The Redis job store: records, leases and fenced updates.
 
-Every write that moves a job is one Lua script, so it is atomic and costs one
-round trip: ``claim`` takes the job's lease and reads the record, ``update``
-checks the lease holder and the expected field values (the fencing check) before
-it writes, and may drop the lease in the same step. A duplicated or late message
-whose holder lost the lease, or whose chunk is no longer the next one, changes
-nothing.
+Every write that changes a job is one Lua script (``tasks.lua``): atomic, one round trip,
+and fenced. A worker's write names its lease (``holder``); an operator's or the janitor's
+names the state (and cursor) it expects. A write whose fence does not hold changes
+nothing, so a duplicated, late or stale message can never move a job it does not hold.
+A step whose lease lapsed while nobody else took the job may ``reclaim`` it, provided the
+record is still where the step expects it. Reads and listings are in ``tasks.jobindex``.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import redis
 
-from tasks.constants import JOB_INDEX_KEY, JOB_KEY, LEASE_KEY
+from tasks import lua
+from tasks.constants import (
+    DEFAULT_FAILED_JOB_RETENTION_S,
+    DEFAULT_JOB_RETENTION_S,
+    DELAYED_KEY,
+    EXPIRY_KEY,
+    JOB_INDEX_KEY,
+    JOB_KEY,
+    LEASE_KEY,
+    OUTBOX_KEY,
+    REJECTED_KEY,
+    STATE_INDEX_KEY,
+)
+from tasks.jobindex import JobIndex
 from tasks.record import TOKEN_FIELD, JobRecord, State
+from tasks.steps import Step
 
-_CREATE = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 3))
-redis.call('ZADD', KEYS[2], ARGV[1], ARGV[2])
-return 1
-"""
-
-# Shared by the scripts below: ARGV[count_at] expectations follow it as field, n, value1..n.
-# Returns whether all hold, the first that does not ("next_chunk is 7"), and the next ARGV index.
-_EXPECTATIONS = """
-local function expectations(count_at)
-  local i = count_at + 1
-  for _ = 1, tonumber(ARGV[count_at]) do
-    local current = redis.call('HGET', KEYS[1], ARGV[i]) or ''
-    local k = tonumber(ARGV[i + 1])
-    local ok = false
-    for j = 1, k do if current == ARGV[i + 1 + j] then ok = true end end
-    if not ok then return false, ARGV[i] .. ' is ' .. current, i end
-    i = i + 2 + k
-  end
-  return true, '', i
-end
-"""
-
-_CLAIM = _EXPECTATIONS + """
-if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, ''} end
-local met, why = expectations(4)
-if not met then return {2, why} end
-local holder = redis.call('GET', KEYS[2])
-if holder and holder ~= ARGV[1] then return {0, holder, redis.call('PTTL', KEYS[2])} end
-redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
-redis.call('HSET', KEYS[1], 'heartbeat_at', ARGV[3])
-return {1, redis.call('HGETALL', KEYS[1])}
-"""
-
-_RENEW = """
-if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
-redis.call('PEXPIRE', KEYS[2], ARGV[2])
-redis.call('HSET', KEYS[1], 'heartbeat_at', ARGV[3])
-return 1
-"""
-
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-_UPDATE = _EXPECTATIONS + """
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-if ARGV[1] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
-local met, _, i = expectations(3)
-if not met then return 0 end
-if i <= #ARGV then redis.call('HSET', KEYS[1], unpack(ARGV, i)) end
-if ARGV[2] == '1' and ARGV[1] ~= '' then redis.call('DEL', KEYS[2]) end
-return 1
-"""
-
-# Fields a listing reads; the token is never among them.
-_LIST_FIELDS = ("job_id", "state", "spec", "size", "bytes_sent", "chunks_total", "next_chunk",
-                "video_id", "error", "error_retryable", "created_at", "updated_at", "heartbeat_at",
-                "chunk_size", "retries", "source_identity", "wake_at", "callback")
-
-_LIST_PAGE = 500
 Expect = Mapping[str, Iterable[object]]
+NOW = "@now"  # a field value written as Redis's current time
+
+
+def at_now(offset_s: float = 0.0) -> str:
+    """A field value written as Redis's current time plus ``offset_s``."""
+    return f"@now+{offset_s:.6f}"
 
 
 @dataclass(frozen=True)
@@ -97,104 +53,129 @@ class Claim:
     token: str | None = field(default=None, repr=False)  # read in the same round trip as the record
 
 
-class JobStore:
-    """Job records in Redis. ``client`` must decode responses (``decode_responses=True``)."""
+@dataclass(frozen=True)
+class Written:
+    """The outcome of a fenced write: whether it happened, why not, and Redis's time if it did."""
 
-    def __init__(self, client: redis.Redis) -> None:
-        self.redis = client
-        self._create = client.register_script(_CREATE)
-        self._claim = client.register_script(_CLAIM)
-        self._renew = client.register_script(_RENEW)
-        self._release = client.register_script(_RELEASE)
-        self._update = client.register_script(_UPDATE)
+    ok: bool
+    why: str = ""
+    at: float | None = None
 
-    def create(self, job_id: str, spec: dict[str, object], token: str | None) -> bool:
-        """Create a queued job atomically; False if ``job_id`` already exists (one job per id)."""
-        now = _now()
-        fields: dict[str, str] = {
-            "job_id": job_id, "state": State.QUEUED, "spec": json.dumps(spec, sort_keys=True),
-            "next_chunk": "0", "bytes_sent": "0", "retries": "0",
-            "created_at": now, "updated_at": now,
-        }
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+@dataclass(frozen=True)
+class Created:
+    """The outcome of ``create``: new, or the existing job's spec hash and state."""
+
+    created: bool
+    at: float | None = None
+    spec_hash: str = ""
+    state: str = ""
+
+
+class JobStore(JobIndex):
+    """Job records in Redis. ``client`` must decode responses (``decode_responses=True``).
+    Ended jobs expire after ``keep_done_s`` (done, cancelled) or ``keep_failed_s`` (failed); 0 keeps."""
+
+    def __init__(self, client: redis.Redis, keep_done_s: int = DEFAULT_JOB_RETENTION_S,
+                 keep_failed_s: int = DEFAULT_FAILED_JOB_RETENTION_S) -> None:
+        super().__init__(client)
+        self.keep = [keep_done_s, keep_failed_s]
+        self._create = client.register_script(lua.CREATE)
+        self._claim = client.register_script(lua.CLAIM)
+        self._renew = client.register_script(lua.RENEW)
+        self._update = client.register_script(lua.UPDATE)
+        self._schedule = client.register_script(lua.SCHEDULE)
+        self._pop_due = client.register_script(lua.POP_DUE)
+
+    def create(self, job_id: str, spec: dict[str, object], token: str | None, spec_hash: str = "",
+               notify: bool = True, **fields: object) -> Created:
+        """Create a queued job atomically (or, with ``state=…`` in ``fields``, one that starts there);
+        an id in use is left alone and its spec hash and state returned. ``notify``: the job owes
+        its ``callback_url`` a webhook when it ends."""
+        values: dict[str, object] = {"spec": json.dumps(spec, sort_keys=True), "next_chunk": 0, "bytes_sent": 0,
+                                     "retries": 0, "spec_hash": spec_hash, **fields}
+        if notify and spec.get("callback_url"):
+            values["webhook"] = "1"
         if token:
-            fields[TOKEN_FIELD] = token
-        args = [now, job_id, *_flatten(fields)]
-        return bool(self._create(keys=[_job_key(job_id), JOB_INDEX_KEY], args=args))
-
-    def get(self, job_id: str) -> JobRecord | None:
-        data: dict[str, str] = self.redis.hgetall(_job_key(job_id))  # type: ignore[assignment]
-        return JobRecord.from_hash(data) if data else None
-
-    def token(self, job_id: str) -> str | None:
-        """The job's upload token; only the pipeline's HTTP client ever sees it."""
-        token = self.redis.hget(_job_key(job_id), TOKEN_FIELD)
-        return str(token) if token else None
-
-    def forget(self, job_id: str) -> None:
-        """Remove a job entirely (only an enqueue that could not send its message does this)."""
-        pipe = self.redis.pipeline()
-        pipe.delete(_job_key(job_id), _lease_key(job_id))
-        pipe.zrem(JOB_INDEX_KEY, job_id)
-        pipe.execute()
-
-    def set_token(self, job_id: str, token: str) -> None:
-        self.redis.hset(_job_key(job_id), TOKEN_FIELD, token)
+            values[TOKEN_FIELD] = token
+        result = self._create(keys=job_keys(job_id), args=[*self.keep, job_id, *_flatten(values)])
+        if result[0] == 1:
+            return Created(True, at=float(result[1]))
+        return Created(False, spec_hash=result[1], state=result[2])
 
     def claim(self, job_id: str, holder: str, ttl_s: float, expect: Expect | None = None) -> Claim:
         """Take (or extend) the job's lease and read its record, in one step; only if every
         ``expect`` field has one of its values (so a stale message never holds the lease)."""
-        args = [holder, int(ttl_s * 1000), _now(), *_expectations(expect)]
-        status, payload, *rest = self._claim(keys=[_job_key(job_id), _lease_key(job_id)], args=args)
+        args = [holder, _ms(ttl_s), *_expectations(expect)]
+        status, *rest = self._claim(keys=job_keys(job_id), args=args)
         if status == 1:
-            data = dict(zip(payload[::2], payload[1::2], strict=True))
+            data = dict(zip(rest[0][::2], rest[0][1::2], strict=True))
             return Claim(JobRecord.from_hash(data), token=data.get(TOKEN_FIELD) or None)
         if status == 2:
-            return Claim(None, mismatch=payload)
-        return Claim(None, holder=payload or None, holder_ttl_s=max(0, int(rest[0])) / 1000 if rest else 0.0)
+            return Claim(None, mismatch=rest[0])
+        if status == 0:
+            return Claim(None, holder=rest[0], holder_ttl_s=max(0, int(rest[1])) / 1000)
+        return Claim(None, mismatch="no such job")
 
-    def renew(self, job_id: str, holder: str, ttl_s: float) -> bool:
-        """Extend our lease and beat the heartbeat; False if the lease is no longer ours."""
-        keys = [_job_key(job_id), _lease_key(job_id)]
-        return bool(self._renew(keys=keys, args=[holder, int(ttl_s * 1000), _now()]))
+    def renew(self, job_id: str, holder: str, ttl_s: float, expect: Expect | None = None,
+              streamed: int | None = None) -> int:
+        """Extend our lease and beat the heartbeat (noting ``streamed`` bytes of the current chunk):
+        1 renewed, 2 reclaimed (it had lapsed, nobody took it, ``expect`` holds), 0 lost, -1 gone."""
+        args = [holder, _ms(ttl_s), "" if streamed is None else streamed, *_expectations(expect)]
+        return int(self._renew(keys=job_keys(job_id), args=args))
 
     def release(self, job_id: str, holder: str) -> bool:
-        return bool(self._release(keys=[_lease_key(job_id)], args=[holder]))
+        """Drop our lease (only ours)."""
+        return bool(self.update(job_id, holder, {}, release=True))
 
-    def lease_holder(self, job_id: str) -> str | None:
-        holder = self.redis.get(_lease_key(job_id))
-        return str(holder) if holder else None
+    def update(self, job_id: str, holder: str | None, changes: Mapping[str, object], expect: Expect | None = None,
+               release: bool = False, reclaim: bool = False, exclusive: bool = False, ttl_s: float = 60) -> Written:
+        """Write ``changes`` if the fence holds: ``holder`` holds the lease (or, with ``reclaim``, it
+        lapsed and nobody took it) and every ``expect`` field has one of its values. ``holder=None``
+        is an operator's or the janitor's write, fenced by ``expect`` alone (``exclusive``: and only
+        while no worker holds the job). A state change moves the indexes and applies retention."""
+        flags = ("r" if release else "") + ("c" if reclaim else "") + ("x" if exclusive else "")
+        args = [*self.keep, holder or "", flags, _ms(ttl_s), *_expectations(expect), *_flatten(changes)]
+        status, why = self._update(keys=job_keys(job_id), args=args)
+        return Written(True, at=float(why)) if status == 1 else Written(False, why=str(why))
 
-    def update(self, job_id: str, holder: str | None, changes: Mapping[str, object],
-               expect: Expect | None = None, release: bool = False) -> bool:
-        """Write ``changes`` if ``holder`` holds the lease and every ``expect`` field has one of
-        its allowed values. ``holder=None`` skips the lease check (operator actions)."""
-        args: list[str | int] = [holder or "", "1" if release else "0", *_expectations(expect)]
-        args += _flatten({**changes, "updated_at": _now()})
-        result = self._update(keys=[_job_key(job_id), _lease_key(job_id)], args=args)
-        return bool(result == 1)
+    def schedule(self, job_id: str, holder: str, step: Step, delay_s: float, expect: Expect | None = None,
+                 retry_reason: str | None = None, task_id: str | None = None, retries: int = 0) -> Written:
+        """Put ``step`` in the delayed set for ``delay_s`` (Redis's clock) and release our lease, in
+        one write; ``retry_reason`` counts it as a retry. Fenced like ``update``."""
+        member = step.to_member(task_id, retries)
+        args = [holder, f"{max(0.0, delay_s):.3f}", member, "1" if retry_reason else "0", retry_reason or "",
+                *_expectations(expect)]
+        status, why = self._schedule(keys=job_keys(job_id), args=args)
+        return Written(True, at=float(why)) if status == 1 else Written(False, why=str(why))
 
-    def add_retry(self, job_id: str) -> None:
-        self.redis.hincrby(_job_key(job_id), "retries", 1)
+    def later(self, step: Step, delay_s: float, task_id: str | None = None, retries: int = 0) -> None:
+        """Publish ``step`` again in ``delay_s`` (Redis's clock), touching nothing of the job's
+        (its lease belongs to another worker)."""
+        self.redis.zadd(DELAYED_KEY, {step.to_member(task_id, retries): self.now() + delay_s})
 
-    def list(self, states: Iterable[str] | None = None, limit: int | None = 1000) -> list[JobRecord]:
-        """Newest first, at most ``limit`` (None: all); the state filter applies before the limit,
-        so an old stuck job behind many newer finished ones is still found."""
-        wanted = {str(s) for s in states} if states else None
-        records: list[JobRecord] = []
-        start = 0
-        while limit is None or len(records) < limit:
-            ids = self.redis.zrevrange(JOB_INDEX_KEY, start, start + _LIST_PAGE - 1)
-            if not ids:
-                break
-            start += len(ids)
-            pipe = self.redis.pipeline(transaction=False)
-            for job_id in ids:
-                pipe.hmget(_job_key(str(job_id)), _LIST_FIELDS)
-            for values in pipe.execute():
-                data = {k: v for k, v in zip(_LIST_FIELDS, values, strict=True) if v is not None}
-                if data.get("job_id") and (wanted is None or data["state"] in wanted):
-                    records.append(JobRecord.from_hash(data))
-        return records if limit is None else records[:limit]
+    def pop_due(self, limit: int = 100) -> tuple[float, list[str]]:
+        """Take the delayed steps that are due (each exactly once, fleet-wide); Redis's time and them."""
+        now, due = self._pop_due(keys=[DELAYED_KEY], args=[limit, JOB_KEY.format(job_id="")])
+        return float(now), list(due)
+
+    def reject(self, message_id: str, claimed_id: str, spec: object, error: str, ttl_s: int) -> None:
+        """Keep a spec refused for an id already in use under its own record; the job is untouched."""
+        key = REJECTED_KEY.format(message_id=message_id)
+        pipe = self.redis.pipeline()
+        pipe.hset(key, mapping={"job_id": claimed_id, "error": error, "spec": json.dumps(spec, sort_keys=True)})
+        if ttl_s > 0:
+            pipe.expire(key, ttl_s)
+        pipe.execute()
+
+
+def job_keys(job_id: str) -> list[str]:
+    """KEYS of every job script, in the order ``tasks.lua`` reads them."""
+    return [JOB_KEY.format(job_id=job_id), LEASE_KEY.format(job_id=job_id), JOB_INDEX_KEY,
+            *(STATE_INDEX_KEY.format(state=s) for s in State), EXPIRY_KEY, OUTBOX_KEY, DELAYED_KEY]
 
 
 def _expectations(expect: Expect | None) -> list[str | int]:
@@ -206,16 +187,8 @@ def _expectations(expect: Expect | None) -> list[str | int]:
     return args
 
 
-def _job_key(job_id: str) -> str:
-    return JOB_KEY.format(job_id=job_id)
-
-
-def _lease_key(job_id: str) -> str:
-    return LEASE_KEY.format(job_id=job_id)
-
-
-def _now() -> str:
-    return f"{time.time():.6f}"
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
 
 
 def _text(value: object) -> str:
@@ -223,6 +196,8 @@ def _text(value: object) -> str:
         return ""
     if isinstance(value, bool):
         return "1" if value else "0"
+    if isinstance(value, float):
+        return f"{value:.6f}"
     return str(value)
 
 

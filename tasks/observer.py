@@ -6,6 +6,9 @@ from typing import Protocol
 
 
 class Observer(Protocol):
+    def progress(self, job_id: str, index: int, total: int, streamed: int, length: int) -> None:
+        """Chunk ``index`` (of ``total``) is streaming: ``streamed`` of its ``length`` bytes are out."""
+
     def chunk_sent(self, job_id: str, index: int, total: int, size: int, seconds: float) -> None: ...
 
     def state(self, job_id: str, state: str) -> None: ...
@@ -14,6 +17,9 @@ class Observer(Protocol):
 
 
 class NullObserver:
+    def progress(self, job_id: str, index: int, total: int, streamed: int, length: int) -> None:
+        pass
+
     def chunk_sent(self, job_id: str, index: int, total: int, size: int, seconds: float) -> None:
         pass
 

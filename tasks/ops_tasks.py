@@ -1,54 +1,120 @@
-"""Periodic maintenance tasks, run by ``vuq beat``."""
+"""Tasks around the upload: completion webhooks, cleaning up after a cancel, and the janitor
+(run by ``vuq beat``)."""
 
 from __future__ import annotations
 
 import logging
+from functools import cache
 
+import redis
 from celery import Task, shared_task
+from celery.exceptions import Retry
 
 from tasks import runtime
-from tasks.constants import TASK_JANITOR, TASK_WEBHOOK
-from tasks.errors import PermanentError, RetryableError
-from tasks.janitor import sweep
-from tasks.pipeline import Step
+from tasks.constants import JOB_METADATA_KEY, TASK_CLEANUP, TASK_JANITOR, TASK_WEBHOOK
+from tasks.errors import ApiRejected, PermanentError, RetryableError, Throttled
+from tasks.janitor import queue_head, resend_webhooks, sweep
+from tasks.record import State
+from tasks.redisconn import redis_client
 from tasks.retry import backoff_s
+from tasks.steps import Step
+from tasks.upload_tasks import enqueue
 from tasks.webhooks import deliver
 
 log = logging.getLogger(__name__)
+CLEANUP_WAIT_S = 2.0
 
 
 @shared_task(bind=True, name=TASK_WEBHOOK, ignore_result=True, acks_late=True, max_retries=None)
 def webhook(self: Task, job_id: str) -> None:
-    """POST the job's final record to its callback_url, signed; retried with backoff, bounded."""
+    """POST the job's final record to its callback_url, signed; retried with backoff, bounded. The
+    job's outbox entry (written with its final state) is cleared once delivered or refused."""
     pipeline = runtime.pipeline()
-    settings = pipeline.settings
-    job = pipeline.store.get(job_id)
+    store, settings = pipeline.store, pipeline.settings
+    job = store.get(job_id)
     url = job.spec.get("callback_url") if job else None
-    if job is None or not url:
+    if job is None or not url or not job.state.final:  # expired, or resumed since: nothing owed now
+        store.outbox_done(job_id)
         return
+    store.outbox_later(job_id, 0.0)  # a delivery is under way
     try:
-        status = deliver(pipeline.http, url, job, settings.webhook_secret)
+        status = deliver(pipeline.sources, url, job, settings.webhook_secret, int(store.now()))
     except RetryableError as exc:
         if self.request.retries >= settings.max_retries:
-            pipeline.store.update(job_id, None, {"callback": f"failed: {exc}"})
+            _callback(job_id, f"failed: {exc}")
             log.warning("job %s: callback given up: %s", job_id, exc)
             return
         delay = backoff_s(self.request.retries, settings.retry_backoff_s, settings.retry_backoff_max_s)
-        pipeline.store.update(job_id, None, {"callback": f"retrying: {exc}"})
-        raise self.retry(countdown=delay, exc=exc) from None
+        _callback(job_id, f"retrying: {exc}")
+        store.outbox_later(job_id, delay)
+        store.later(Step(TASK_WEBHOOK, job_id), delay, self.request.id, self.request.retries + 1)
+        raise Retry(str(exc), exc=exc, when=delay) from None
     except PermanentError as exc:
-        pipeline.store.update(job_id, None, {"callback": f"failed: {exc}"})
+        _callback(job_id, f"failed: {exc}")
         log.warning("job %s: callback refused: %s", job_id, exc)
         return
-    pipeline.store.update(job_id, None, {"callback": f"delivered ({status})"})
+    _callback(job_id, f"delivered ({status})")
+
+
+def _callback(job_id: str, outcome: str) -> None:
+    store = runtime.pipeline().store
+    store.update(job_id, None, {"callback": outcome}, expect={"state": [s for s in State if s.final]})
+    if not outcome.startswith("retrying"):
+        store.outbox_done(job_id)
+
+
+@shared_task(bind=True, name=TASK_CLEANUP, ignore_result=True, acks_late=True)
+def cleanup(self: Task, job_id: str) -> None:
+    """Delete the partial video of a cancelled job (the workers' API key), once no chunk is in flight."""
+    pipeline = runtime.pipeline()
+    store = pipeline.store
+    job = store.get(job_id)
+    if job is None or job.state != State.CANCELLED or job.cleanup != "deleting":
+        return
+    if store.lease_holder(job_id):  # a chunk is still on its way; its cursor write will be refused
+        store.later(Step(TASK_CLEANUP, job_id), CLEANUP_WAIT_S)
+        return
+    try:
+        outcome = _delete_video(job_id, job.video_id)
+    except (RetryableError, Throttled) as exc:
+        store.later(Step(TASK_CLEANUP, job_id), getattr(exc, "wait_s", 0) or CLEANUP_WAIT_S * 5)
+        log.info("job %s: cleanup deferred: %s", job_id, exc)
+        return
+    except ApiRejected as exc:
+        outcome = f"video kept: api.video refused the deletion ({exc})"
+    store.update(job_id, None, {"cleanup": outcome}, expect={"state": [State.CANCELLED]})
+    log.info("job %s: cancelled; %s", job_id, outcome)
+
+
+def _delete_video(job_id: str, video_id: str | None) -> str:
+    pipeline = runtime.pipeline()
+    tokens, api = pipeline.tokens, pipeline.api
+    if not tokens.available:
+        return "video kept: the workers hold no API key"
+    if not video_id:  # asked for, never recorded: look for it by its tag
+        found = tokens.call(lambda auth: api.find_videos(auth, {JOB_METADATA_KEY: job_id}))
+        video_id = str(found[0]["videoId"]) if found else None
+    if not video_id:
+        return "no video was created"
+    tokens.call(lambda auth: api.delete_video(auth, video_id or ""))
+    return f"video {video_id} deleted"
+
+
+@cache
+def _broker(url: str) -> redis.Redis:
+    return redis_client(url)
 
 
 @shared_task(bind=True, name=TASK_JANITOR, ignore_result=True)
 def janitor(self: Task) -> list[str]:
-    """Find active jobs with no heartbeat for too long and re-enqueue their next step."""
+    """Re-enqueue the next step of jobs nobody moves, forget expired history, re-send webhooks."""
     pipeline = runtime.pipeline()
+    settings = pipeline.settings
 
     def send(step: Step) -> None:
-        self.app.send_task(step.task, kwargs=step.kwargs(), queue=pipeline.settings.queue)
+        enqueue(self, step)
 
-    return sweep(pipeline.store, send, pipeline.settings.stale_after_s)
+    head = queue_head(_broker(settings.broker_url), settings.queue)
+    rescued = sweep(pipeline.store, send, settings.stale_after_s, head)
+    resend_webhooks(pipeline.store, send, settings.stale_after_s)
+    return rescued

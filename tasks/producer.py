@@ -1,12 +1,16 @@
-"""The producer API: ``enqueue_upload`` writes the job record and enqueues ``vuq.upload.start``.
+"""The producer API: ``enqueue_upload`` writes the job record and enqueues ``vuq.upload.start``;
+``resume_upload`` continues a failed job, with a new upload token if it needs one.
 
-The message carries only the job id; the token stays in the job record. The same
-``job_id`` enqueued twice makes one job. If Redis cannot be reached, an
-``EnqueueError`` says so and nothing is written.
+The message carries only the job id; the token stays in the job record. ``job_id`` is an
+idempotency key as people know them: the same id with the same spec returns that job and
+sends nothing more; with another spec it is a ``SpecError`` naming the id. If Redis cannot
+be reached, an ``EnqueueError`` says so and nothing is written. A producer that dies between
+the record and the message leaves a queued job the janitor starts.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import cache
 from typing import Any
 
@@ -14,15 +18,15 @@ import redis
 from celery import Celery
 from kombu.exceptions import OperationalError
 
-from tasks.constants import TASK_START
-from tasks.errors import EnqueueError
+from tasks.constants import HANDOFF_HEADER, TASK_START
+from tasks.errors import EnqueueError, SpecError
 from tasks.jobstore import JobStore
-from tasks.pipeline import Step
-from tasks.record import State
-from tasks.redact import safe_url
-from tasks.redisconn import redis_client
+from tasks.operations import resume
+from tasks.record import JobRecord, State
+from tasks.redisconn import redis_client, unreachable
 from tasks.settings import Settings, get_settings
 from tasks.spec import new_job_id, parse_spec
+from tasks.steps import Step, step_for
 
 
 def enqueue_upload(source: str, *, token: str | None = None, video: dict[str, Any] | None = None,
@@ -30,47 +34,59 @@ def enqueue_upload(source: str, *, token: str | None = None, video: dict[str, An
                    callback_url: str | None = None, settings: Settings | None = None) -> str:
     """Enqueue one upload and return its job id at once.
 
-    Raises ``SpecError`` (a ValueError naming the field) for a bad spec and
-    ``EnqueueError`` when Redis cannot be reached.
+    Raises ``SpecError`` (a ValueError naming the field) for a bad spec, or for a ``job_id``
+    already used with another spec, and ``EnqueueError`` when Redis cannot be reached.
     """
     settings = settings or get_settings()
     spec = parse_spec({"source": source, "token": token, "video": video or {}, "chunk_size": chunk_size,
-                       "job_id": job_id, "callback_url": callback_url})
+                       "job_id": job_id, "callback_url": callback_url}, settings.net_policy)
     job_id = spec.job_id or new_job_id()
-    store = job_store(settings.redis_url)
+    store = job_store(settings)
+    public = {**spec.public(), "job_id": job_id}
     try:
-        created = store.create(job_id, {**spec.public(), "job_id": job_id}, spec.token)
-        existing = None if created else store.get(job_id)
+        created = store.create(job_id, public, spec.token, spec.fingerprint())
     except redis.RedisError as exc:
-        raise EnqueueError(f"cannot reach Redis at {safe_url(settings.redis_url)}: {exc}") from None
-    if created or (existing and existing.state == State.QUEUED and existing.heartbeat_at is None):
-        _send_start(settings, job_id, store, created)
+        raise EnqueueError(unreachable(settings.redis_url, exc)) from None
+    if not created.created:
+        if created.spec_hash and created.spec_hash != spec.fingerprint():
+            raise SpecError("job_id", f"{job_id!r} already names a job with a different spec ({created.state}); "
+                                      "use another job_id, or the same spec to get that job")
+        return job_id  # the same request again: the same job, no second message
+    start = step_for(JobRecord(job_id, State.QUEUED, public), TASK_START)
+    send_step(replace(start, handoff_at=created.at), settings)
     return job_id
 
 
-def _send_start(settings: Settings, job_id: str, store: JobStore, created: bool) -> None:
-    try:
-        send_step(Step(TASK_START, job_id), settings)
-    except EnqueueError:
-        if created:
-            store.forget(job_id)
-        raise
+def resume_upload(job_id: str, token: str | None = None, settings: Settings | None = None) -> str:
+    """Continue a failed job from its last acknowledged chunk (``token``: a new upload token).
+    Returns the task it continues with; ``tasks.operations.OperationError`` if it cannot."""
+    settings = settings or get_settings()
+    step = resume(job_store(settings), job_id, lambda s: send_step(s, settings), token)
+    return step.task
 
 
 def send_step(step: Step, settings: Settings | None = None) -> None:
-    """Enqueue one pipeline step by task name (operator commands, the janitor, resume)."""
+    """Enqueue one pipeline step by task name (operator commands, resume), labelled for Flower
+    and carrying its hand-off time for the janitor."""
     settings = settings or get_settings()
+    if step.handoff_at is None:
+        step = replace(step, handoff_at=job_store(settings).now())
     try:
-        _producer(settings.broker_url).send_task(step.task, kwargs=step.kwargs(), queue=settings.queue,
-                                                 retry=True, retry_policy={"max_retries": 2})
+        _producer(settings.broker_url).send_task(
+            step.task, kwargs=step.kwargs(), queue=settings.queue, kwargsrepr=step.shown(),
+            headers={HANDOFF_HEADER: step.handoff_at}, retry=True, retry_policy={"max_retries": 2})
     except (OperationalError, redis.RedisError, OSError) as exc:
-        raise EnqueueError(f"cannot reach the broker at {safe_url(settings.broker_url)}: {exc}") from None
+        raise EnqueueError(unreachable(settings.broker_url, exc)) from None
+
+
+def job_store(settings: Settings) -> JobStore:
+    """One store (and Redis connection pool) per Redis and retention for the process."""
+    return _store(settings.redis_url, settings.job_retention_s, settings.failed_job_retention_s)
 
 
 @cache
-def job_store(redis_url: str) -> JobStore:
-    """One store (and Redis connection pool) per URL for the process, not one per enqueue."""
-    return JobStore(redis_client(redis_url))
+def _store(redis_url: str, keep_done_s: int, keep_failed_s: int) -> JobStore:
+    return JobStore(redis_client(redis_url), keep_done_s, keep_failed_s)
 
 
 @cache

@@ -1,9 +1,15 @@
-"""Keeping secrets out of text: log lines, exception messages, argument reprs."""
+"""Keeping secrets out of text: log lines, exception messages, argument reprs, public views.
+
+Secrets by shape, not by field: a token, an API key, a bearer or basic credential, and
+the query string and user info of a URL (a presigned URL's signature is a credential)
+are masked wherever they travel.
+"""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from urllib.parse import urlsplit, urlunsplit
 
 MASK = "***"
 # Query parameters and headers that carry credentials, whatever their value.
@@ -11,8 +17,10 @@ _PATTERNS = (
     re.compile(r"(?i)((?:^|[?&\s'\"])(?:token|api_?key|apiKey|refreshToken|signature|sig|x-amz-[a-z-]+)=)[^&\s'\"]+"),
     re.compile(r"(?i)((?:'|\")(?:token|api_key|apiKey|refreshToken|access_token|refresh_token)(?:'|\")\s*:\s*)(?:'[^']*'|\"[^\"]*\")"),
     re.compile(r"(?i)(\b(?:Bearer|Basic)\s+)[A-Za-z0-9._~+/=-]+"),
-    re.compile(r"(?i)(\bto[A-Za-z0-9]{22})\b"),  # api.video upload token shape: "to" + 22 characters
 )
+_UPLOAD_TOKEN = re.compile(r"(?i)(\bto[A-Za-z0-9]{22})\b")  # api.video upload token shape: "to" + 22 characters
+# An http(s) URL in free text: user info and query string are masked, the rest stays.
+_URL = re.compile(r"(?i)\b(https?://)(?:[^\s/@'\"<>]*@)?([^\s?#'\"<>]*)(\?[^\s#'\"<>]*)?")
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
@@ -20,13 +28,32 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     for secret in secrets:
         if secret and len(secret) >= 4:
             text = text.replace(secret, MASK)
-    for pattern in _PATTERNS[:3]:
+    text = _URL.sub(_masked_url_match, text)
+    for pattern in _PATTERNS:
         text = pattern.sub(lambda m: m.group(1) + MASK, text)
-    return _PATTERNS[3].sub(MASK, text)
+    return _UPLOAD_TOKEN.sub(MASK, text)
+
+
+def _masked_url_match(match: re.Match[str]) -> str:
+    scheme, rest, query = match.group(1), match.group(2), match.group(3)
+    userinfo = f"{MASK}@" if "@" in match.group(0).split("/", 3)[2] else ""
+    return f"{scheme}{userinfo}{rest}" + (f"?{MASK}" if query else "")
+
+
+def mask_url(url: str) -> str:
+    """An http(s) URL fit to show: scheme, host and path kept; user info and query masked.
+    Anything else (a local path) is returned as it is."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https"):
+        return url
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = f"{MASK}@" + netloc.rsplit("@", 1)[1]
+    return urlunsplit((parts.scheme, netloc, parts.path, MASK if parts.query else "", ""))
 
 
 def safe_url(url: str) -> str:
-    """A URL fit for logs: no query string (presigned URLs carry signatures), no user info."""
+    """A URL fit for logs and error messages: no query string, no user info."""
     head, _, _ = url.partition("?")
     scheme, sep, rest = head.partition("://")
     netloc, slash, path = rest.partition("/")
@@ -39,9 +66,12 @@ SECRET_KEYS = frozenset({"token", "api_key", "apiKey", "refreshToken", "access_t
 
 
 def mask_secrets(value: object) -> object:
-    """A copy of ``value`` (dicts and lists, recursively) with secret-named keys masked."""
+    """A copy of ``value`` (dicts and lists, recursively) with secret-named keys masked and
+    every URL's user info and query masked."""
     if isinstance(value, dict):
         return {k: MASK if k in SECRET_KEYS and v else mask_secrets(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [mask_secrets(v) for v in value]
+    if isinstance(value, str) and "://" in value:
+        return redact(value)
     return value

@@ -7,6 +7,7 @@ network partition left half-open is noticed and replaced rather than waited on f
 
 from __future__ import annotations
 
+import socket
 from urllib.parse import urlsplit
 
 import redis
@@ -14,12 +15,17 @@ import redis
 SOCKET_TIMEOUT_S = 15.0
 CONNECT_TIMEOUT_S = 5.0
 HEALTH_CHECK_INTERVAL_S = 25
+# A dead peer on an idle connection is noticed after about 10 + 3 x 5 = 25 s (Linux).
+KEEPALIVE_OPTIONS = {getattr(socket, name): value
+                     for name, value in (("TCP_KEEPIDLE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3))
+                     if hasattr(socket, name)}
 
 
 def redis_client(url: str) -> redis.Redis:
     """A decoding client for ``url`` with timeouts, keepalive and health checks."""
     return redis.Redis.from_url(url, decode_responses=True, socket_timeout=SOCKET_TIMEOUT_S,
                                 socket_connect_timeout=CONNECT_TIMEOUT_S, socket_keepalive=True,
+                                socket_keepalive_options=KEEPALIVE_OPTIONS,
                                 health_check_interval=HEALTH_CHECK_INTERVAL_S, retry_on_timeout=True)
 
 

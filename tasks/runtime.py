@@ -1,4 +1,10 @@
-"""Per-process clients for the pipeline, built lazily after fork and never at import time."""
+"""Per-process clients for the pipeline, built lazily after fork and never at import time.
+
+Two HTTP clients: one for api.video (its base URL is configuration), and one for sources
+and callbacks (user input), which connects only where the SSRF policy permits. Both are
+pooled and thread-safe, so a threads pool shares them; each task execution has its own
+lease holder id (``new_holder``).
+"""
 
 from __future__ import annotations
 
@@ -10,33 +16,37 @@ import httpx
 
 from tasks.apiclient import ApiClient
 from tasks.auth import AccessTokens
+from tasks.guardedhttp import guarded_client
 from tasks.jobstore import JobStore
 from tasks.observer import NULL_OBSERVER, Observer
 from tasks.pipeline import Pipeline
-from tasks.ratelimit import UploadRateLimiter
+from tasks.ratelimit import FleetLimiter
 from tasks.redisconn import redis_client
 from tasks.settings import Settings, get_settings
 
 _pipeline: Pipeline | None = None
 _pid: int | None = None
 _observer: Observer = NULL_OBSERVER
+HTTP_LIMITS = httpx.Limits(max_connections=32, max_keepalive_connections=16)
 
 
-def http_client(settings: Settings) -> httpx.Client:
-    """One pooled client per process: connections are reused from chunk to chunk."""
-    timeout = httpx.Timeout(settings.http_io_timeout_s, connect=settings.http_connect_timeout_s)
-    return httpx.Client(timeout=timeout, limits=httpx.Limits(max_connections=16, max_keepalive_connections=8))
+def http_timeout(settings: Settings) -> httpx.Timeout:
+    return httpx.Timeout(settings.http_io_timeout_s, connect=settings.http_connect_timeout_s)
 
 
 def build_pipeline(settings: Settings, observer: Observer = NULL_OBSERVER) -> Pipeline:
-    http = http_client(settings)
-    client = redis_client(settings.redis_url)
-    limiter = UploadRateLimiter(client, settings.api_base_url, settings.upload_rate_limit_per_minute)
-    api = ApiClient(http, settings.api_base_url, on_upload_answer=limiter.observe)
-    holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
-    return Pipeline(settings=settings, store=JobStore(client), api=api,
-                    tokens=AccessTokens(client, api, settings.api_key), http=http, holder=holder,
-                    observer=observer, limiter=limiter)
+    store = JobStore(redis_client(settings.redis_url), settings.job_retention_s, settings.failed_job_retention_s)
+    limiter = FleetLimiter(store.redis, settings.api_base_url, settings.rate_limits)
+    api = ApiClient(httpx.Client(timeout=http_timeout(settings), limits=HTTP_LIMITS), settings.api_base_url,
+                    pacer=limiter)
+    sources = guarded_client(settings.net_policy, http_timeout(settings), HTTP_LIMITS)
+    return Pipeline(settings=settings, store=store, api=api, tokens=AccessTokens(store.redis, api, settings.api_key),
+                    sources=sources, limiter=limiter, observer=observer)
+
+
+def new_holder() -> str:
+    """A lease holder id unique to one task execution (threads and gevent pools share a process)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(6)}"
 
 
 def set_observer(observer: Observer) -> None:

@@ -8,15 +8,26 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlsplit
 
-from tasks.constants import DEFAULT_CHUNK_BYTES, DEFAULT_QUEUE, MAX_CHUNK_BYTES, MIN_CHUNK_BYTES
+from tasks.constants import (
+    DEFAULT_CHUNK_BYTES,
+    DEFAULT_FAILED_JOB_RETENTION_S,
+    DEFAULT_JOB_RETENTION_S,
+    DEFAULT_QUEUE,
+    MAX_CHUNK_BYTES,
+    MIN_CHUNK_BYTES,
+)
 from tasks.errors import ConfigError
+from tasks.netpolicy import IPNetwork, NetPolicy, parse_allowed_nets
+from tasks.ratelimit import parse_rate_limits
 from tasks.sizes import parse_size
 
+T = TypeVar("T")
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_API_BASE_URL = "http://127.0.0.1:8765"
 PRODUCTION_API_BASE_URL = "https://ws.api.video"
@@ -49,8 +60,11 @@ class Settings:
     metrics_port: int | None = None
     flower_basic_auth: str | None = field(default=None, repr=False)
     log_level: str = "INFO"
-    upload_rate_limit_per_minute: int = 0  # 0: learn it from api.video's X-RateLimit-Limit
+    rate_limits: dict[str, int] = field(default_factory=dict)  # per class; a missing class is learned
     beat_schedule: str = DEFAULT_BEAT_SCHEDULE  # beat's state file, kept out of the working directory
+    job_retention_s: int = DEFAULT_JOB_RETENTION_S  # done and cancelled jobs; 0 keeps forever
+    failed_job_retention_s: int = DEFAULT_FAILED_JOB_RETENTION_S  # failed jobs (resumable); 0 keeps forever
+    allowed_private_nets: tuple[IPNetwork, ...] = ()  # sources and callbacks there are allowed
 
     def __post_init__(self) -> None:
         if not MIN_CHUNK_BYTES <= self.chunk_size <= MAX_CHUNK_BYTES:
@@ -70,6 +84,11 @@ class Settings:
     @property
     def chunk_soft_time_limit_s(self) -> int:
         return max(1, self.chunk_time_limit_s - 60)
+
+    @property
+    def net_policy(self) -> NetPolicy:
+        """Which addresses sources and callbacks may reach (VUQ_ALLOWED_PRIVATE_NETS)."""
+        return NetPolicy(self.allowed_private_nets)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -99,8 +118,12 @@ class Settings:
             metrics_port=reader.optional_integer("VUQ_METRICS_PORT"),
             flower_basic_auth=reader.secret("VUQ_FLOWER_BASIC_AUTH", "VUQ_FLOWER_BASIC_AUTH_FILE"),
             log_level=reader.text("VUQ_LOG_LEVEL", "INFO").upper(),
-            upload_rate_limit_per_minute=reader.integer("VUQ_UPLOAD_RATE_LIMIT_PER_MINUTE", 0, minimum=0),
+            rate_limits=reader.parsed("VUQ_RATE_LIMITS", parse_rate_limits, {}),
             beat_schedule=reader.text("VUQ_BEAT_SCHEDULE", _default_beat_schedule(env)),
+            job_retention_s=reader.integer("VUQ_JOB_RETENTION_S", DEFAULT_JOB_RETENTION_S, minimum=0),
+            failed_job_retention_s=reader.integer("VUQ_FAILED_JOB_RETENTION_S", DEFAULT_FAILED_JOB_RETENTION_S,
+                                                  minimum=0),
+            allowed_private_nets=reader.parsed("VUQ_ALLOWED_PRIVATE_NETS", parse_allowed_nets, ()),
         )
 
     def secrets(self) -> list[str]:
@@ -170,6 +193,16 @@ class _Reader:
             return int(raw)
         except ValueError:
             raise ConfigError(f"{name} must be a whole number, not {raw!r}") from None
+
+    def parsed(self, name: str, parse: Callable[[str], T], default: T) -> T:
+        """A value in its own syntax; the parser's ValueError becomes a ConfigError naming ``name``."""
+        raw = self.env.get(name, "").strip()
+        if not raw:
+            return default
+        try:
+            return parse(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{name}: {exc}") from None
 
     def paths(self, name: str) -> tuple[Path, ...]:
         raw = self.env.get(name, "")

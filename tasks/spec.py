@@ -7,6 +7,8 @@ without its token: the only form that is ever stored in a listing or shown.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import uuid
 from collections.abc import Mapping
@@ -27,6 +29,8 @@ from tasks.constants import (
     SPEC_VERSION,
 )
 from tasks.errors import SpecError
+from tasks.netpolicy import BlockedAddress, NetPolicy, check_url
+from tasks.redact import mask_url
 from tasks.sizes import parse_size
 
 SPEC_FIELDS = frozenset({"version", "source", "token", "video", "chunk_size", "job_id", "callback_url"})
@@ -46,6 +50,11 @@ class UploadSpec:
     job_id: str | None = None
     callback_url: str | None = None
 
+    def fingerprint(self) -> str:
+        """What makes two enqueues of one ``job_id`` the same request (token included, hashed)."""
+        data = {**self.public(), "token": self.token}
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
     def public(self) -> dict[str, Any]:
         """The spec as JSON, without the token."""
         data: dict[str, Any] = {"version": SPEC_VERSION, "source": self.source, "video": self.video}
@@ -59,8 +68,10 @@ def new_job_id() -> str:
     return uuid.uuid4().hex
 
 
-def parse_spec(raw: Mapping[str, Any]) -> UploadSpec:
-    """Validate ``raw``; every problem is a SpecError naming its field."""
+def parse_spec(raw: Mapping[str, Any], policy: NetPolicy | None = None) -> UploadSpec:
+    """Validate ``raw``; every problem is a SpecError naming its field. http(s) sources and
+    callbacks that name a non-global address are refused unless ``policy`` allows them."""
+    policy = policy or NetPolicy()
     if not isinstance(raw, Mapping):
         raise SpecError("spec", f"must be an object, not {type(raw).__name__}")
     unknown = sorted(set(raw) - SPEC_FIELDS)
@@ -70,12 +81,12 @@ def parse_spec(raw: Mapping[str, Any]) -> UploadSpec:
     if version != SPEC_VERSION:
         raise SpecError("version", f"unsupported spec version {version!r} (this worker speaks 1)")
     return UploadSpec(
-        source=_source(raw.get("source")),
+        source=_source(raw.get("source"), policy),
         token=_optional_text(raw, "token", 512),
         video=parse_video(raw.get("video") or {}),
         chunk_size=_chunk_size(raw.get("chunk_size")),
         job_id=_job_id(raw.get("job_id")),
-        callback_url=_callback_url(raw.get("callback_url")),
+        callback_url=_callback_url(raw.get("callback_url"), policy),
     )
 
 
@@ -126,7 +137,14 @@ def _optional_text(raw: Mapping[str, Any], name: str, limit: int) -> str | None:
     return text
 
 
-def _source(value: Any) -> str:
+def _checked_url(name: str, url: str, policy: NetPolicy) -> None:
+    try:
+        check_url(url, policy)
+    except (ValueError, BlockedAddress) as exc:
+        raise SpecError(name, str(exc)) from None
+
+
+def _source(value: Any, policy: NetPolicy) -> str:
     if value is None:
         raise SpecError("source", "is required: a path, a file:// URL or an http(s):// URL")
     source = _text("source", value, 4096)
@@ -135,6 +153,8 @@ def _source(value: Any) -> str:
     scheme = urlsplit(source).scheme.lower()
     if scheme not in ("", "file", "http", "https"):
         raise SpecError("source", f"unsupported scheme {scheme!r} (use a path, file://, http:// or https://)")
+    if scheme in ("http", "https"):
+        _checked_url("source", source, policy)
     return source
 
 
@@ -161,13 +181,14 @@ def _job_id(value: Any) -> str | None:
     return job_id
 
 
-def _callback_url(value: Any) -> str | None:
+def _callback_url(value: Any, policy: NetPolicy) -> str | None:
     if value is None:
         return None
     url = _text("callback_url", value, 2048)
     parts = urlsplit(url)
     if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
-        raise SpecError("callback_url", f"must be an http:// or https:// URL, not {url!r}")
+        raise SpecError("callback_url", f"must be an http:// or https:// URL, not {mask_url(url)!r}")
+    _checked_url("callback_url", url, policy)
     return url
 
 

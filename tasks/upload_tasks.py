@@ -1,68 +1,69 @@
 """The Celery tasks: thin adapters over ``tasks.pipeline``.
 
-Each unpacks ids, runs one pipeline step, enqueues the step that follows, and maps
-our exceptions to a retry (``RetryableError``, bounded, backoff with full jitter) or a
-failed job (``PermanentError``). Messages carry only a job id and a chunk index; a
-spec sent by another service (``send_task("vuq.upload.start", kwargs=spec)``) has its
-token moved into the job record at once, and its reprs are masked on the worker side.
+Each unpacks ids, runs one pipeline step under a lease holder id of its own, enqueues the
+step that follows, and maps our exceptions: a ``RetryableError`` is retried with backoff
+and full jitter, bounded; ``Throttled`` (the fleet's api.video budget) and ``Busy`` (another
+worker holds the job) defer the step; a ``PermanentError`` fails the job, resumable or not,
+and the task ends with ``JobFailed`` naming the reason (no traceback: an expected outcome).
+Retries and deferrals go to the delayed set on Redis's clock (``tasks.delayed``), never to
+Celery countdowns judged by each worker's own clock; the task then ends ``RETRY`` in Flower.
+Messages carry only a job id and a chunk index; a spec sent by another service
+(``send_task("vuq.upload.start", kwargs=spec)``) has its token moved into the job record.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-import time
 from collections.abc import Callable
 from reprlib import repr as short_repr
 from typing import Any
 
-import redis
 from celery import Task, shared_task
-from celery.exceptions import SoftTimeLimitExceeded
+from celery.exceptions import Retry, SoftTimeLimitExceeded
 from celery.worker.request import Request
-from kombu.exceptions import OperationalError
 
 from tasks import runtime
-from tasks.constants import TASK_CHUNK, TASK_FINALIZE, TASK_START
-from tasks.errors import (
-    ApiRejected,
-    Busy,
-    ConfigError,
-    PermanentError,
-    RetryableError,
-    SpecError,
-    Throttled,
-    VuqError,
-)
-from tasks.pipeline import LeaseLost, Step
+from tasks.apiclient import TOKEN_REJECTED_SLUGS
+from tasks.constants import HANDOFF_HEADER, TASK_CHUNK, TASK_FINALIZE, TASK_START
+from tasks.errors import ApiRejected, Busy, ConfigError, PermanentError, RetryableError, Throttled, VuqError
+from tasks.failures import JobFailed, failure_for
+from tasks.intake import accept_spec
+from tasks.pipeline import LeaseLost, StepKeepsDying, expectation
 from tasks.redact import mask_secrets, redact
 from tasks.retry import backoff_s
-from tasks.spec import parse_spec
+from tasks.steps import Step
 
 log = logging.getLogger(__name__)
+# Publishing the next step waits out a short broker outage (a Redis restart) before giving up;
+# if it still fails, the cursor has moved and the janitor sends the step.
+PUBLISH_RETRY = {"max_retries": 10, "interval_start": 0.5, "interval_step": 0.5, "interval_max": 2.0}
 
 
 class MaskedRequest(Request):
-    """Computes the argument reprs that logs, events and Flower show, secrets masked,
-    whatever the sender put in the message (Celery #6086: retry() and other languages)."""
+    """The argument reprs logs, events and Flower show: vuq's own label when vuq sent the message,
+    else computed here with secrets masked, whatever the sender put in it (Celery #6086)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         body_args, body_kwargs, _ = self._payload
+        ours = self._request_dict.get(HANDOFF_HEADER) is not None and self._request_dict.get("kwargsrepr")
         self._argsrepr = short_repr(mask_secrets(list(body_args)))
-        self._kwargsrepr = repr(mask_secrets(dict(body_kwargs)))[:1024]
+        self._kwargsrepr = redact(str(ours)) if ours else repr(mask_secrets(dict(body_kwargs)))[:1024]
         self._request_dict["argsrepr"] = self._argsrepr
         self._request_dict["kwargsrepr"] = self._kwargsrepr
 
 
 class UploadTask(Task):
-    """Late acks, requeue when the worker process dies, no result storage, our own retry bound."""
+    """Late acks, requeue when the worker process dies, no result storage, our own retry bound;
+    a job that failed is an expected outcome, logged in one line."""
 
     abstract = True
     acks_late = True
     reject_on_worker_lost = True
     ignore_result = True
     max_retries = None
+    throws = (JobFailed,)
     Request = MaskedRequest
 
 
@@ -70,121 +71,106 @@ class UploadTask(Task):
 def start(self: Task, job_id: str | None = None, **spec: Any) -> None:
     """Validate, stat the source, plan chunks, send chunk 0, record the videoId."""
     if spec:
-        job_id = accept_spec(spec, job_id, default_id=self.request.id)
-        if job_id is None:
-            return
+        job_id = accept_spec(runtime.pipeline(), spec, job_id, message_id=self.request.id)
     assert job_id is not None
-    run_step(self, job_id, {"job_id": job_id}, lambda: runtime.pipeline().start(job_id))
+    run_step(self, Step(TASK_START, job_id), lambda holder: runtime.pipeline().start(job_id, holder))
 
 
 @shared_task(bind=True, base=UploadTask, name=TASK_CHUNK)
 def chunk(self: Task, job_id: str, chunk: int) -> None:
     """Send chunk ``chunk`` of the job (0-based) if it is next, then enqueue the one after."""
-    run_step(self, job_id, {"job_id": job_id, "chunk": chunk},
-             lambda: runtime.pipeline().chunk(job_id, int(chunk)))
+    index = int(chunk)
+    run_step(self, Step(TASK_CHUNK, job_id, index), lambda holder: runtime.pipeline().chunk(job_id, index, holder))
 
 
 @shared_task(bind=True, base=UploadTask, name=TASK_FINALIZE)
 def finalize(self: Task, job_id: str) -> None:
     """Patch title, description, tags, metadata and flags with API-key auth; mark the job done."""
-    run_step(self, job_id, {"job_id": job_id}, lambda: runtime.pipeline().finalize(job_id))
+    run_step(self, Step(TASK_FINALIZE, job_id), lambda holder: runtime.pipeline().finalize(job_id, holder))
 
 
-def accept_spec(spec: dict[str, Any], job_id: str | None, default_id: str) -> str | None:
-    """Store a spec that arrived in a message as a job record (token included, kept there)."""
-    store = runtime.pipeline().store
-    raw = {**spec, **({"job_id": job_id} if job_id else {})}
-    try:
-        parsed = parse_spec(raw)
-    except SpecError as exc:
-        failed_id = str(raw.get("job_id") or default_id)
-        store.create(failed_id, mask_secrets(raw), None)  # type: ignore[arg-type]
-        runtime.pipeline().fail(failed_id, exc, retryable=False)
-        log.warning("job %s: rejected spec: %s", failed_id, exc)
-        return None
-    new_id = parsed.job_id or default_id
-    store.create(new_id, {**parsed.public(), "job_id": new_id}, parsed.token)
-    return new_id
-
-
-def run_step(task: Task, job_id: str, kwargs: dict[str, Any], step: Callable[[], Step | None]) -> None:
+def run_step(task: Task, step: Step, body: Callable[[str], Step | None]) -> None:
     pipeline = runtime.pipeline()
+    holder = runtime.new_holder()
+    step = Step(step.task, step.job_id, step.chunk, label=task.request.kwargsrepr or None)
     try:
-        following = step()
+        following = body(holder)
     except LeaseLost as exc:
-        log.warning("%s", exc)
+        log.info("%s", exc)
         return
-    except Throttled as exc:  # the upload rate limit, or another worker holding the job (Busy)
-        _defer(task, job_id, kwargs, exc)
+    except Busy as exc:  # another worker holds the job: ask again shortly (its lease is not ours to touch)
+        pipeline.store.later(step, exc.wait_s + random.uniform(0, 1.0), task.request.id, task.request.retries)
+        log.info("job %s: %s; asking again shortly", step.job_id, exc)
+        return
+    except Throttled as exc:  # the fleet's api.video budget: wait for it, not a retry
+        _schedule(task, step, holder, exc.wait_s + random.uniform(0, 1.0), None)
+        log.info("job %s: %s; step deferred", step.job_id, exc)
         return
     except (RetryableError, SoftTimeLimitExceeded) as exc:
         error = exc if isinstance(exc, RetryableError) else RetryableError(
             "the step ran past its soft time limit", reason="time_limit")
-        _retry(task, job_id, kwargs, error)
-    except (redis.RedisError, OperationalError) as exc:
-        # Redis (job store or broker) is away: the job record is untouched and still active, so
-        # a retry, or the janitor once Redis is back, continues it; never fail the job for this.
-        log.warning("job %s: Redis unavailable (%s); will retry", job_id, type(exc).__name__)
-        _retry(task, job_id, kwargs, RetryableError(f"Redis unavailable: {type(exc).__name__}", reason="redis"))
+        _retry(task, step, holder, error)
     except PermanentError as exc:
-        _fail(task, job_id, exc, _resumable(exc))
-        raise
-    except Exception as exc:
+        _fail(task, step, holder, exc, _resumable(exc))
+    except Exception as exc:  # a bug: the job fails resumable, and the traceback is logged once
         message = redact(f"internal error: {type(exc).__name__}: {exc}", pipeline.settings.secrets())
-        _fail(task, job_id, VuqError(message), True)
-        log.exception("job %s: %s", job_id, message)
-        raise PermanentError(message) from None
+        log.exception("job %s: %s", step.job_id, message)
+        _fail(task, step, holder, VuqError(message), True)
     if following is not None:
         enqueue(task, following)
         if following.sent is not None:
-            pipeline.observer.chunk_sent(job_id, *following.sent)
-
-
-def _fail(task: Task, job_id: str, error: VuqError, resumable: bool) -> None:
-    step = runtime.pipeline().fail(job_id, error, retryable=resumable)
-    if step is not None:
-        enqueue(task, step)
+            pipeline.observer.chunk_sent(step.job_id, *vars(following.sent).values())
 
 
 def enqueue(task: Task, step: Step) -> None:
-    task.app.send_task(step.task, kwargs=step.kwargs(), queue=runtime.pipeline().settings.queue)
+    """Publish ``step`` with its label for Flower and its hand-off time for the janitor."""
+    headers = {HANDOFF_HEADER: step.handoff_at} if step.handoff_at is not None else {}
+    task.app.send_task(step.task, kwargs=step.kwargs(), queue=runtime.pipeline().settings.queue,
+                       kwargsrepr=step.shown(), headers=headers, retry=True, retry_policy=PUBLISH_RETRY)
 
 
-def _defer(task: Task, job_id: str, kwargs: dict[str, Any], pause: Throttled) -> None:
-    """Send the same step again for a moment later; not a retry, not counted."""
-    pipeline = runtime.pipeline()
-    pipeline.release(job_id)
-    delay = pause.wait_s + random.uniform(0, 1.0)  # spread the fleet's return over a second
-    if not isinstance(pause, Busy):  # a busy job's holder keeps its heartbeat itself
-        pipeline.store.update(job_id, None, {"wake_at": f"{time.time() + delay:.3f}"})
-    task.app.send_task(task.name, kwargs=kwargs, queue=pipeline.settings.queue, countdown=delay)
-    log.info("job %s: %s; step deferred %.1fs", job_id, pause, delay)
+def _schedule(task: Task, step: Step, holder: str, delay_s: float, reason: str | None) -> bool:
+    retries = task.request.retries + (1 if reason else 0)
+    written = runtime.pipeline().store.schedule(step.job_id, holder, step, delay_s, expectation(step.task, step.chunk),
+                                                retry_reason=reason, task_id=task.request.id, retries=retries)
+    if not written:
+        log.info("job %s: not rescheduled (%s)", step.job_id, written.why)
+    return bool(written)
 
 
-def _retry(task: Task, job_id: str, kwargs: dict[str, Any], error: RetryableError) -> None:
-    pipeline = runtime.pipeline()
-    settings = pipeline.settings
-    pipeline.release(job_id)
+def _retry(task: Task, step: Step, holder: str, error: RetryableError) -> None:
+    settings = runtime.pipeline().settings
     attempt = task.request.retries
     if attempt >= settings.max_retries:
-        failure = RetryableError(f"gave up after {attempt + 1} attempts: {error}", reason=error.reason)
-        _fail(task, job_id, failure, True)
-        raise PermanentError(str(failure)) from None
+        _fail(task, step, holder, RetryableError(f"gave up after {attempt + 1} attempts: {error}",
+                                                 reason=error.reason), True)
     delay = backoff_s(attempt, settings.retry_backoff_s, settings.retry_backoff_max_s, error.retry_after_s)
-    pipeline.store.add_retry(job_id)
-    pipeline.store.update(job_id, None, {"wake_at": f"{time.time() + delay:.3f}",
-                                          "last_retry_reason": error.reason})
-    pipeline.observer.retry(job_id, error.reason)
-    log.warning("job %s: %s; retry %d/%d in %.1fs", job_id, error, attempt + 1, settings.max_retries, delay)
-    raise task.retry(countdown=delay, kwargs=kwargs, exc=error)
+    if not _schedule(task, step, holder, delay, error.reason):
+        return
+    runtime.pipeline().observer.retry(step.job_id, error.reason)
+    log.warning("job %s: %s; retry %d/%d in %.1fs", step.job_id, error, attempt + 1, settings.max_retries, delay)
+    raise Retry(str(error), exc=error, when=delay)
+
+
+def _fail(task: Task, step: Step, holder: str, error: VuqError, resumable: bool) -> None:
+    needs = "token" if isinstance(error, ApiRejected) and error.slug in TOKEN_REJECTED_SLUGS else None
+    recorded, following = runtime.pipeline().fail(step.job_id, holder, error, resumable,
+                                                  expectation(step.task, step.chunk), needs)
+    if not recorded:
+        return  # the job moved on under another worker: this step's failure is not the job's
+    if following is not None:
+        enqueue(task, following)
+    raise failure_for(step.job_id, error, resumable, needs)
 
 
 def _resumable(error: PermanentError) -> bool:
-    """Whether resuming after a fix of the workers can succeed: settings, or API-key credentials
-    (a rejected upload token stays rejected: the job needs a new one, so it is not resumable)."""
-    if isinstance(error, ConfigError):
+    """Whether resuming can succeed: after a fix of the workers (settings, API key, a worker that
+    kept dying) or with a new upload token; a bad source, spec or other api.video refusal cannot."""
+    if isinstance(error, ConfigError | StepKeepsDying):
         return True
-    if not isinstance(error, ApiRejected) or "upload-token" in error.slug:
+    if not isinstance(error, ApiRejected):
         return False
+    if error.slug in TOKEN_REJECTED_SLUGS:
+        return True
     # a rejected API key answers 401, or 400 authentication-invalid-user-credentials on /auth/api-key
     return error.status in (401, 403) or error.slug.startswith("authentication-")

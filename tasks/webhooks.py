@@ -1,10 +1,12 @@
-"""Completion webhooks: the final job record (no secrets), signed with HMAC-SHA256.
+"""Completion webhooks: the final job record (no secrets), signed so a receiver can tell a
+genuine, fresh delivery from an altered, unsigned or replayed one.
 
-The body is the JSON of ``JobRecord.public()`` plus ``"event": "job.<state>"``. The
-header ``X-Vuq-Signature: sha256=<hex>`` is HMAC-SHA256 of the exact body bytes
-under ``VUQ_WEBHOOK_SECRET``; a receiver recomputes it and compares in constant
-time. ``X-Vuq-Timestamp`` (seconds) is included in the signed string's header set
-for freshness checks but the signature covers the body only.
+The body is the JSON of ``JobRecord.public()`` plus ``"event": "job.<state>"``. The header
+``X-Vuq-Signature: t=<unix seconds>,v1=<hex>`` carries the time of signing and the
+HMAC-SHA256, under ``VUQ_WEBHOOK_SECRET``, of ``"<t>.<body>"``: the signature covers the time,
+so an old delivery cannot be sent again with a fresh ``t``. A receiver calls
+``verify(body, secret, header)``, which also refuses a ``t`` more than ``tolerance_s`` away from
+its own clock. The same scheme as Stripe's webhooks.
 """
 
 from __future__ import annotations
@@ -25,15 +27,31 @@ from tasks.retry import is_retryable_status
 SIGNATURE_HEADER = "X-Vuq-Signature"
 EVENT_HEADER = "X-Vuq-Event"
 JOB_HEADER = "X-Vuq-Job-Id"
+DEFAULT_TOLERANCE_S = 300
+TIMEOUT_S = 15.0
 
 
-def sign(body: bytes, secret: str) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+def sign(body: bytes, secret: str, timestamp: int) -> str:
+    """The ``X-Vuq-Signature`` value for ``body`` signed at ``timestamp`` (unix seconds)."""
+    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"
 
 
-def verify(body: bytes, secret: str, signature: str) -> bool:
-    """What a receiver does (documented in the README; used by the tests)."""
-    return hmac.compare_digest(sign(body, secret), signature)
+def verify(body: bytes, secret: str, header: str | None, tolerance_s: float = DEFAULT_TOLERANCE_S,
+           now: float | None = None) -> bool:
+    """Whether ``header`` signs exactly ``body`` under ``secret`` within ``tolerance_s`` of ``now``."""
+    fields: dict[str, list[str]] = {}
+    for item in (header or "").split(","):
+        key, _, value = item.strip().partition("=")
+        fields.setdefault(key, []).append(value)
+    try:
+        timestamp = int(fields["t"][0])
+    except (KeyError, ValueError):
+        return False
+    if abs((time.time() if now is None else now) - timestamp) > tolerance_s:
+        return False
+    expected = sign(body, secret, timestamp).rsplit("v1=", 1)[1]
+    return any(hmac.compare_digest(expected, candidate) for candidate in fields.get("v1", []))
 
 
 def payload(job: JobRecord) -> bytes:
@@ -41,16 +59,16 @@ def payload(job: JobRecord) -> bytes:
     return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
 
 
-def deliver(http: httpx.Client, url: str, job: JobRecord, secret: str | None) -> int:
-    """POST the record once; RetryableError for network trouble, 5xx and 429, PermanentError otherwise."""
+def deliver(http: httpx.Client, url: str, job: JobRecord, secret: str | None, timestamp: int) -> int:
+    """POST the record once; RetryableError for network trouble, 5xx and 429, PermanentError otherwise.
+    ``http`` is the SSRF-guarded client: a callback on a refused address is a PermanentError."""
     body = payload(job)
-    headers = {"Content-Type": "application/json", EVENT_HEADER: f"job.{job.state}", JOB_HEADER: job.job_id,
-               "X-Vuq-Timestamp": str(int(time.time()))}
+    headers = {"Content-Type": "application/json", EVENT_HEADER: f"job.{job.state}", JOB_HEADER: job.job_id}
     if secret:
-        headers[SIGNATURE_HEADER] = sign(body, secret)
+        headers[SIGNATURE_HEADER] = sign(body, secret, timestamp)
     target = safe_url(url)
     try:
-        response = http.post(url, content=body, headers=headers, timeout=15.0)
+        response = http.post(url, content=body, headers=headers, timeout=TIMEOUT_S)
     except httpx.TransportError as exc:
         raise RetryableError(f"callback {target} failed: {type(exc).__name__}", reason="callback") from None
     if response.is_success:

@@ -13,8 +13,13 @@ from celery import Celery, signals
 from celery.app.amqp import AMQP
 
 from tasks import runtime
+from tasks.constants import HANDOFF_HEADER
+from tasks.delayed import DelayedStepPump
+from tasks.jobstore import JobStore
 from tasks.redact import mask_secrets
+from tasks.redisconn import redis_client
 from tasks.settings import get_settings
+from tasks.steps import Step
 from workers import metrics
 from workers.celeryconfig import celery_config
 from workers.logs import install_redaction
@@ -57,6 +62,29 @@ def _worker_starts(**_: Any) -> None:
         metrics.serve(settings)
         observers.append(metrics.metrics())
     runtime.set_observer(Fanout(*observers))
+
+
+_pump: DelayedStepPump | None = None
+
+
+@signals.worker_ready.connect
+def _start_pump(**_: Any) -> None:
+    """Main worker process: publish deferred and retried steps when Redis's clock says they are due."""
+    global _pump
+    settings = get_settings()
+
+    def publish(step: Step, task_id: str | None, retries: int) -> None:
+        app.send_task(step.task, kwargs=step.kwargs(), queue=settings.queue, task_id=task_id, retries=retries,
+                      kwargsrepr=step.shown(), headers={HANDOFF_HEADER: step.handoff_at})
+
+    _pump = DelayedStepPump(lambda: JobStore(redis_client(settings.redis_url)), publish)
+    _pump.start()
+
+
+@signals.worker_shutting_down.connect
+def _stop_pump(**_: Any) -> None:
+    if _pump is not None:
+        _pump.stop()
 
 
 @signals.worker_process_init.connect

@@ -7,6 +7,12 @@
 * visibility timeout above the chunk time limit and the longest retry delay, so
   Redis never redelivers a task that is still running or waiting for its retry.
 * explicit time limits, soft shutdown (requeue on SIGTERM), events for Flower.
+* a lost broker connection does not cancel the chunks running: the lease and fencing make a
+  copy redelivered meanwhile harmless, and the running step carries on by itself once the
+  network heals (cancelling would leave every partition to the janitor).
+* TCP keepalive and health checks on every Redis connection, so a connection a partition left
+  half-open is noticed and replaced instead of waited on (a "deaf" worker).
+Each setting and its reason: docs/celery-settings.md.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from tasks.constants import TASK_JANITOR
+from tasks.redisconn import CONNECT_TIMEOUT_S, HEALTH_CHECK_INTERVAL_S, KEEPALIVE_OPTIONS, SOCKET_TIMEOUT_S
 from tasks.settings import Settings
 
 
@@ -23,7 +30,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_url": settings.broker_url,
         "broker_connection_retry_on_startup": True,
         "broker_transport_options": {"visibility_timeout": vt, "socket_keepalive": True,
-                                     "health_check_interval": 25},
+                                     "socket_keepalive_options": KEEPALIVE_OPTIONS,
+                                     "socket_timeout": SOCKET_TIMEOUT_S, "socket_connect_timeout": CONNECT_TIMEOUT_S,
+                                     "health_check_interval": HEALTH_CHECK_INTERVAL_S},
         "visibility_timeout": vt,
         "result_backend": None,  # the job record is the source of truth; tasks return nothing
         "task_ignore_result": True,
@@ -34,7 +43,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_prefetch_multiplier": 1,
         "task_time_limit": settings.chunk_time_limit_s,
         "task_soft_time_limit": settings.chunk_soft_time_limit_s,
-        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
         "worker_soft_shutdown_timeout": 60.0,
         "worker_enable_soft_shutdown_on_idle": True,
         "worker_send_task_events": True,

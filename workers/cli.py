@@ -60,17 +60,24 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("job_id")
     status.add_argument("--json", action="store_true")
 
-    jobs = command("jobs", "list jobs, newest first")
+    jobs = command("jobs", "list jobs, newest first, a page at a time")
     jobs.add_argument("--state", action="append", choices=commands.STATES, help="filter (repeatable)")
-    jobs.add_argument("--limit", type=int, default=100)
-    jobs.add_argument("--json", action="store_true")
+    jobs.add_argument("--limit", type=_positive, default=50, help="jobs per page (default 50)")
+    jobs.add_argument("--before", metavar="JOB_ID", help="the page after this job (the last one shown)")
+    jobs.add_argument("--json", action="store_true", help="JSON (times: seconds since the epoch, Redis's clock)")
 
     watch = command("watch", "progress bar until the job ends")
     watch.add_argument("job_id")
     watch.add_argument("--json", action="store_true", help="print the finished job as JSON")
 
-    command("resume", "continue a failed job from its last acknowledged chunk").add_argument("job_id")
-    command("cancel", "stop a queued or uploading job at its next chunk").add_argument("job_id")
+    resume = command("resume", "continue a failed job from its last acknowledged chunk")
+    resume.add_argument("job_id")
+    resume.add_argument("--token", help="a new upload token (shows in `ps`; prefer --token-file)")
+    resume.add_argument("--token-file", help="read the new upload token from this file")
+    cancel = command("cancel", "stop a queued or uploading job at its next chunk")
+    cancel.add_argument("job_id")
+    cancel.add_argument("--keep-video", action="store_true",
+                        help="keep the partial video vuq created (by default a worker with the API key deletes it)")
     retry = command("retry-failed", "resume every failed job whose error may be transient")
     retry.add_argument("--all", action="store_true", help="resume every failed job")
 
@@ -128,10 +135,10 @@ def _dispatch(args: argparse.Namespace) -> int:
                                 check_source=not args.no_source_check)
     handlers: dict[str, Any] = {
         "status": lambda: commands.status(args.job_id, args.json),
-        "jobs": lambda: commands.jobs(args.state, args.limit, args.json),
+        "jobs": lambda: commands.jobs(args.state, args.limit, args.before, args.json),
         "watch": lambda: commands.watch(args.job_id, args.json),
-        "resume": lambda: commands.resume(args.job_id),
-        "cancel": lambda: commands.cancel(args.job_id),
+        "resume": lambda: commands.resume(args.job_id, _token(args, env=False)),
+        "cancel": lambda: commands.cancel(args.job_id, args.keep_video),
         "retry-failed": lambda: commands.retry_failed(args.all),
     }
     return int(handlers[args.command]())
@@ -156,7 +163,7 @@ def _pair(item: str) -> dict[str, str]:
     return {"key": key, "value": value}
 
 
-def _token(args: argparse.Namespace) -> str | None:
+def _token(args: argparse.Namespace, env: bool = True) -> str | None:
     given = [name for name, value in (("--token", args.token), ("--token-file", args.token_file)) if value]
     if len(given) > 1:
         raise SpecError("token", "give --token or --token-file, not both")
@@ -169,7 +176,7 @@ def _token(args: argparse.Namespace) -> str | None:
         if not token:
             raise SpecError("token", f"--token-file {args.token_file} is empty")
         return token
-    return args.token or os.environ.get("VUQ_UPLOAD_TOKEN", "").strip() or None
+    return args.token or (os.environ.get("VUQ_UPLOAD_TOKEN", "").strip() if env else "") or None
 
 
 def _absolute(source: str) -> str:
@@ -177,6 +184,12 @@ def _absolute(source: str) -> str:
     if "://" in source or os.path.isabs(source):
         return source
     return os.path.abspath(source)
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
+    return int(text)
 
 
 def _size(text: str) -> int:

@@ -1,11 +1,17 @@
-"""What the ``vuq`` subcommands do, apart from argument parsing."""
+"""What the ``vuq`` subcommands do, apart from argument parsing.
+
+JSON output is ``JobRecord.public()``: times are seconds since the Unix epoch on Redis's
+clock. Tables are for people: sized to the terminal, newest first, one line a job.
+"""
 
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from typing import Any
 
+from tasks.jobindex import UnknownCursor
 from tasks.jobstore import JobStore
 from tasks.operations import OperationError
 from tasks.operations import cancel as cancel_job
@@ -14,16 +20,16 @@ from tasks.operations import retry_failed as retry_failed_jobs
 from tasks.producer import enqueue_upload, job_store, send_step
 from tasks.record import JobRecord, State
 from tasks.settings import get_settings
-from tasks.sizes import format_size
 from tasks.sources import check_local_source
 from workers.clierrors import CommandError
+from workers.listing import describe, table
 from workers.progress import follow
 
 STATES = [str(s) for s in State]
 
 
 def _store() -> JobStore:
-    return job_store(get_settings().redis_url)
+    return job_store(get_settings())
 
 
 def _print_json(data: Any) -> None:
@@ -64,7 +70,7 @@ def _finish(job: JobRecord, as_json: bool) -> int:
     if as_json:
         _print_json(job.public())
     else:
-        print(describe(job))
+        print(describe(job, _store().now()))
     return 0 if job.state == State.DONE else 1
 
 
@@ -73,57 +79,53 @@ def status(job_id: str, as_json: bool) -> int:
     if as_json:
         _print_json(job.public())
     else:
-        print(describe(job))
+        print(describe(job, _store().now()))
     return 0
 
 
-def jobs(states: list[str] | None, limit: int, as_json: bool) -> int:
-    records = _store().list(states=states, limit=limit)
+def jobs(states: list[str] | None, limit: int, before: str | None, as_json: bool) -> int:
+    """One page of jobs, newest first; the next page starts ``--before`` the last one shown."""
+    store = _store()
+    try:
+        records = store.page(states=states, limit=limit, before=before)
+    except UnknownCursor as exc:
+        raise CommandError(str(exc)) from None
     if as_json:
         _print_json([job.public() for job in records])
-        return 0
-    print(f"{'JOB':34} {'STATE':10} {'PROGRESS':>9} {'SIZE':>10} {'VIDEO':26} ERROR")
-    for job in records:
-        done = f"{job.bytes_sent / job.size:.0%}" if job.size else "-"
-        size = format_size(job.size) if job.size else "-"
-        print(f"{job.job_id:34} {job.state:10} {done:>9} {size:>10} {job.video_id or '-':26} {job.error or ''}")
+    else:
+        width = shutil.get_terminal_size((120, 24)).columns
+        print(table(records, store.now(), width))
+    if len(records) == limit:
+        more = " ".join([f"--state {s}" for s in states or []] + [f"--limit {limit}", f"--before {records[-1].job_id}"])
+        print(f"more: vuq jobs {more}", file=sys.stderr)
     return 0
 
 
-def describe(job: JobRecord) -> str:
-    lines = [f"job      {job.job_id}", f"state    {job.state}", f"video    {job.video_id or '-'}"]
-    if job.size:
-        lines.append(f"progress {format_size(job.bytes_sent)} of {format_size(job.size)}, "
-                     f"chunk {job.next_chunk}/{job.chunks_total} sent")
-    if job.spec.get("video", {}).get("title"):
-        lines.append(f"title    {job.spec['video']['title']}")
-    if job.error:
-        hint = " (resumable: vuq resume " + job.job_id + ")" if job.state == State.FAILED else ""
-        lines.append(f"error    {job.error}{hint}")
-    return "\n".join(lines)
-
-
-def resume(job_id: str) -> int:
+def resume(job_id: str, token: str | None) -> int:
     try:
-        step = resume_job(_store(), job_id, send_step)
+        step = resume_job(_store(), job_id, send_step, token)
     except OperationError as exc:
         raise CommandError(str(exc)) from None
-    print(f"job {job_id}: resumed at {step.task}" + (f" chunk {step.chunk}" if step.chunk is not None else ""))
+    where = f"chunk {step.chunk + 1}" if step.chunk is not None else step.task.rsplit(".", 1)[-1]
+    print(f"job {job_id}: resumed at {where}" + (" with a new upload token" if token else ""))
     return 0
 
 
-def cancel(job_id: str) -> int:
+def cancel(job_id: str, keep_video: bool) -> int:
     try:
-        cancel_job(_store(), job_id, send_step)
+        video = cancel_job(_store(), job_id, send_step, keep_video)
     except OperationError as exc:
         raise CommandError(str(exc)) from None
-    print(f"job {job_id}: cancelled")
+    print(f"job {job_id}: cancelled; video: {video}")
     return 0
 
 
 def retry_failed(include_permanent: bool) -> int:
-    resumed = retry_failed_jobs(_store(), send_step, include_permanent)
-    for job_id in resumed:
+    outcome = retry_failed_jobs(_store(), send_step, include_permanent)
+    for job_id in outcome.resumed:
         print(job_id)
-    print(f"{len(resumed)} job(s) resumed", file=sys.stderr)
+    skipped = sum(outcome.skipped.values())
+    why = "; ".join(f"{n} {reason}" for reason, n in sorted(outcome.skipped.items()))
+    print(f"{len(outcome.resumed)} job(s) resumed, {skipped} skipped" + (f": {why}" if why else ""), file=sys.stderr)
     return 0
+

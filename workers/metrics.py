@@ -16,9 +16,8 @@ import tempfile
 from collections.abc import Iterator
 from typing import Any
 
-from tasks.constants import JOB_INDEX_KEY, LEASE_KEY
 from tasks.jobstore import JobStore
-from tasks.record import State
+from tasks.record import ACTIVE_STATES, State
 from tasks.redisconn import redis_client
 from tasks.settings import Settings
 
@@ -58,6 +57,9 @@ class Metrics:
         self.retries = Counter("vuq_retries", "Retried steps by reason", ["reason"])
         self.jobs_ended = Counter("vuq_jobs_ended", "Jobs that reached a final state", ["state"])
 
+    def progress(self, job_id: str, index: int, total: int, streamed: int, length: int) -> None:
+        pass
+
     def chunk_sent(self, job_id: str, index: int, total: int, size: int, seconds: float) -> None:
         self.bytes_uploaded.inc(size)
         self.chunks.inc()
@@ -72,30 +74,26 @@ class Metrics:
 
 
 class RedisStateCollector:
-    """``vuq_jobs{state}`` and ``vuq_active_leases``, counted in Redis when scraped."""
+    """``vuq_jobs{state}`` and ``vuq_active_leases``, read from the job store's indexes when
+    scraped: counts by state, and the leases of the active jobs only (never the history)."""
 
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+        self.store = JobStore(redis_client(settings.redis_url))
 
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import GaugeMetricFamily
 
-        client = redis_client(self.settings.redis_url)
         try:
-            counts = {str(s): 0 for s in State}
-            if client.zcard(JOB_INDEX_KEY) <= 100_000:
-                for job in JobStore(client).list(limit=None):
-                    counts[str(job.state)] += 1
             jobs = GaugeMetricFamily("vuq_jobs", "Jobs by state (from the job store)", labels=["state"])
-            for state, count in counts.items():
+            for state, count in self.store.counts().items():
                 jobs.add_metric([state], count)
-            yield jobs
-            leases = sum(1 for _ in client.scan_iter(LEASE_KEY.format(job_id="*"), count=1000))
-            yield GaugeMetricFamily("vuq_active_leases", "Jobs a worker holds right now", value=leases)
+            active = [job_id for state in ACTIVE_STATES for job_id in self.store.ids_in(state)]
+            leases = sum(self.store.leases(active))
         except Exception as exc:  # a scrape must not crash the worker
             log.warning("metrics: cannot read the job store: %s", type(exc).__name__)
-        finally:
-            client.close()
+            return
+        yield jobs
+        yield GaugeMetricFamily("vuq_active_leases", "Jobs a worker holds right now", value=leases)
 
 
 def metrics() -> Metrics:

@@ -8,7 +8,14 @@ from tasks.observer import Observer
 
 
 class TaskEvents:
-    """Sends a ``task-progress`` event from the running task, so Flower shows a PROGRESS state."""
+    """Sends ``task-progress`` events from the running task (at most one a second while a chunk
+    streams, and once it is acknowledged), so Flower shows a PROGRESS state."""
+
+    def progress(self, job_id: str, index: int, total: int, streamed: int, length: int) -> None:
+        task = current_task
+        if task is not None and task.request.id:
+            task.send_event("task-progress", job_id=job_id, chunk=index, chunks_total=total,
+                            progress=f"{index + 1}/{total}", streamed=streamed, length=length)
 
     def chunk_sent(self, job_id: str, index: int, total: int, size: int, seconds: float) -> None:
         task = current_task
@@ -28,6 +35,10 @@ class Fanout:
 
     def __init__(self, *observers: Observer) -> None:
         self.observers = observers
+
+    def progress(self, job_id: str, index: int, total: int, streamed: int, length: int) -> None:
+        for observer in self.observers:
+            observer.progress(job_id, index, total, streamed, length)
 
     def chunk_sent(self, job_id: str, index: int, total: int, size: int, seconds: float) -> None:
         for observer in self.observers:

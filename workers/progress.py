@@ -15,12 +15,14 @@ POLL_S = 0.25
 
 
 def render(job: JobRecord) -> str:
+    """The bar counts the acknowledged bytes plus those of the chunk on its way."""
     size = job.size or 0
-    fraction = job.bytes_sent / size if size else 0.0
+    moving = job.chunk_bytes if job.state == "uploading" else 0
+    fraction = min(1.0, (job.bytes_sent + moving) / size) if size else 0.0
     filled = int(fraction * BAR_WIDTH)
     bar = "#" * filled + "-" * (BAR_WIDTH - filled)
     chunks = f"chunk {min(job.next_chunk, job.chunks_total or 0)}/{job.chunks_total}" if job.chunks_total else ""
-    sizes = f"{format_size(job.bytes_sent)} / {format_size(size)}" if size else ""
+    sizes = f"{format_size(job.bytes_sent + moving)} / {format_size(size)}" if size else ""
     return f"[{bar}] {fraction:6.1%}  {sizes}  {chunks}  {job.state}".rstrip()
 
 

@@ -1,0 +1,35 @@
+"""How a task ends when its job failed: an exception whose type says whether ``vuq resume`` can
+help, and whose message says why, in one line (Flower's exception column, the worker log).
+
+    JobFailed             the job failed; resuming it would meet the same error
+     └── JobFailedResumable  the job failed; `vuq resume` (maybe with a new token) continues it
+"""
+
+from __future__ import annotations
+
+from tasks.errors import PermanentError, VuqError
+from tasks.record import NEEDS_TOKEN
+
+
+class JobFailed(PermanentError):
+    """The job failed and a resume cannot help: the source, spec or request must change."""
+
+    reason = "job_failed"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[type[JobFailed], tuple[str]]:
+        return type(self), (str(self),)
+
+
+class JobFailedResumable(JobFailed):
+    """The job failed and `vuq resume` continues it from its cursor once the cause is fixed."""
+
+
+def failure_for(job_id: str, error: VuqError, resumable: bool, needs: str | None = None) -> JobFailed:
+    """The exception a task ends with when ``error`` failed the job ``job_id``."""
+    if not resumable:
+        return JobFailed(f"job {job_id} failed: {error}; not resumable")
+    how = f"vuq resume {job_id}" + (" --token-file FILE (a new upload token)" if needs == NEEDS_TOKEN else "")
+    return JobFailedResumable(f"job {job_id} failed: {error}; resume: {how}")
