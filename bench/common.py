@@ -21,7 +21,6 @@ from typing import Any
 
 import redis
 
-from tasks.constants import JOB_KEY
 from tasks.jobstore import JobStore
 from tasks.record import JobRecord
 from workers.localstack import LocalStack as Stack
@@ -113,9 +112,9 @@ def wait_all(store: JobStore, job_ids: Sequence[str], timeout_s: float) -> list[
 
 
 def finished_at(stack: Stack, job_id: str) -> float:
-    """The wall-clock time the job's record says it ended."""
-    raw = stack.store.redis.hget(JOB_KEY.format(job_id=job_id), "finished_at")
-    return float(raw) if raw else time.time()
+    """When the job's record says it ended (Redis's clock, as time.time() on this machine)."""
+    job = stack.store.get(job_id)
+    return job.ended_at if job and job.ended_at else time.time()
 
 
 def upload_requests(log: list[dict[str, Any]]) -> list[dict[str, Any]]:

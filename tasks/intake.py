@@ -33,7 +33,7 @@ def accept_spec(pipeline: Pipeline, spec: dict[str, Any], job_id: str | None, me
         claimed = str(raw.get("job_id") or message_id)
         shown = mask_secrets(raw)
         created = store.create(claimed, shown if isinstance(shown, dict) else {}, None, notify=False,
-                               state=State.FAILED, error=f"rejected spec: {exc}", error_reason=exc.reason,
+                               state=State.FAILED, error=str(exc), error_reason=exc.reason,
                                error_retryable=False)
         if not created.created:
             _refuse(pipeline, message_id, claimed, shown, str(exc))

@@ -89,6 +89,7 @@ class JobStore(JobIndex):
         self._update = client.register_script(lua.UPDATE)
         self._schedule = client.register_script(lua.SCHEDULE)
         self._pop_due = client.register_script(lua.POP_DUE)
+        self._forget = client.register_script(lua.FORGET)
 
     def create(self, job_id: str, spec: dict[str, object], token: str | None, spec_hash: str = "",
                notify: bool = True, **fields: object) -> Created:
@@ -105,6 +106,10 @@ class JobStore(JobIndex):
         if result[0] == 1:
             return Created(True, at=float(result[1]))
         return Created(False, spec_hash=result[1], state=result[2])
+
+    def forget(self, job_id: str) -> bool:
+        """Undo a create whose start message could not be sent (a queued job nobody picked up)."""
+        return bool(self._forget(keys=job_keys(job_id), args=[]))
 
     def claim(self, job_id: str, holder: str, ttl_s: float, expect: Expect | None = None) -> Claim:
         """Take (or extend) the job's lease and read its record, in one step; only if every

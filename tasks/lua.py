@@ -103,6 +103,18 @@ if new and new ~= 'queued' then moved('queued', new, t, ARGV[1], ARGV[2]) end
 return {1, stamp(t)}
 """
 
+# Undo a create whose start message could not be sent: only a queued job nobody picked up.
+FORGET = PRELUDE + """
+if redis.call('HGET', KEYS[1], 'state') ~= 'queued' or redis.call('HEXISTS', KEYS[1], 'heartbeat_at') == 1 then
+  return 0
+end
+local id = redis.call('HGET', KEYS[1], 'job_id')
+redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('ZREM', KEYS[3], id)
+redis.call('ZREM', KEYS[STATE_KEY.queued], id)
+return 1
+"""
+
 # ARGV: holder, ttl_ms, expectations... -> {1, record, now} | {0, holder, pttl} | {2, why} | {-1}
 CLAIM = PRELUDE + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end

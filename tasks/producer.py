@@ -3,9 +3,9 @@
 
 The message carries only the job id; the token stays in the job record. ``job_id`` is an
 idempotency key as people know them: the same id with the same spec returns that job and
-sends nothing more; with another spec it is a ``SpecError`` naming the id. If Redis cannot
-be reached, an ``EnqueueError`` says so and nothing is written. A producer that dies between
-the record and the message leaves a queued job the janitor starts.
+sends nothing more; with another spec it is a ``SpecError`` naming the id. If Redis (or the
+broker) cannot be reached, an ``EnqueueError`` says so and nothing is left written. A producer
+that dies between the record and the message leaves a queued job the janitor starts.
 """
 
 from __future__ import annotations
@@ -53,7 +53,11 @@ def enqueue_upload(source: str, *, token: str | None = None, video: dict[str, An
                                       "use another job_id, or the same spec to get that job")
         return job_id  # the same request again: the same job, no second message
     start = step_for(JobRecord(job_id, State.QUEUED, public), TASK_START)
-    send_step(replace(start, handoff_at=created.at), settings)
+    try:
+        send_step(replace(start, handoff_at=created.at), settings)
+    except EnqueueError:
+        store.forget(job_id)  # nothing half-written: the producer may simply try again
+        raise
     return job_id
 
 
@@ -76,7 +80,7 @@ def send_step(step: Step, settings: Settings | None = None) -> None:
             step.task, kwargs=step.kwargs(), queue=settings.queue, kwargsrepr=step.shown(),
             headers={HANDOFF_HEADER: step.handoff_at}, retry=True, retry_policy={"max_retries": 2})
     except (OperationalError, redis.RedisError, OSError) as exc:
-        raise EnqueueError(unreachable(settings.broker_url, exc)) from None
+        raise EnqueueError(unreachable(settings.broker_url, exc, "the broker (Redis)")) from None
 
 
 def job_store(settings: Settings) -> JobStore:

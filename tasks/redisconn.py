@@ -40,10 +40,10 @@ def where(url: str) -> str:
     return f"{shown}:{parts.port or 6379}" + (f"/{database}" if database and database != "0" else "")
 
 
-def unreachable(url: str, exc: BaseException) -> str:
+def unreachable(url: str, exc: BaseException, what: str = "Redis") -> str:
     """One line for a Redis that did not answer: where, and why (without any secret)."""
     reason = str(exc).strip().rstrip(".") or type(exc).__name__
     password = urlsplit(url).password
     if password:
         reason = reason.replace(password, "***")
-    return f"cannot reach Redis at {where(url)}: {reason}"
+    return f"cannot reach {what} at {where(url)}: {reason}"

@@ -128,7 +128,9 @@ class ChaosRun:
                      for i, ((p, d), t) in enumerate(zip(files, tokens, strict=True))}
         self._misbehave(server, emu, began)
         self.report.duration_s = time.monotonic() - began
-        self.report.faults = emu.faults()["injected"]
+        injected = emu.faults()["injected"]
+        self.report.faults = {**{k: v for k, v in injected.items() if isinstance(v, int)},
+                              **{f"429 ({k})": v for k, v in injected.get("rate_limited_by_class", {}).items()}}
         emu.set_faults(error_rate=0.0, reset_rate=0.0, latency_ms=[0, 0], rate_limit_per_minute=0)
         self._check(emu)
         return self.report
@@ -175,7 +177,7 @@ class ChaosRun:
 
     def _states(self) -> dict[str, str]:
         try:
-            return {j.job_id: str(j.state) for j in self.store.list(limit=None)}
+            return {j.job_id: str(j.state) for j in self.store.records(list(self.jobs))}
         except redis.RedisError:
             return {}
 

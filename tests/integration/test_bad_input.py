@@ -10,15 +10,18 @@ key is fixed. Through all of it the workers keep serving: the last job finishes 
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +29,15 @@ import celery
 import httpx
 import pytest
 
-from tasks.constants import JOB_INDEX_KEY, JOB_METADATA_KEY, MIB
+from tasks.constants import JOB_INDEX_KEY, JOB_METADATA_KEY, MIB, REJECTED_KEY
 from tasks.errors import EnqueueError, SpecError
 from tasks.producer import enqueue_upload
 from tasks.record import JobRecord, State
 from tasks.settings import Settings
 from tests.support.ports import free_port
 from tests.support.range_server import serving
+from tests.support.receiver import receiving
+from tests.support.secrets import places_showing
 from tests.support.stack import Stack, running_stack
 from tests.support.waiting import wait_for
 
@@ -250,10 +255,10 @@ WORKER_CASES = {
     "http 404": Refused(_http_404, "answered 404"),
     "http unreachable": Refused(_http_dead, f"gave up after {MAX_RETRIES + 1} attempts: source: cannot reach",
                                 attempts=MAX_RETRIES + 1),
-    "unknown token": Refused(_good_source, "upload token is invalid or expired", token=_unknown_token),
-    "expired token": Refused(_good_source, "upload token is invalid or expired", token=_expired_token),
-    "deleted token": Refused(_good_source, "upload token is invalid or expired", token=_deleted_token),
 }
+TokenMaker = Callable[[Stack], str]
+TOKEN_CASES: dict[str, TokenMaker] = {"unknown token": _unknown_token, "expired token": _expired_token,
+                                      "deleted token": _deleted_token}
 
 
 @pytest.mark.parametrize("case", WORKER_CASES.values(), ids=WORKER_CASES.keys())
@@ -389,7 +394,7 @@ def test_a_malformed_spec_from_another_language_fails_its_job(bad: Stack, foreig
     job = bad.wait_final(job_id, FINAL_TIMEOUT_S)
     assert job.state == State.FAILED and (job.error or "").startswith(error), job.error
     assert job.retries == 0 and not job.error_retryable
-    assert bad.store.token(job_id) is None  # a rejected spec's token is not kept
+    assert not bad.store.has_token(job_id)  # a rejected spec's token is not kept
 
 
 def test_a_malformed_spec_without_a_job_id_is_recorded_under_its_task_id(bad: Stack,
@@ -399,7 +404,7 @@ def test_a_malformed_spec_without_a_job_id_is_recorded_under_its_task_id(bad: St
                       queue=bad.settings.queue)
     job = bad.wait_final(task_id, FINAL_TIMEOUT_S)
     assert job.state == State.FAILED and (job.error or "").startswith("source: is required"), job.error
-    assert job.retries == 0 and bad.store.token(task_id) is None
+    assert job.retries == 0 and not bad.store.has_token(task_id)
 
 
 # -- Redis unavailable at enqueue -------------------------------------------------------------------
@@ -409,7 +414,7 @@ def test_enqueue_with_redis_down_says_so_and_writes_nothing(bad: Stack) -> None:
     with pytest.raises(EnqueueError) as refused:
         enqueue_upload(str(bad.root / "talk.mp4"), token="to1tcmSFHeYY5KzyhOqVKMKb", settings=settings)
     message = str(refused.value)
-    assert "cannot reach Redis at " + dead.removesuffix("/0") in message, message
+    assert "cannot reach Redis at " + dead.removeprefix("redis://").removesuffix("/0") in message, message
     assert "to1tcmSFHeYY5KzyhOqVKMKb" not in message
 
 
@@ -420,8 +425,9 @@ def test_enqueue_with_the_broker_down_leaves_no_half_written_job(bad: Stack) -> 
     with pytest.raises(EnqueueError) as refused:
         enqueue_upload(str(bad.root / "talk.mp4"), token="to1tcmSFHeYY5KzyhOqVKMKb", job_id=job_id,
                        settings=settings)
-    assert "cannot reach the broker at " + dead.removesuffix("/0") in str(refused.value), refused.value
-    assert bad.store.get(job_id) is None and bad.store.token(job_id) is None
+    assert "cannot reach the broker (Redis) at " + dead.removeprefix("redis://").removesuffix("/0") in str(
+        refused.value), refused.value
+    assert bad.store.get(job_id) is None and not bad.store.has_token(job_id)
     assert bad.store.redis.zscore(JOB_INDEX_KEY, job_id) is None
 
 
@@ -458,7 +464,7 @@ def test_an_api_key_rejected_at_finalize_keeps_the_upload_and_resumes_once_fixed
     keyed.add_worker(concurrency=1)
     resumed = subprocess.run([sys.executable, "-m", "workers.cli", "resume", job_id], env=keyed.env,
                              capture_output=True, text=True, timeout=60, check=True).stdout
-    assert "resumed at vuq.upload.finalize" in resumed
+    assert "resumed at finalize" in resumed
     job = keyed.wait_final(job_id, FINAL_TIMEOUT_S)
     assert job.state == State.DONE and not job.error, job
     done = keyed.emulator.video(job.video_id or "")
@@ -476,3 +482,143 @@ def test_after_all_that_a_good_job_finishes_identical(bad: Stack) -> None:
     video = bad.emulator.video(job.video_id or "")
     assert video["sha256"] == digest and len(video["chunks"]) == 3
     assert all(worker.proc.poll() is None for worker in bad.workers)
+
+
+# -- a refused upload token is not the end ------------------------------------------------------------
+@pytest.mark.parametrize("make_token", TOKEN_CASES.values(), ids=TOKEN_CASES.keys())
+def test_a_refused_token_is_replaced_by_workers_holding_an_api_key(bad: Stack, make_token: TokenMaker) -> None:
+    path, digest = bad.file(f"reminted-{uuid.uuid4().hex[:6]}.mp4", 7 * MIB, seed=9)
+    minted_before = _mints(bad)
+    job = bad.wait_final(bad.enqueue(path, chunk_size="5MiB", token=make_token(bad)), FINAL_TIMEOUT_S)
+    assert job.state == State.DONE, job.error
+    assert bad.emulator.video(job.video_id or "")["sha256"] == digest
+    assert _mints(bad) > minted_before  # the workers minted a token of their own
+
+
+def _mints(stack: Stack) -> int:
+    return sum(1 for r in stack.emulator.requests_log() if r["method"] == "POST" and r["path"] == "/upload-tokens")
+
+
+@pytest.fixture(scope="module")
+def keyless(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[Stack]:
+    """Workers without an API key, and no private network allowed to producer or workers."""
+    with running_stack(Path(tmp_path_factory.mktemp("keyless")), redis_url, workers=1, concurrency=2,
+                       api_key=None, VUQ_ALLOWED_PRIVATE_NETS="") as stack:
+        yield stack
+
+
+def vuq_cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "workers.cli", *args], env=stack.env, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_without_an_api_key_a_refused_token_fails_resumable_and_a_new_token_finishes_it(keyless: Stack,
+                                                                                       tmp_path: Path) -> None:
+    path, digest = keyless.file("stale-token.mp4", 12 * MIB, seed=10)
+    job_id = keyless.enqueue(path, chunk_size="5MiB", token=_expired_token(keyless))
+    job = keyless.wait_final(job_id, FINAL_TIMEOUT_S)
+    assert job.state == State.FAILED and job.error_retryable and job.error_needs == "token", job
+    assert "upload token is invalid or expired" in (job.error or "")
+    assert f"vuq resume {job_id} --token-file FILE" in vuq_cli(keyless, "status", job_id).stdout
+    refused = vuq_cli(keyless, "resume", job_id)
+    assert refused.returncode == 1 and "needs a new upload token" in refused.stderr
+    token_file = tmp_path / "token"
+    token_file.write_text(keyless.emulator.create_upload_token() + "\n")
+    resumed = vuq_cli(keyless, "resume", job_id, "--token-file", str(token_file))
+    assert resumed.returncode == 0 and "with a new upload token" in resumed.stdout, resumed.stderr
+    job = keyless.wait_final(job_id, FINAL_TIMEOUT_S)
+    assert job.state == State.DONE and keyless.emulator.video(job.video_id or "")["sha256"] == digest
+
+
+# -- mistaken or hostile producers --------------------------------------------------------------------
+def test_a_bad_spec_reusing_a_running_jobs_id_leaves_that_job_alone(bad: Stack, foreign: celery.Celery) -> None:
+    path, digest = bad.file("healthy.mp4", 20 * MIB, seed=11)
+    job_id, message_id = f"healthy-{uuid.uuid4().hex[:8]}", f"replay-{uuid.uuid4().hex[:8]}"
+    bad.emulator.set_faults(latency_ms=[300, 300])
+    try:
+        bad.enqueue(path, chunk_size="5MiB", job_id=job_id)
+        wait_for(cursor_at_least(bad, job_id, 1), FINAL_TIMEOUT_S, "the first chunk")
+        foreign.send_task("vuq.upload.start", kwargs={"source": str(path), "job_id": job_id, "chunk_size": 1},
+                          task_id=message_id, queue=bad.settings.queue)
+        rejection = REJECTED_KEY.format(message_id=message_id)
+        wait_for(lambda: bad.store.redis.exists(rejection), FINAL_TIMEOUT_S, "the rejection record")
+        job = bad.wait_final(job_id, FINAL_TIMEOUT_S)
+    finally:
+        bad.emulator.set_faults(latency_ms=[0, 0])
+    assert job.state == State.DONE and bad.emulator.video(job.video_id or "")["sha256"] == digest, job
+    kept = bad.store.redis.hgetall(rejection)
+    assert kept["job_id"] == job_id and "chunk_size" in kept["error"] and "5 MiB..128 MiB" in kept["error"]
+
+
+def test_the_same_job_id_is_one_job_and_another_spec_under_it_is_refused(bad: Stack) -> None:
+    quiet = replace(bad.settings, queue=f"nobody-{uuid.uuid4().hex[:6]}")  # no worker consumes it
+    job_id, source = f"idem-{uuid.uuid4().hex[:8]}", str(bad.root / "idem.mp4")
+    spec = {"token": "to1tcmSFHeYY5KzyhOqVKMKb", "job_id": job_id, "video": {"title": "one"}}
+    try:
+        assert enqueue_upload(source, settings=quiet, **spec) == job_id
+        assert enqueue_upload(source, settings=quiet, **spec) == job_id
+        assert bad.store.redis.llen(quiet.queue) == 1  # one start message, not two
+        with pytest.raises(SpecError) as refused:
+            enqueue_upload(source, settings=quiet, **{**spec, "video": {"title": "another"}})
+        assert refused.value.field == "job_id" and job_id in str(refused.value)
+        assert "different spec" in str(refused.value) and bad.store.redis.llen(quiet.queue) == 1
+        out = subprocess.run([sys.executable, "-m", "workers.cli", "enqueue", source, "--no-source-check",
+                              "--job-id", job_id, "--title", "third"], env={**bad.env, "VUQ_QUEUE": quiet.queue},
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 2 and out.stderr.count("\n") == 1 and job_id in out.stderr, out.stderr
+    finally:
+        bad.store.redis.delete(quiet.queue)
+
+
+PRESIGNED_SECRETS = ("topsecret-signature-123", "credential-456", "hunter2-password", "callback-secret-789")
+
+
+def test_a_presigned_source_and_callback_never_show_their_secrets(bad: Stack) -> None:
+    path, digest = bad.file("signed.mp4", 7 * MIB, seed=12)
+    with serving(path.parent) as base, receiving() as hooks:
+        url = (base.replace("http://", "http://bob:hunter2-password@") +
+               "/signed.mp4?X-Amz-Signature=topsecret-signature-123&X-Amz-Credential=credential-456")
+        callback = hooks.url + "?token=callback-secret-789"
+        out = vuq_cli(bad, "enqueue", url, "--chunk-size", "5MiB", "--callback-url", callback, "--wait", "--json")
+        assert out.returncode == 0, out.stderr
+        job = json.loads(out.stdout)
+        wait_for(lambda: hooks.requests, FINAL_TIMEOUT_S, "the completion webhook")
+        shown = {"enqueue --wait --json": out.stdout + out.stderr,
+                 "status --json": vuq_cli(bad, "status", job["job_id"], "--json").stdout,
+                 "jobs --json": vuq_cli(bad, "jobs", "--json", "--limit", "500").stdout,
+                 "webhook body": hooks.requests[0][1].decode(), "worker logs": bad.logs()}
+    assert bad.emulator.video(job["video_id"])["sha256"] == digest
+    assert job["source"].endswith("/signed.mp4?***") and "***@127.0.0.1" in job["source"], job["source"]
+    assert job["callback_url"].endswith("?***")
+    assert places_showing(list(PRESIGNED_SECRETS), shown) == []
+
+
+INTERNAL_URLS = ["http://169.254.169.254/latest/meta-data/", "http://2852039166/x.mp4", "http://0251.0376.0251.0376/",
+                 "http://0xa9fea9fe/x", "http://0xa9.0xfe.0xa9.0xfe/x", "http://[::ffff:169.254.169.254]/x",
+                 "http://[fe80::1]/x", "http://127.1/x.mp4", "http://localhost:6379/", "http://10.0.0.5/x.mp4",
+                 "https://192.168.1.1/x", "http://[::1]/x", "http://0.0.0.0/x", "http://100.64.0.1/x"]
+
+
+@pytest.mark.parametrize("url", INTERNAL_URLS)
+def test_sources_and_callbacks_on_internal_addresses_are_refused_at_enqueue(keyless: Stack, url: str) -> None:
+    for field, spec in (("source", {"source": url}), ("callback_url", {"source": "https://cdn.example/a.mp4",
+                                                                        "callback_url": url})):
+        source = spec.pop("source")
+        with pytest.raises(SpecError) as refused:
+            enqueue_upload(source, token="to1tcmSFHeYY5KzyhOqVKMKb", settings=keyless.settings, **spec)
+        assert refused.value.field == field and "VUQ_ALLOWED_PRIVATE_NETS" in str(refused.value), refused.value
+
+
+def test_a_host_name_that_resolves_to_loopback_is_refused_when_connecting(keyless: Stack) -> None:
+    name = socket.gethostname()
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(name, 80, type=socket.SOCK_STREAM)}
+    except OSError:
+        addresses = set()
+    if not addresses or not all(ipaddress.ip_address(a).is_loopback for a in addresses):
+        pytest.skip(f"this host's name {name!r} does not resolve to loopback only ({addresses})")
+    path, _ = keyless.file("by-name.mp4", MIB, seed=13)
+    with serving(path.parent) as base:
+        job = keyless.wait_final(keyless.enqueue(base.replace("127.0.0.1", name) + "/by-name.mp4"), FINAL_TIMEOUT_S)
+    assert job.state == State.FAILED and job.retries == 0 and not job.error_retryable, job
+    assert "VUQ_ALLOWED_PRIVATE_NETS" in (job.error or "") and "loopback" in (job.error or ""), job.error

@@ -46,12 +46,13 @@ def test_enqueue_wait_json_prints_the_finished_job(stack: Stack) -> None:
 
 
 def test_enqueue_wait_exits_non_zero_when_the_job_fails(stack: Stack) -> None:
-    path, _ = stack.file("cli-fail.mp4", 6 * MIB, seed=53)
-    out = vuq(stack, "enqueue", str(path), "--token", "to0000000000000000000000x", "--wait", "--json",
-              check=False)
+    path = stack.root / "cli-empty.mp4"
+    path.write_bytes(b"")
+    out = vuq(stack, "enqueue", str(path), "--wait", "--json", check=False)
     assert out.returncode == 1
     record = json.loads(out.stdout)
-    assert record["state"] == "failed" and "upload token is invalid" in record["error"]
+    assert record["state"] == "failed" and "the source is empty" in record["error"]
+    assert record["resume"] is None and record["error_retryable"] is False
 
 
 def test_bad_chunk_size_is_refused_naming_the_field(stack: Stack) -> None:

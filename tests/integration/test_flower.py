@@ -71,7 +71,9 @@ def test_upload_enqueued_through_flower_without_showing_the_token(stack: Stack, 
 
     mine = wait_for(seen_chunks, 20, "Flower to see the job's tasks")
     assert {t["name"] for t in mine} == {"vuq.upload.start", "vuq.upload.chunk", "vuq.upload.finalize"}
-    assert any("'chunk': 1" in t["kwargs"] for t in mine)
+    chunks = [t["kwargs"] for t in mine if t["name"] == "vuq.upload.chunk"]
+    assert any("'chunk': '2/3'" in k and "'title': 'From curl'" in k and "'file': 'flower.mp4'" in k
+               for k in chunks), chunks
     views = [httpx.get(f"{flower}/api/task/info/{task_id}", auth=AUTH, timeout=10).text,
              httpx.get(f"{flower}/api/tasks", auth=AUTH, timeout=10).text,
              httpx.get(f"{flower}/task/{task_id}", auth=AUTH, timeout=10).text]

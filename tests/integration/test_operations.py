@@ -72,7 +72,7 @@ def test_a_job_that_ran_out_of_retries_resumes_from_its_cursor(ops: Stack) -> No
     assert job.state == State.FAILED and job.error_retryable and "gave up after 3 attempts" in (job.error or "")
     failed_at = job.next_chunk
     assert 2 <= failed_at < 6
-    assert "resumed at vuq.upload.chunk chunk" in vuq(ops, "resume", job_id)
+    assert f"resumed at chunk {failed_at + 1}" in vuq(ops, "resume", job_id)
     job = ops.wait_final(job_id)
     assert job.state == State.DONE, job.error
     video = ops.emulator.video(job.video_id)
@@ -89,10 +89,15 @@ def test_retry_failed_resumes_transient_failures_only(ops: Stack) -> None:
         assert ops.wait_final(flaky).state == State.FAILED
     finally:
         ops.emulator.set_faults(error_rate=0.0)
-    hopeless = ops.enqueue(transient, token="to0000000000000000000000z")
+    empty = ops.root / "empty.bin"
+    empty.write_bytes(b"")
+    hopeless = ops.enqueue(empty)
     assert ops.wait_final(hopeless).state == State.FAILED
-    resumed = vuq(ops, "retry-failed").split()
+    out = subprocess.run([sys.executable, "-m", "workers.cli", "retry-failed"], env=ops.env, capture_output=True,
+                         text=True, timeout=60, check=True)
+    resumed = out.stdout.split()
     assert flaky in resumed and hopeless not in resumed
+    assert " skipped: " in out.stderr and " not resumable: " in out.stderr, out.stderr
     assert ops.wait_final(flaky).state == State.DONE
     assert ops.emulator.video(ops.store.get(flaky).video_id)["sha256"] == digest
     assert ops.store.get(hopeless).state == State.FAILED

@@ -60,13 +60,11 @@ def test_eight_jobs_across_two_workers_all_finish_in_order(stack: Stack) -> None
     assert len(stack.workers) == 2 and all("chunk" in w.log() for w in stack.workers), served_by
 
 
-def test_invalid_token_fails_at_once_without_retries(stack: Stack) -> None:
-    path, _ = stack.file("bad-token.bin", 6 * MIB, seed=3)
+def test_a_refused_token_is_replaced_by_one_the_workers_mint(stack: Stack) -> None:
+    path, digest = stack.file("bad-token.bin", 6 * MIB, seed=3)
     job = stack.wait_final(stack.enqueue(path, token="to00000000000000000000000"))
-    assert job.state == State.FAILED
-    assert job.retries == 0
-    assert "401" in (job.error or "") and "upload token is invalid or expired" in (job.error or "")
-    assert job.error_retryable is False
+    assert job.state == State.DONE and job.retries == 0, job.error
+    assert stack.emulator.video(job.video_id or "")["sha256"] == digest
 
 
 def test_duplicated_chunk_message_changes_nothing(stack: Stack) -> None:
@@ -93,7 +91,7 @@ def test_same_job_id_twice_makes_one_job(stack: Stack) -> None:
     assert first == second == "twice-1"
     job = stack.wait_final("twice-1")
     assert job.state == State.DONE
-    assert [j.job_id for j in stack.store.list()].count("twice-1") == 1
+    assert [j.job_id for j in stack.store.page(limit=1000)].count("twice-1") == 1
     mine = [v for v in stack.emulator.videos() if v["metadata"].get(JOB_METADATA_KEY) == "twice-1"]
     assert len(mine) == 1 and mine[0]["sha256"] == digest
 
@@ -113,4 +111,4 @@ def test_chunk_tasks_report_progress_events_with_job_and_chunk(stack: Stack, red
     assert {e["progress"] for e in reported} == {"1/4", "2/4", "3/4", "4/4"}
     received = [e for e in events if e["type"] == "task-received" and job_id in str(e.get("kwargs"))]
     assert {e["name"] for e in received} == {"vuq.upload.start", "vuq.upload.chunk", "vuq.upload.finalize"}
-    assert any("'chunk': 3" in e["kwargs"] for e in received)
+    assert any("'chunk': '4/4'" in e["kwargs"] for e in received)  # the label: chunk k/n, 1-based

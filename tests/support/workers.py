@@ -11,8 +11,10 @@ from workers.services import start_beat, start_worker
 from workers.supervise import Child
 
 WorkerProcess = Child
-# Fast retries and a generous bound: tests wait for jobs, not for backoff.
-TEST_RETRIES = {"VUQ_RETRY_BACKOFF_S": "0.2", "VUQ_RETRY_BACKOFF_MAX_S": "2", "VUQ_MAX_RETRIES": "12"}
+# Fast retries and a generous bound: tests wait for jobs, not for backoff. Sources and callbacks
+# served by the tests live on 127.0.0.1, which the SSRF guard refuses unless allowed.
+TEST_RETRIES = {"VUQ_RETRY_BACKOFF_S": "0.2", "VUQ_RETRY_BACKOFF_MAX_S": "2", "VUQ_MAX_RETRIES": "12",
+                "VUQ_ALLOWED_PRIVATE_NETS": "127.0.0.0/8"}
 __all__ = ["TEST_RETRIES", "WorkerProcess", "running_workers", "start_beat", "start_worker", "worker_env"]
 
 
