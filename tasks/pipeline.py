@@ -82,7 +82,8 @@ class Pipeline:
             job, token, keeper = held
             source = self._source(job)
             info = source.info()
-            plan = plan_chunks(info.size, job.spec.get("chunk_size") or self._fitted_chunk_size())
+            # a retried start keeps the plan its first attempt recorded: chunk 0 may already be at api.video
+            plan = plan_chunks(info.size, job.chunk_size or job.spec.get("chunk_size") or self._fitted_chunk_size())
             token = token or self._mint_token(job, holder, expect)
             video_id = job.video_id or self._container(job, holder, expect)
             changes = {"state": State.UPLOADING, "size": info.size, "chunk_size": plan.chunk_size,

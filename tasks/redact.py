@@ -20,7 +20,7 @@ _PATTERNS = (
 )
 _UPLOAD_TOKEN = re.compile(r"(?i)(\bto[A-Za-z0-9]{22})\b")  # api.video upload token shape: "to" + 22 characters
 # An http(s) URL in free text: user info and query string are masked, the rest stays.
-_URL = re.compile(r"(?i)\b(https?://)(?:[^\s/@'\"<>]*@)?([^\s?#'\"<>]*)(\?[^\s#'\"<>]*)?")
+_URL = re.compile(r"(?i)\b(https?://)(?:[^\s/@'\"<>?#]*@)?([^\s?#'\"<>]*)(\?[^\s#'\"<>]*)?")
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
@@ -36,7 +36,8 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
 
 def _masked_url_match(match: re.Match[str]) -> str:
     scheme, rest, query = match.group(1), match.group(2), match.group(3)
-    userinfo = f"{MASK}@" if "@" in match.group(0).split("/", 3)[2] else ""
+    authority = re.split(r"[/?#]", match.group(0)[len(scheme):], maxsplit=1)[0]
+    userinfo = f"{MASK}@" if "@" in authority else ""
     return f"{scheme}{userinfo}{rest}" + (f"?{MASK}" if query else "")
 
 
