@@ -40,7 +40,8 @@ def accept_spec(pipeline: Pipeline, spec: dict[str, Any], job_id: str | None, me
         log.warning("job %s: rejected spec: %s", claimed, exc)
         raise JobFailed(f"job {claimed}: rejected spec: {exc}") from None
     new_id = parsed.job_id or message_id
-    created = store.create(new_id, {**parsed.public(), "job_id": new_id}, parsed.token, parsed.fingerprint())
+    created = store.create(new_id, {**parsed.public(), "job_id": new_id}, parsed.token, parsed.fingerprint(),
+                           queue=settings.queue)
     if not created.created and created.spec_hash and created.spec_hash != parsed.fingerprint():
         problem = f"job_id: {new_id!r} already names a job with a different spec ({created.state})"
         _refuse(pipeline, message_id, new_id, mask_secrets(raw), problem)

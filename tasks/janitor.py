@@ -62,11 +62,13 @@ def needs_rescue(job: JobRecord, now: float, stale_after_s: float, head: float |
     return queue_moved_past and now - handoff > stale_after_s
 
 
-def sweep(store: JobStore, send: Send, stale_after_s: float, head: float | None) -> list[str]:
-    """Re-enqueue the next step of every job nobody will move; returns their ids."""
+def sweep(store: JobStore, send: Send, stale_after_s: float, head: float | None, queue: str | None = None
+          ) -> list[str]:
+    """Re-enqueue the next step of every job of ``queue`` (None: every job) nobody will move;
+    returns their ids. Jobs of other queues belong to their own deployment's janitor."""
     store.prune_expired()
     now = store.now()
-    jobs = store.active()
+    jobs = [j for j in store.active() if queue is None or j.queue in (None, queue)]
     rescued = []
     for job, held in zip(jobs, store.leases([j.job_id for j in jobs]), strict=True):
         if held or not needs_rescue(job, now, stale_after_s, head):
@@ -84,9 +86,14 @@ def sweep(store: JobStore, send: Send, stale_after_s: float, head: float | None)
     return rescued
 
 
-def resend_webhooks(store: JobStore, send: Send, stale_after_s: float) -> list[str]:
-    """Completion webhooks owed for longer than ``stale_after_s`` with no delivery under way."""
-    owed = store.outbox_due(older_than_s=stale_after_s)
+def resend_webhooks(store: JobStore, send: Send, stale_after_s: float, queue: str | None = None) -> list[str]:
+    """Completion webhooks owed for longer than ``stale_after_s`` with no delivery under way
+    (of ``queue``'s jobs; a job whose record is gone owes nothing)."""
+    due = store.outbox_due(older_than_s=stale_after_s)
+    records = {job.job_id: job for job in store.records(due)}
+    for job_id in set(due) - set(records):
+        store.outbox_done(job_id)
+    owed = [j for j in due if j in records and (queue is None or records[j].queue in (None, queue))]
     for job_id in owed:
         store.outbox_later(job_id, 0.0)
         send(Step(TASK_WEBHOOK, job_id))

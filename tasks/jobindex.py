@@ -21,7 +21,7 @@ RECORD_FIELDS = ("job_id", "state", "spec", "size", "chunk_size", "chunks_total"
                  "chunk_bytes", "video_id", "retries", "last_retry_reason", "error", "error_retryable",
                  "error_reason", "error_needs", "created_at", "updated_at", "ended_at", "heartbeat_at",
                  "handoff_at", "wake_at", "step_starts", "source_identity", "token_minted", "container_pending",
-                 "verify_upload", "callback", "cleanup")
+                 "verify_upload", "callback", "cleanup", "queue")
 PRUNE_BATCH = 1000
 
 

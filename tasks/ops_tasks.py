@@ -115,6 +115,6 @@ def janitor(self: Task) -> list[str]:
         enqueue(self, step)
 
     head = queue_head(_broker(settings.broker_url), settings.queue)
-    rescued = sweep(pipeline.store, send, settings.stale_after_s, head)
-    resend_webhooks(pipeline.store, send, settings.stale_after_s)
+    rescued = sweep(pipeline.store, send, settings.stale_after_s, head, settings.queue)
+    resend_webhooks(pipeline.store, send, settings.stale_after_s, settings.queue)
     return rescued

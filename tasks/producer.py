@@ -44,7 +44,7 @@ def enqueue_upload(source: str, *, token: str | None = None, video: dict[str, An
     store = job_store(settings)
     public = {**spec.public(), "job_id": job_id}
     try:
-        created = store.create(job_id, public, spec.token, spec.fingerprint())
+        created = store.create(job_id, public, spec.token, spec.fingerprint(), queue=settings.queue)
     except redis.RedisError as exc:
         raise EnqueueError(unreachable(settings.redis_url, exc)) from None
     if not created.created:

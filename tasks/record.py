@@ -72,6 +72,7 @@ class JobRecord:
     verify_upload: bool = False  # a chunk was taken as "already received": check before done
     callback: str | None = None
     cleanup: str | None = None  # what cancel did with the partial video
+    queue: str | None = None  # the queue its steps go to (the janitor of that queue watches it)
 
     @classmethod
     def from_hash(cls, data: dict[str, str]) -> JobRecord:
@@ -97,6 +98,7 @@ class JobRecord:
             source_identity=text("source_identity"), has_token=bool(data.get(TOKEN_FIELD)),
             token_minted=data.get("token_minted") == "1", container_pending=data.get("container_pending") == "1",
             verify_upload=data.get("verify_upload") == "1", callback=text("callback"), cleanup=text("cleanup"),
+            queue=text("queue"),
         )
 
     @property
