@@ -102,4 +102,4 @@ def _child_exits(pid: int | None = None, **_: Any) -> None:
 @signals.after_setup_logger.connect
 @signals.after_setup_task_logger.connect
 def _redact_logs(logger: Any = None, **_: Any) -> None:
-    install_redaction(get_settings().secrets())
+    install_redaction(get_settings().secrets(), logger)

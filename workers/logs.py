@@ -1,4 +1,10 @@
-"""Logging hygiene: secrets never reach a log line, and httpx does not log request URLs."""
+"""Logging hygiene: secrets never reach a log line, tracebacks included, and httpx does not log
+request URLs.
+
+Redaction happens in the formatter, on the finished text: the message, its arguments and
+the traceback Celery or ``log.exception`` attaches are all in it by then (a filter runs
+before the traceback is formatted and would miss it).
+"""
 
 from __future__ import annotations
 
@@ -8,31 +14,31 @@ from collections.abc import Iterable
 from tasks.redact import redact
 
 
-class RedactingFilter(logging.Filter):
-    """Masks known secrets and credential-shaped values in every record's final text."""
+class RedactingFormatter(logging.Formatter):
+    """Wraps a handler's formatter and masks known secrets and credential shapes in its output."""
 
-    def __init__(self, secrets: Iterable[str]) -> None:
+    def __init__(self, inner: logging.Formatter | None, secrets: Iterable[str]) -> None:
         super().__init__()
+        self.inner = inner or logging.Formatter()
         self.secrets = [s for s in secrets if s]
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # a broken format string is logged as it is, not dropped
-            return True
-        cleaned = redact(message, self.secrets)
-        if cleaned != message or record.args:
-            record.msg, record.args = cleaned, None
-        if record.exc_text:
-            record.exc_text = redact(record.exc_text, self.secrets)
-        return True
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(self.inner.format(record), self.secrets)
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        return self.inner.formatTime(record, datefmt)
 
 
-def install_redaction(secrets: Iterable[str] = ()) -> None:
-    """Put the filter on every root handler (and keep httpx's per-request INFO lines out)."""
+def install_redaction(secrets: Iterable[str] = (), logger: logging.Logger | None = None) -> None:
+    """Wrap the formatter of every handler of the root logger and of ``logger`` (Celery's task
+    logger has handlers of its own), and keep httpx's per-request INFO lines out."""
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
-    flt = RedactingFilter(secrets)
-    for handler in logging.getLogger().handlers:
-        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
-            handler.addFilter(flt)
+    secrets = list(secrets)
+    handlers = [*logging.getLogger().handlers, *(logger.handlers if logger is not None else [])]
+    for handler in handlers:
+        current = handler.formatter
+        if isinstance(current, RedactingFormatter):
+            current.secrets = [s for s in secrets if s]
+        else:
+            handler.setFormatter(RedactingFormatter(current, secrets))
