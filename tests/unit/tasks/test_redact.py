@@ -1,10 +1,12 @@
-"""tasks.redact: secrets out of text, URLs and argument reprs."""
+"""tasks.redact: secrets out of text, URLs and argument reprs. A URL keeps its scheme, host and path;
+its user info and query string are masked, in free text (``redact``), alone (``mask_url``) and inside
+dicts and lists (``mask_secrets``)."""
 
 from __future__ import annotations
 
 import pytest
 
-from tasks.redact import MASK, mask_secrets, redact, safe_url
+from tasks.redact import MASK, mask_secrets, mask_url, redact, safe_url
 
 UPLOAD_TOKEN = "to1a2B3c4D5e6F7g8H9i0JkL"
 
@@ -38,9 +40,52 @@ def test_credential_shaped_values_are_masked(text: str, secret: str) -> None:
     assert MASK in cleaned
 
 
-def test_context_around_a_masked_query_token_is_kept() -> None:
-    assert redact("https://h/upload?token=abc123&x=1") == f"https://h/upload?token={MASK}&x=1"
+def test_context_around_a_masked_credential_is_kept() -> None:
+    assert redact("https://h/upload?token=abc123&x=1 failed") == f"https://h/upload?{MASK} failed"
     assert redact("Bearer abc.def") == f"Bearer {MASK}"
+    assert redact("retry with token=abc123&x=1") == f"retry with token={MASK}&x=1"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("GET https://bucket.s3.example.com/v.mp4?X-Amz-Signature=abc&X-Amz-Credential=x failed",
+         f"GET https://bucket.s3.example.com/v.mp4?{MASK} failed"),
+        ("source https://user:pa55@host.example/path/v.mp4 unreachable",
+         f"source https://{MASK}@host.example/path/v.mp4 unreachable"),
+        ("callback http://u:p@hooks.example:8080/in?sig=1 then gave up",
+         f"callback http://{MASK}@hooks.example:8080/in?{MASK} then gave up"),
+        ("'https://h/a?b=c' and \"https://h/d?e=f\"", f"'https://h/a?{MASK}' and \"https://h/d?{MASK}\""),
+        ("HTTPS://HOST/P?Q=1", f"HTTPS://HOST/P?{MASK}"),
+        ("https://host/plain/path.mp4 is fine", "https://host/plain/path.mp4 is fine"),
+        ("https://host/a@b has an at sign in its path", "https://host/a@b has an at sign in its path"),
+    ],
+)
+def test_urls_in_free_text_lose_user_info_and_query(text: str, expected: str) -> None:
+    assert redact(text) == expected
+
+
+def test_an_at_sign_in_the_query_of_a_url_without_a_path_keeps_the_host() -> None:
+    assert redact("POST https://api.example.com?email=a@b.com failed") == f"POST https://api.example.com?{MASK} failed"
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://bucket.s3.example.com/v.mp4?X-Amz-Signature=abc", f"https://bucket.s3.example.com/v.mp4?{MASK}"),
+        ("https://user:pass@host.example:8443/path/v.mp4?sig=1#t=5",
+         f"https://{MASK}@host.example:8443/path/v.mp4?{MASK}"),
+        ("http://user@host/v.mp4", f"http://{MASK}@host/v.mp4"),
+        ("https://host/a/b/v.mp4", "https://host/a/b/v.mp4"),
+        ("https://host/v.mp4#secret-fragment", "https://host/v.mp4"),
+        ("https://host", "https://host"),
+        ("/local/videos/v.mp4", "/local/videos/v.mp4"),
+        ("file:///videos/v.mp4?x=1", "file:///videos/v.mp4?x=1"),
+        ("", ""),
+    ],
+)
+def test_mask_url_keeps_scheme_host_and_path(url: str, expected: str) -> None:
+    assert mask_url(url) == expected
 
 
 def test_ordinary_text_is_untouched() -> None:
@@ -83,3 +128,16 @@ def test_mask_secrets_does_not_change_its_input() -> None:
     value = {"token": "abc"}
     mask_secrets(value)
     assert value == {"token": "abc"}
+
+
+def test_mask_secrets_masks_urls_inside_dicts_and_lists() -> None:
+    value = {"source": "https://u:p@bucket.example/v.mp4?X-Amz-Signature=abc",
+             "callbacks": ["https://hooks.example/in?sig=zz", "/local/path"],
+             "nested": {"url": ("http://h/x?token=t1",)}, "count": 3, "plain": "no url here"}
+    assert mask_secrets(value) == {
+        "source": f"https://{MASK}@bucket.example/v.mp4?{MASK}",
+        "callbacks": [f"https://hooks.example/in?{MASK}", "/local/path"],
+        "nested": {"url": [f"http://h/x?{MASK}"]},
+        "count": 3,
+        "plain": "no url here",
+    }

@@ -1,0 +1,748 @@
+"""tasks.pipeline without Celery: Pipeline.start/chunk/finalize/fail over a JobStore on fakeredis, an
+ApiClient on a fake api.video (httpx.MockTransport), AccessTokens and local sources; plus the
+retry/defer/resume policy the Celery adapters apply (``_resumable``, ``backoff_s``, ``expectation``).
+
+Sizes: api.video's smallest chunk is 5 MiB, so the source is two chunks of 5 MiB and a last one of
+1000 bytes. Every step runs under its own holder id, as each task execution does.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Protocol
+
+import httpx
+import pytest
+import redis
+
+from tasks.apiclient import UPLOAD, ApiClient
+from tasks.auth import AccessTokens
+from tasks.constants import (
+    JOB_METADATA_KEY,
+    LEASE_KEY,
+    MAX_CHUNK_BYTES,
+    MIB,
+    TASK_CHUNK,
+    TASK_FINALIZE,
+    TASK_START,
+    TASK_WEBHOOK,
+)
+from tasks.errors import (
+    ApiRejected,
+    ApiUnavailable,
+    Busy,
+    ConfigError,
+    PermanentError,
+    RetryableError,
+    SourceError,
+    SpecError,
+)
+from tasks.jobstore import JobStore
+from tasks.keeper import LOST
+from tasks.pipeline import ChunkInFlight, LeaseLost, Pipeline, StepKeepsDying, expectation
+from tasks.ratelimit import FleetLimiter
+from tasks.record import JobRecord, State
+from tasks.retry import backoff_s
+from tasks.settings import Settings
+from tasks.steps import Step
+from tasks.upload_tasks import _resumable
+from tests.unit.tasks.fakes import (
+    API_KEY,
+    BASE_URL,
+    OVERLAP,
+    TOKEN_INVALID,
+    UPLOAD_TOKEN,
+    CountingStore,
+    FakeApiVideo,
+    wait_until,
+)
+
+CHUNK = 5 * MIB
+SIZE = 2 * CHUNK + 1000
+CONTENT = random.Random(7).randbytes(SIZE)
+RANGES = [f"bytes 0-{CHUNK - 1}/{SIZE}", f"bytes {CHUNK}-{2 * CHUNK - 1}/{SIZE}",
+          f"bytes {2 * CHUNK}-{SIZE - 1}/{SIZE}"]
+
+
+class Build(Protocol):
+    def __call__(self, api_key: str | None = ..., *, lease_ttl_s: int = ..., max_retries: int = ...,
+                 limiter: FleetLimiter | None = ..., job_store: JobStore | None = ...) -> Pipeline: ...
+
+
+# -- the rig -------------------------------------------------------------------------------
+@pytest.fixture
+def fake() -> FakeApiVideo:
+    return FakeApiVideo()
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    path = tmp_path / "videos"
+    path.mkdir()
+    return path.resolve()
+
+
+@pytest.fixture
+def clip(root: Path) -> Path:
+    path = root / "clip.mp4"
+    path.write_bytes(CONTENT)
+    return path
+
+
+def _no_network(request: httpx.Request) -> httpx.Response:
+    raise AssertionError(f"a local source made an HTTP request: {request.url}")
+
+
+@pytest.fixture
+def build(store: JobStore, fake: FakeApiVideo, root: Path) -> Iterator[Build]:
+    """``build(api_key, lease_ttl_s=…, max_retries=…, limiter=…)``: a worker's Pipeline on the shared
+    store and fake api.video (two builds are two workers, possibly configured differently)."""
+    clients: list[httpx.Client] = []
+
+    def make(api_key: str | None = API_KEY, *, lease_ttl_s: int = 5, max_retries: int = 3,
+             limiter: FleetLimiter | None = None, job_store: JobStore | None = None) -> Pipeline:
+        settings = Settings(api_base_url=BASE_URL, api_key=api_key, chunk_size=CHUNK, allowed_roots=(root,),
+                            lease_ttl_s=lease_ttl_s, max_retries=max_retries)
+        http = httpx.Client(transport=fake.transport)
+        sources = httpx.Client(transport=httpx.MockTransport(_no_network))
+        clients.extend([http, sources])
+        api = ApiClient(http, BASE_URL)
+        return Pipeline(settings=settings, store=job_store or store, api=api,
+                        tokens=AccessTokens(store.redis, api, api_key), sources=sources, limiter=limiter)
+
+    yield make
+    for client in clients:
+        client.close()
+
+
+def new_job(store: JobStore, source: Path, job_id: str = "j1", token: str | None = UPLOAD_TOKEN,
+            **spec: object) -> str:
+    assert store.create(job_id, {"source": str(source), "video": {}, **spec}, token).created
+    return job_id
+
+
+def record(store: JobStore, job_id: str = "j1") -> JobRecord:
+    job = store.get(job_id)
+    assert job is not None
+    return job
+
+
+def raw(store: JobStore, job_id: str = "j1") -> dict[str, str]:
+    """The whole hash, token included: what "changes nothing" compares."""
+    return {str(k): str(v) for k, v in store.redis.hgetall(f"vuq:job:{job_id}").items()}
+
+
+def lapse(store: JobStore, job_id: str = "j1") -> None:
+    """The lease runs out (its holder died or paused) and nobody has taken it yet."""
+    store.redis.delete(LEASE_KEY.format(job_id=job_id))
+
+
+def run(pipeline: Pipeline, step: Step | None, holder: str = "w") -> list[Step]:
+    """Run ``step`` and every step after it, as the task adapters would; the steps run, in order."""
+    ran: list[Step] = []
+    while step is not None and step.task != TASK_WEBHOOK:
+        ran.append(step)
+        if step.task == TASK_START:
+            step = pipeline.start(step.job_id, holder)
+        elif step.task == TASK_CHUNK:
+            assert step.chunk is not None
+            step = pipeline.chunk(step.job_id, step.chunk, holder)
+        else:
+            step = pipeline.finalize(step.job_id, holder)
+    return ran
+
+
+# -- the happy path ------------------------------------------------------------------------
+def test_a_job_goes_from_start_through_each_chunk_to_done(build: Build, store: JobStore, fake: FakeApiVideo,
+                                                          clip: Path) -> None:
+    pipeline = build()
+    new_job(store, clip, video={"title": "Holiday"})
+    assert record(store).state is State.QUEUED
+
+    step = pipeline.start("j1", "w0")
+    cursors = []
+    for index in range(3):
+        job = record(store)
+        assert step is not None and step.handoff_at is not None
+        assert step.handoff_at == job.handoff_at  # the message carries the hand-off the record noted
+        assert step.sent is not None and (step.sent.index, step.sent.total) == (index, 3)
+        assert store.lease_holder("j1") is None  # released with the cursor move
+        cursors.append((job.state, job.next_chunk, job.bytes_sent))
+        if index < 2:
+            assert (step.task, step.job_id, step.chunk) == (TASK_CHUNK, "j1", index + 1)
+            assert step.label is not None and f"{index + 2}/3" in step.label
+            assert "Holiday" in step.label and "clip.mp4" in step.label and "'j1'" in step.label
+            step = pipeline.chunk("j1", index + 1, f"w{index + 1}")
+        else:
+            assert (step.task, step.chunk) == (TASK_FINALIZE, None)
+            assert step.label is not None and "metadata" in step.label
+    assert cursors == [(State.UPLOADING, 1, CHUNK), (State.UPLOADING, 2, 2 * CHUNK), (State.FINALIZING, 3, SIZE)]
+    job = record(store)
+    assert (job.size, job.chunk_size, job.chunks_total) == (SIZE, CHUNK, 3)
+
+    assert pipeline.finalize("j1", "w3") is None  # no callback_url: nothing follows
+    job = record(store)
+    assert job.state is State.DONE and job.error is None
+    assert not store.has_token("j1")  # erased the moment the job is done
+
+    video = fake.videos[str(job.video_id)]
+    assert [u.content_range for u in fake.uploads] == RANGES
+    assert [u.video_id for u in fake.uploads] == [job.video_id] * 3  # the container, from chunk 0 on
+    assert all(u.token == UPLOAD_TOKEN and u.file_name == "clip.mp4" for u in fake.uploads)
+    assert bytes(video.content) == CONTENT and video.complete
+    assert video.patches == [{"title": "Holiday", "metadata": [{"key": JOB_METADATA_KEY, "value": "j1"}]}]
+
+
+def test_without_an_api_key_chunk_0_creates_the_video_and_the_rest_name_it(build: Build, store: JobStore,
+                                                                          fake: FakeApiVideo, clip: Path) -> None:
+    pipeline = build(None)
+    new_job(store, clip)
+    assert [s.task for s in run(pipeline, Step(TASK_START, "j1"))] == [TASK_START, TASK_CHUNK, TASK_CHUNK,
+                                                                       TASK_FINALIZE]
+    job = record(store)
+    assert job.state is State.DONE and job.video_id
+    assert [u.video_id for u in fake.uploads] == [None, job.video_id, job.video_id]
+    assert [u.content_range for u in fake.uploads] == RANGES
+    assert fake.routes() == ["POST /upload"] * 3  # no container, no authentication, no patch
+
+
+def test_a_source_smaller_than_a_chunk_goes_up_whole(build: Build, store: JobStore, fake: FakeApiVideo,
+                                                     root: Path) -> None:
+    small = root / "small.mp4"
+    small.write_bytes(b"x" * 1000)
+    new_job(store, small)
+    step = build(None).start("j1", "w")
+    assert step is not None and step.task == TASK_FINALIZE
+    assert [(u.content_range, u.length) for u in fake.uploads] == [(None, 1000)]
+    assert record(store).state is State.FINALIZING
+
+
+def test_a_job_with_a_callback_owes_its_webhook_when_done(build: Build, store: JobStore, clip: Path) -> None:
+    pipeline = build(None)
+    new_job(store, clip, callback_url="https://hooks.example/vuq")
+    assert [s.task for s in run(pipeline, Step(TASK_START, "j1"))][-1] == TASK_FINALIZE
+    assert record(store).state is State.DONE
+    assert store.redis.zscore("vuq:outbox", "j1") is not None  # owed with the final state, in the same write
+
+
+def test_finalize_returns_the_webhook_step(build: Build, store: JobStore, clip: Path) -> None:
+    pipeline = build(None)
+    new_job(store, clip, callback_url="https://hooks.example/vuq")
+    step = pipeline.start("j1", "w0")
+    while step is not None and step.task == TASK_CHUNK:
+        assert step.chunk is not None
+        step = pipeline.chunk("j1", step.chunk, "w")
+    assert step is not None and step.task == TASK_FINALIZE
+    assert pipeline.finalize("j1", "w") == Step(TASK_WEBHOOK, "j1")
+
+
+def test_a_job_without_a_token_gets_one_minted_with_the_api_key(build: Build, store: JobStore, fake: FakeApiVideo,
+                                                                clip: Path) -> None:
+    new_job(store, clip, token=None)
+    assert build().start("j1", "w") is not None
+    assert len(fake.calls("POST", "/upload-tokens")) == 1
+    assert fake.uploads[0].token != UPLOAD_TOKEN and fake.uploads[0].token in fake.upload_tokens
+    assert record(store).token_minted
+
+
+def test_a_job_without_a_token_and_no_api_key_is_a_config_error(build: Build, store: JobStore, fake: FakeApiVideo,
+                                                                 clip: Path) -> None:
+    new_job(store, clip, token=None)
+    with pytest.raises(ConfigError, match="no upload token"):
+        build(None).start("j1", "w")
+    assert fake.requests == []
+
+
+# -- duplicates, stale steps and other holders ---------------------------------------------
+def test_a_duplicate_or_stale_step_returns_none_and_changes_nothing(build: Build, store: JobStore,
+                                                                    fake: FakeApiVideo, clip: Path) -> None:
+    pipeline = build()
+    new_job(store, clip)
+    pipeline.start("j1", "w0")
+    pipeline.chunk("j1", 1, "w1")
+    before, requests = raw(store), len(fake.requests)
+    assert pipeline.start("j1", "dup") is None
+    assert pipeline.chunk("j1", 0, "dup") is None
+    assert pipeline.chunk("j1", 1, "dup") is None
+    assert pipeline.chunk("j1", 7, "dup") is None
+    assert pipeline.finalize("j1", "dup") is None
+    assert pipeline.start("no-such-job", "dup") is None
+    assert raw(store) == before
+    assert len(fake.requests) == requests
+    assert store.lease_holder("j1") is None
+
+
+def test_a_step_of_a_cancelled_job_does_nothing(build: Build, store: JobStore, fake: FakeApiVideo,
+                                                clip: Path) -> None:
+    new_job(store, clip)
+    assert store.update("j1", None, {"state": State.CANCELLED})
+    assert build().start("j1", "w") is None
+    assert fake.requests == [] and record(store).state is State.CANCELLED
+
+
+@pytest.mark.parametrize(("ttl_s", "wait_s"), [(30, 5.0), (0.4, 0.5)])
+def test_a_step_finding_another_holder_raises_busy(build: Build, store: JobStore, fake: FakeApiVideo, clip: Path,
+                                                   ttl_s: float, wait_s: float) -> None:
+    pipeline = build()
+    new_job(store, clip)
+    assert store.claim("j1", "other", ttl_s, expectation(TASK_START)).record is not None
+    with pytest.raises(Busy) as info:
+        pipeline.start("j1", "me")
+    assert info.value.wait_s == pytest.approx(wait_s, abs=0.1)
+    assert "other" in str(info.value)
+    assert store.lease_holder("j1") == "other"
+    assert record(store).state is State.QUEUED and fake.requests == []
+
+
+# -- refused upload tokens -----------------------------------------------------------------
+def test_a_refused_upload_token_is_replaced_with_the_api_key(build: Build, store: JobStore, fake: FakeApiVideo,
+                                                             clip: Path) -> None:
+    new_job(store, clip, token="toEXPIREDexpiredEXPIRED0")
+    step = build().start("j1", "w")
+    assert step is not None and step.chunk == 1
+    assert len(fake.calls("POST", "/upload-tokens")) == 1
+    assert len(fake.calls("POST", "/upload")) == 2  # refused, then sent with the new token
+    (upload,) = fake.uploads
+    assert upload.token in fake.upload_tokens and upload.token != "toEXPIREDexpiredEXPIRED0"
+    assert store.redis.hget("vuq:job:j1", "secret:token") == upload.token
+    assert record(store).token_minted and record(store).next_chunk == 1
+
+
+def test_a_second_refusal_after_minting_fails_the_step(build: Build, store: JobStore, fake: FakeApiVideo,
+                                                       clip: Path) -> None:
+    new_job(store, clip)
+    fake.fail("POST", "/upload", 401, TOKEN_INVALID, times=2)
+    with pytest.raises(ApiRejected) as info:
+        build().start("j1", "w")
+    assert info.value.slug == TOKEN_INVALID
+    assert len(fake.calls("POST", "/upload-tokens")) == 1  # once: no minting loop
+    assert record(store).next_chunk == 0
+
+
+def test_a_refused_upload_token_without_an_api_key_is_rejected(build: Build, store: JobStore, fake: FakeApiVideo,
+                                                               clip: Path) -> None:
+    new_job(store, clip, token="toEXPIREDexpiredEXPIRED0")
+    with pytest.raises(ApiRejected) as info:
+        build(None).start("j1", "w")
+    assert (info.value.status, info.value.slug) == (401, TOKEN_INVALID)
+    assert "toEXPIRED" not in str(info.value)
+    assert fake.calls("POST", "/upload-tokens") == []
+    assert record(store).next_chunk == 0 and not record(store).token_minted
+    assert _resumable(info.value)  # a new token (vuq resume --token-file) can help
+
+
+# -- "already received" on a re-sent chunk ---------------------------------------------------
+def test_a_resent_chunk_that_api_video_holds_counts_as_received(build: Build, store: JobStore, fake: FakeApiVideo,
+                                                                clip: Path) -> None:
+    pipeline = build()
+    new_job(store, clip)
+    pipeline.start("j1", "w0")
+    fake.fail("POST", "/upload", 502, "server-error", after=True)  # chunk 2 arrives; its answer is lost
+    with pytest.raises(ApiUnavailable):
+        pipeline.chunk("j1", 1, "w1")
+    assert record(store).next_chunk == 1
+    assert store.schedule("j1", "w1", Step(TASK_CHUNK, "j1", 1), 0, expectation(TASK_CHUNK, 1), "server_error")
+
+    step = pipeline.chunk("j1", 1, "w2")  # api.video answers "range overlap"
+    assert step is not None and step.chunk == 2
+    video_id = str(record(store).video_id)
+    assert len(fake.calls("GET", f"/videos/{video_id}/status")) == 1
+    job = record(store)
+    assert (job.next_chunk, job.bytes_sent, job.verify_upload) == (2, 2 * CHUNK, False)
+
+
+def test_a_resent_chunk_still_arriving_elsewhere_is_in_flight(build: Build, store: JobStore, fake: FakeApiVideo,
+                                                              clip: Path) -> None:
+    pipeline = build()
+    new_job(store, clip)
+    pipeline.start("j1", "w0")
+    video = fake.videos[str(record(store).video_id)]
+    video.in_flight.append((CHUNK, 2 * CHUNK - 1))  # another request is delivering chunk 2
+    before = record(store)
+    with pytest.raises(ChunkInFlight) as info:
+        pipeline.chunk("j1", 1, "w1")
+    assert isinstance(info.value, RetryableError) and info.value.reason == "in_flight"
+    after = record(store)
+    assert (after.next_chunk, after.bytes_sent, after.verify_upload) == (before.next_chunk, before.bytes_sent, False)
+
+    video.in_flight.clear()
+    video.received.append((CHUNK, 2 * CHUNK - 1))  # it arrived
+    lapse(store)
+    assert pipeline.chunk("j1", 1, "w2") is not None
+    assert record(store).next_chunk == 2
+
+
+def test_without_an_api_key_already_received_is_trusted_then_checked_at_finalize(
+        build: Build, store: JobStore, fake: FakeApiVideo, clip: Path) -> None:
+    keyless, keyed = build(None), build()
+    new_job(store, clip)
+    keyless.start("j1", "w0")
+    video = fake.videos[str(record(store).video_id)]
+    video.in_flight.append((CHUNK, 2 * CHUNK - 1))  # "already received", but the request delivering it dies
+    step = keyless.chunk("j1", 1, "w1")
+    assert step is not None and step.chunk == 2
+    assert record(store).verify_upload
+    video.in_flight.clear()
+    assert keyless.chunk("j1", 2, "w2") is not None
+
+    step = keyed.finalize("j1", "w3")  # a worker with the key checks before declaring it done
+    assert step is not None and (step.task, step.chunk) == (TASK_CHUNK, 1)
+    assert step.handoff_at is not None and step.label is not None and "2/3" in step.label
+    job = record(store)
+    assert (job.state, job.next_chunk, job.bytes_sent, job.verify_upload) == (State.UPLOADING, 1, CHUNK, False)
+    assert store.lease_holder("j1") is None
+
+    run(keyed, step)
+    assert record(store).state is State.DONE
+    assert bytes(video.content) == CONTENT
+
+
+def test_finalize_with_the_key_finds_nothing_missing_when_api_video_holds_it_all(
+        build: Build, store: JobStore, fake: FakeApiVideo, clip: Path) -> None:
+    new_job(store, clip)
+    run(build(None), Step(TASK_START, "j1"))  # keyless: done without a check
+    lapse(store)
+    assert store.update("j1", None, {"state": State.FINALIZING, "verify_upload": True})
+    assert build().finalize("j1", "w") is None
+    assert record(store).state is State.DONE
+    assert len(fake.calls("GET", f"/videos/{record(store).video_id}/status")) == 1
+
+
+# -- the container ---------------------------------------------------------------------------
+def test_the_container_is_created_once_with_the_job_tag_and_no_read(build: Build, store: JobStore,
+                                                                    fake: FakeApiVideo, clip: Path) -> None:
+    pending_while_creating: list[bool] = []
+    fake.hooks.append(lambda r: pending_while_creating.append(record(store).container_pending)
+                      if (r.method, r.url.path) == ("POST", "/videos") else None)
+    new_job(store, clip, video={"title": "Holiday"})
+    run(build(), Step(TASK_START, "j1"))
+    (create,) = fake.calls("POST", "/videos")
+    assert create.read() and b'"vuq-job-id"' in create.content and b'"j1"' in create.content
+    assert pending_while_creating == [True]  # noted before asking, so a crash looks for it
+    assert fake.calls("GET", "/videos") == []
+    job = record(store)
+    assert not job.container_pending and job.video_id in fake.videos and len(fake.videos) == 1
+
+
+def test_a_retried_start_finds_the_container_its_lost_answer_created(build: Build, store: JobStore,
+                                                                     fake: FakeApiVideo, clip: Path) -> None:
+    pipeline = build()
+    new_job(store, clip)
+    fake.fail("POST", "/videos", 502, "server-error", after=True)
+    with pytest.raises(ApiUnavailable):
+        pipeline.start("j1", "w0")
+    assert record(store).container_pending and not record(store).video_id
+    (created,) = fake.videos
+    lapse(store)
+
+    assert pipeline.start("j1", "w1") is not None
+    (search,) = fake.calls("GET", "/videos")
+    assert search.url.params[f"metadata[{JOB_METADATA_KEY}]"] == "j1"
+    assert len(fake.calls("POST", "/videos")) == 1 and list(fake.videos) == [created]
+    assert record(store).video_id == created and fake.uploads[0].video_id == created
+    assert not record(store).container_pending
+
+
+def test_a_pending_container_that_was_never_created_is_created(build: Build, store: JobStore, fake: FakeApiVideo,
+                                                               clip: Path) -> None:
+    pipeline = build()
+    new_job(store, clip)
+    fake.fail("POST", "/videos", 503, "service-unavailable")  # refused before creating anything
+    with pytest.raises(ApiUnavailable):
+        pipeline.start("j1", "w0")
+    lapse(store)
+    assert pipeline.start("j1", "w1") is not None
+    assert len(fake.calls("GET", "/videos")) == 1 and len(fake.calls("POST", "/videos")) == 2
+    assert len(fake.videos) == 1
+
+
+def test_a_retried_start_with_a_recorded_video_neither_creates_nor_searches(build: Build, store: JobStore,
+                                                                            fake: FakeApiVideo, clip: Path) -> None:
+    pipeline = build()
+    new_job(store, clip)
+    fake.fail("POST", "/upload", 503, "service-unavailable")
+    with pytest.raises(ApiUnavailable):
+        pipeline.start("j1", "w0")
+    lapse(store)
+    assert pipeline.start("j1", "w1") is not None
+    assert len(fake.calls("POST", "/videos")) == 1 and fake.calls("GET", "/videos") == []
+
+
+# -- fail() ----------------------------------------------------------------------------------
+def _at_chunk_1(build: Build, store: JobStore, clip: Path, callback_url: str | None = None) -> Pipeline:
+    pipeline = build()
+    if callback_url:
+        new_job(store, clip, callback_url=callback_url)
+    else:
+        new_job(store, clip)
+    pipeline.start("j1", "w0")
+    return pipeline
+
+
+def test_a_stale_holder_cannot_fail_a_job_another_holder_moved(build: Build, store: JobStore, clip: Path) -> None:
+    pipeline = _at_chunk_1(build, store, clip)
+    assert store.claim("j1", "stale", 5, expectation(TASK_CHUNK, 1)).record is not None
+    lapse(store)  # "stale" pauses past its lease...
+    assert pipeline.chunk("j1", 1, "fresh") is not None  # ...and another worker sends chunk 2
+    assert pipeline.fail("j1", "stale", ApiUnavailable("late", reason="timeout"), True,
+                         expectation(TASK_CHUNK, 1)) == (False, None)
+    job = record(store)
+    assert (job.state, job.next_chunk, job.error) == (State.UPLOADING, 2, None)
+
+
+def test_a_holder_cannot_fail_a_job_another_holder_holds(build: Build, store: JobStore, clip: Path) -> None:
+    pipeline = _at_chunk_1(build, store, clip)
+    assert store.claim("j1", "other", 5, expectation(TASK_CHUNK, 1)).record is not None
+    assert pipeline.fail("j1", "me", SourceError("gone"), False, expectation(TASK_CHUNK, 1)) == (False, None)
+    assert record(store).state is State.UPLOADING and store.lease_holder("j1") == "other"
+
+
+def test_a_lapsed_lease_nobody_took_is_reclaimed_to_record_the_failure(build: Build, store: JobStore,
+                                                                       clip: Path) -> None:
+    pipeline = _at_chunk_1(build, store, clip, callback_url="https://hooks.example/vuq")
+    assert store.claim("j1", "me", 5, expectation(TASK_CHUNK, 1)).record is not None
+    lapse(store)
+    error = ApiRejected(401, "The upload token is invalid or expired.", slug=TOKEN_INVALID)
+    assert pipeline.fail("j1", "me", error, True, expectation(TASK_CHUNK, 1), needs="token") == (
+        True, Step(TASK_WEBHOOK, "j1"))
+    job = record(store)
+    assert (job.state, job.error_reason, job.error_retryable, job.error_needs) == (State.FAILED, "api_rejected",
+                                                                                   True, "token")
+    assert job.error is not None and "invalid or expired" in job.error
+    assert job.next_chunk == 1 and store.has_token("j1")  # the cursor and token stay: resumable
+    assert store.lease_holder("j1") is None
+    assert job.resume_hint() == "vuq resume j1 --token-file FILE (a new upload token)"
+
+
+def test_the_holder_itself_fails_its_job(build: Build, store: JobStore, clip: Path) -> None:
+    pipeline = _at_chunk_1(build, store, clip)
+    assert store.claim("j1", "me", 5, expectation(TASK_CHUNK, 1)).record is not None
+    assert pipeline.fail("j1", "me", SourceError("source: gone"), False, expectation(TASK_CHUNK, 1)) == (True, None)
+    job = record(store)
+    assert (job.state, job.error_reason, job.error_retryable) == (State.FAILED, "bad_source", False)
+    assert job.resume_hint() is None and store.lease_holder("j1") is None
+
+
+# -- steps that keep dying, leases lost --------------------------------------------------------
+def _die(store: JobStore, times: int) -> None:
+    """``times`` workers claim the start step and die without a trace but the count of starts."""
+    for n in range(times):
+        assert store.claim("j1", f"dead{n}", 5, expectation(TASK_START)).record is not None
+        lapse(store)
+
+
+def test_a_step_that_keeps_dying_is_refused(build: Build, store: JobStore, fake: FakeApiVideo, clip: Path) -> None:
+    pipeline = build(max_retries=2)
+    new_job(store, clip)
+    _die(store, 3)
+    with pytest.raises(StepKeepsDying, match="started 3 times") as info:
+        pipeline.start("j1", "w")
+    assert fake.requests == []
+    assert info.value.reason == "worker_lost" and _resumable(info.value)
+    assert pipeline.fail("j1", "w", info.value, True, expectation(TASK_START))[0]
+    assert record(store).error_reason == "worker_lost"
+
+
+def test_a_step_started_up_to_max_retries_plus_one_times_runs(build: Build, store: JobStore, clip: Path) -> None:
+    pipeline = build(max_retries=2)
+    new_job(store, clip)
+    _die(store, 2)
+    assert pipeline.start("j1", "w") is not None
+    assert record(store).step_starts == 0  # the cursor moved: the count starts again
+
+
+def test_a_job_cancelled_during_the_upload_loses_the_lease(build: Build, store: JobStore, fake: FakeApiVideo,
+                                                           clip: Path) -> None:
+    pipeline = build()
+    new_job(store, clip)
+    pipeline.start("j1", "w0")
+    fake.hooks.append(lambda r: store.update("j1", None, {"state": State.CANCELLED})
+                      if r.url.path == "/upload" else None)
+    with pytest.raises(LeaseLost):
+        pipeline.chunk("j1", 1, "w1")
+    job = record(store)
+    assert (job.state, job.next_chunk, job.bytes_sent) == (State.CANCELLED, 1, CHUNK)
+
+
+def test_a_job_taken_over_during_the_upload_loses_the_lease(build: Build, store: JobStore, fake: FakeApiVideo,
+                                                            clip: Path) -> None:
+    pipeline = build()
+    new_job(store, clip)
+    pipeline.start("j1", "w0")
+
+    def taken_over(request: httpx.Request) -> None:
+        if request.url.path == "/upload":
+            lapse(store)
+            store.claim("j1", "rival", 5, expectation(TASK_CHUNK, 1))
+
+    fake.hooks.append(taken_over)
+    with pytest.raises(LeaseLost):
+        pipeline.chunk("j1", 1, "w1")
+    assert record(store).next_chunk == 1 and store.lease_holder("j1") == "rival"
+
+
+def test_the_keeper_holds_the_lease_through_a_slow_upload(build: Build, store: JobStore, fake: FakeApiVideo,
+                                                          clip: Path, caplog: pytest.LogCaptureFixture) -> None:
+    ttl_s = 1
+    pipeline = build(None, lease_ttl_s=ttl_s)
+    new_job(store, clip)
+    seen: list[tuple[str | None, str | None, int]] = []
+
+    def slow(request: httpx.Request) -> None:
+        if request.url.path == "/upload":
+            time.sleep(ttl_s * 1.6)  # the server answers well after the lease's TTL (not a synchronisation)
+            rival = store.claim("j1", "rival", ttl_s, expectation(TASK_START))
+            seen.append((store.lease_holder("j1"), rival.holder, record(store).chunk_bytes))
+
+    fake.hooks.append(slow)
+    with caplog.at_level(logging.WARNING, logger="tasks.keeper"):
+        step = pipeline.start("j1", "w")
+    assert seen == [("w", "w", CHUNK)]  # still ours when the answer came; the bytes sent were noted
+    assert not [r for r in caplog.records if "taken back" in r.getMessage()]  # renewed in time, never lapsed
+    assert step is not None and step.chunk == 1 and record(store).next_chunk == 1
+
+
+def test_a_lease_lost_during_the_upload_stops_the_step_even_if_it_came_free_again(
+        build: Build, redis_client: redis.Redis, fake: FakeApiVideo, clip: Path) -> None:
+    counting = CountingStore(redis_client)
+    pipeline = build(None, lease_ttl_s=1, job_store=counting)
+    new_job(counting, clip)
+
+    def taken_and_dropped(request: httpx.Request) -> None:
+        if request.url.path == "/upload":
+            lapse(counting)
+            assert counting.claim("j1", "rival", 5, expectation(TASK_START)).record is not None
+            wait_until(lambda: LOST in counting.renewals, what="the keeper to see the rival")
+            assert counting.release("j1", "rival")  # the rival stops; the lease is free again
+
+    fake.hooks.append(taken_and_dropped)
+    with pytest.raises(LeaseLost):
+        pipeline.start("j1", "w")
+    job = record(counting)
+    assert (job.next_chunk, job.bytes_sent) == (0, 0)  # a write the fence alone would have let through
+
+
+# -- chunk size and the upload budget ----------------------------------------------------------
+@pytest.fixture
+def limiter(store: JobStore) -> FleetLimiter:
+    return FleetLimiter(store.redis, BASE_URL, {"upload": 10})
+
+
+def _queued(store: JobStore, clip: Path, count: int) -> None:
+    for n in range(count):
+        new_job(store, clip, job_id=f"other{n}")
+
+
+def _chunk_size_at_start(pipeline: Pipeline, store: JobStore, clip: Path, pinned: int | None = None) -> int:
+    if pinned:
+        new_job(store, clip, chunk_size=pinned)
+    else:
+        new_job(store, clip)
+    assert pipeline.start("j1", "w") is not None
+    return int(record(store).chunk_size or 0)
+
+
+def test_an_idle_budget_keeps_the_default_chunk_size(build: Build, store: JobStore, clip: Path,
+                                                     limiter: FleetLimiter) -> None:
+    _queued(store, clip, 3)  # with j1: 4 requests in hand, under half of 10
+    assert _chunk_size_at_start(build(None, limiter=limiter), store, clip) == CHUNK
+
+
+def test_active_jobs_reaching_half_the_budget_fit_the_largest_chunk(build: Build, store: JobStore, fake: FakeApiVideo,
+                                                                    clip: Path, limiter: FleetLimiter) -> None:
+    _queued(store, clip, 4)  # with j1: 5 of 10
+    assert _chunk_size_at_start(build(None, limiter=limiter), store, clip) == MAX_CHUNK_BYTES
+    assert [u.content_range for u in fake.uploads] == [None]  # the whole source in one request
+    assert record(store).chunks_total == 1
+
+
+def test_usage_and_active_jobs_together_fit_the_largest_chunk(build: Build, store: JobStore, clip: Path,
+                                                              limiter: FleetLimiter) -> None:
+    assert all(limiter.acquire(UPLOAD) == 0 for _ in range(4))
+    assert _chunk_size_at_start(build(None, limiter=limiter), store, clip) == MAX_CHUNK_BYTES
+
+
+def test_a_learned_limit_binds_like_a_configured_one(build: Build, store: JobStore, clip: Path) -> None:
+    limiter = FleetLimiter(store.redis, BASE_URL)
+    _queued(store, clip, 1)  # with j1: 2
+    limiter.observe(UPLOAD, 201, {"x-ratelimit-limit": "4"})
+    assert _chunk_size_at_start(build(None, limiter=limiter), store, clip) == MAX_CHUNK_BYTES
+
+
+def test_an_unknown_limit_keeps_the_default_chunk_size(build: Build, store: JobStore, clip: Path) -> None:
+    _queued(store, clip, 20)
+    assert _chunk_size_at_start(build(None, limiter=FleetLimiter(store.redis, BASE_URL)), store, clip) == CHUNK
+
+
+def test_a_pinned_chunk_size_always_wins(build: Build, store: JobStore, clip: Path, limiter: FleetLimiter) -> None:
+    _queued(store, clip, 9)
+    pinned = 6 * MIB
+    assert _chunk_size_at_start(build(None, limiter=limiter), store, clip, pinned) == pinned
+
+
+def test_without_a_limiter_the_default_chunk_size_is_used(build: Build, store: JobStore, clip: Path) -> None:
+    _queued(store, clip, 20)
+    assert _chunk_size_at_start(build(None), store, clip) == CHUNK
+
+
+def test_a_retried_start_keeps_the_chunk_size_its_first_attempt_recorded(
+        build: Build, store: JobStore, fake: FakeApiVideo, clip: Path, limiter: FleetLimiter) -> None:
+    pipeline = build(limiter=limiter)
+    new_job(store, clip)
+    fake.fail("POST", "/upload", 502, "server-error", after=True)  # chunk 0 arrives; its answer is lost
+    with pytest.raises(ApiUnavailable):
+        pipeline.start("j1", "w0")
+    assert record(store).chunk_size == CHUNK
+    lapse(store)
+    _queued(store, clip, 4)  # meanwhile the fleet got busy: the budget now binds
+    step = pipeline.start("j1", "w1")
+    assert step is not None and step.chunk == 1
+    assert record(store).chunk_size == CHUNK
+
+
+# -- the policy the Celery adapters apply -----------------------------------------------------
+@pytest.mark.parametrize(("error", "resumable"), [
+    (ConfigError("VUQ_API_KEY missing"), True),
+    (StepKeepsDying(9), True),
+    (ApiRejected(401, "invalid upload token", slug=TOKEN_INVALID), True),
+    (ApiRejected(401, "missing upload token", slug="authentication-missing-upload-token"), True),
+    (ApiRejected(401, "Unauthorized"), True),
+    (ApiRejected(403, "Forbidden"), True),
+    (ApiRejected(400, "bad key", slug="authentication-invalid-user-credentials"), True),
+    (ApiRejected(400, "An attribute is invalid.", slug="invalid-attribute"), False),
+    (ApiRejected(404, "not found", slug="resource-not-found"), False),
+    (ApiRejected(400, "overlap", slug=OVERLAP), False),
+    (SourceError("source: gone"), False),
+    (SpecError("video.title", "too long"), False),
+    (PermanentError("no video id was recorded"), False),
+])
+def test_which_failures_a_resume_can_help(error: PermanentError, resumable: bool) -> None:
+    assert _resumable(error) is resumable
+
+
+@pytest.mark.parametrize("attempt", [0, 1, 3, 10, 60])
+def test_backoff_is_full_jitter_under_its_cap(attempt: int) -> None:
+    ceiling = min(120.0, 2.0 * 2 ** attempt)
+    delays = [backoff_s(attempt, 2.0, 120.0, rng=random.Random(seed)) for seed in range(300)]
+    assert all(0 <= d <= ceiling for d in delays)
+    assert max(delays) > ceiling * 0.9 and min(delays) < ceiling * 0.1  # spread over the whole range
+
+
+def test_a_retry_after_is_a_floor_above_the_cap() -> None:
+    delays = [backoff_s(0, 2.0, 10.0, retry_after_s=42.0, rng=random.Random(seed)) for seed in range(100)]
+    assert all(42.0 <= d <= 43.0 for d in delays)
+
+
+def test_a_small_retry_after_does_not_cut_the_backoff() -> None:
+    delays = [backoff_s(5, 2.0, 60.0, retry_after_s=0.0, rng=random.Random(seed)) for seed in range(100)]
+    assert all(0.0 <= d <= 60.0 for d in delays) and max(delays) > 30.0
+
+
+def test_each_task_expects_its_place_in_the_record() -> None:
+    assert expectation(TASK_START) == {"state": [State.QUEUED, State.UPLOADING], "next_chunk": [0]}
+    assert expectation(TASK_CHUNK, 4) == {"state": [State.UPLOADING], "next_chunk": [4]}
+    assert expectation(TASK_FINALIZE) == {"state": [State.FINALIZING]}
