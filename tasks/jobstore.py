@@ -34,12 +34,12 @@ from tasks.record import TOKEN_FIELD, JobRecord, State
 from tasks.steps import Step
 
 Expect = Mapping[str, Iterable[object]]
-NOW = "@now"  # a field value written as Redis's current time
+NOW = "\x00@now"  # a field value written as Redis's current time (no real value starts with NUL)
 
 
 def at_now(offset_s: float = 0.0) -> str:
     """A field value written as Redis's current time plus ``offset_s``."""
-    return f"@now+{offset_s:.6f}"
+    return f"{NOW}{offset_s:+.6f}"
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,9 @@ class Created:
     at: float | None = None
     spec_hash: str = ""
     state: str = ""
+
+    def __bool__(self) -> bool:
+        return self.created
 
 
 class JobStore(JobIndex):

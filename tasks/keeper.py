@@ -4,7 +4,8 @@ It runs for as long as the step does, also while the request body is done and th
 waits for api.video's answer, and it notes how many bytes of the chunk went out (``vuq
 watch`` shows them). A lease that lapsed while nobody else took the job (a network
 partition, a long pause) is taken back as long as the record is where the step expects it;
-one held by another worker, or a record that moved on, marks the lease ``lost``.
+one held by another worker marks the lease ``lost``. A job cancelled meanwhile keeps its
+lease until the step ends: its chunk in flight finishes, and its cursor write is refused.
 """
 
 from __future__ import annotations

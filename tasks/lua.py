@@ -8,8 +8,9 @@ Each script gets the same keys (``KEYS``, built by ``tasks.jobstore.job_keys``):
     12 delayed steps (member -> when to publish it)
 
 so the indexes move in the same script that changes a state and can never disagree with
-the records. Times are Redis's own (``TIME``): a value ``@now`` or ``@now+12.5`` is
-written as that moment on Redis's clock, so no host's clock is ever compared with another's.
+the records. Times are Redis's own (``TIME``): a value ``NOW`` or ``at_now(12.5)`` (a NUL, then
+``@now``, ``@now+12.5``: no text a person writes starts so) is written as that moment on Redis's
+clock, so no host's clock is ever compared with another's.
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ end
 
 local function stamp(t) return string.format('%.6f', t) end
 
--- '@now' or '@now+12.5' becomes that moment on Redis's clock; anything else stays
+-- NUL '@now' or NUL '@now+12.5' becomes that moment on Redis's clock; anything else stays
 local function value(v, t)
-  if string.sub(v, 1, 4) == '@now' then return stamp(t + (tonumber(string.sub(v, 5)) or 0)) end
+  if string.sub(v, 1, 5) == '\0@now' then return stamp(t + (tonumber(string.sub(v, 6)) or 0)) end
   return v
 end
 
@@ -95,6 +96,8 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
   return {0, redis.call('HGET', KEYS[1], 'spec_hash') or '', redis.call('HGET', KEYS[1], 'state')}
 end
 local t = now()
+-- an id used again after its record expired: what the old job left in the indexes goes first
+for k = 4, 11 do redis.call('ZREM', KEYS[k], ARGV[3]) end
 redis.call('HSET', KEYS[1], 'job_id', ARGV[3], 'state', 'queued', 'created_at', stamp(t), 'handoff_at', stamp(t))
 local new = write(4, t)
 redis.call('ZADD', KEYS[3], t, ARGV[3])
@@ -213,20 +216,28 @@ return {string.format('%.6f', now), due}
 """
 
 # Retention: forget the index entries of records that expired. KEYS: every-jobs index, the six
-# state indexes, expiry, outbox; ARGV: limit, record key prefix. A record that exists again
-# (the id was used anew) keeps its entries.
+# state indexes, expiry, outbox; ARGV: limit, record key prefix. A record still there with a TTL
+# (Redis expires it in the next millisecond) is looked at again then; one there without a TTL
+# lives again (used anew) and keeps its entries. Returns how many were forgotten.
 PRUNE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local gone = redis.call('ZRANGEBYSCORE', KEYS[8], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
-for _, id in ipairs(gone) do
-  redis.call('ZREM', KEYS[8], id)
-  if redis.call('EXISTS', ARGV[2] .. id) == 0 then
+local due = redis.call('ZRANGEBYSCORE', KEYS[8], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
+local pruned = 0
+for _, id in ipairs(due) do
+  local ttl = redis.call('PTTL', ARGV[2] .. id)
+  if ttl > 0 then
+    redis.call('ZADD', KEYS[8], now + ttl / 1000, id)
+  elseif ttl == -1 then
+    redis.call('ZREM', KEYS[8], id)
+  else
+    redis.call('ZREM', KEYS[8], id)
     for k = 1, 7 do redis.call('ZREM', KEYS[k], id) end
     redis.call('ZREM', KEYS[9], id)
+    pruned = pruned + 1
   end
 end
-return #gone
+return pruned
 """
 
 # Redis's clock, for the few comparisons made outside a script (janitor, listings, signatures).
