@@ -1,15 +1,45 @@
-"""Fixtures for the tasks/ unit tests: an in-memory Redis per test, the job store over it, a step collector."""
+"""Fixtures for the tasks/ unit tests: a Redis per test, the job store over it, a step collector.
+
+The Redis is fakeredis unless a test asks for both backends (``helpers.both_backends``); then it
+runs once more against a real Redis (``helpers.REAL_REDIS_URL``, database 10, flushed before each
+test). Without a Redis there those runs skip, and fail when ``CI=true`` (as tests/conftest.py does).
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 
 import fakeredis
 import pytest
+import redis
 
 from tasks.jobstore import JobStore
-from tasks.pipeline import Step
-from tests.unit.tasks.helpers import RedisFactory
+from tasks.steps import Step
+from tests.unit.tasks.helpers import FAKE, REAL, REAL_REDIS_URL, RedisFactory
+
+
+@pytest.fixture(scope="session")
+def real_redis_url() -> str:
+    """The real Redis the job store's scripts are also tested on; skip (or fail in CI) without it."""
+    client = redis.Redis.from_url(REAL_REDIS_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI needs a Redis at {REAL_REDIS_URL} for the job store's unit tests: {exc}")
+        pytest.skip(f"no Redis at {REAL_REDIS_URL} ({exc}): the job store's scripts ran on fakeredis only")
+    finally:
+        client.close()
+    return REAL_REDIS_URL
+
+
+@pytest.fixture
+def redis_backend(request: pytest.FixtureRequest) -> str:
+    """Which Redis the test's clients talk to: fakeredis, unless parametrized (``both_backends``)."""
+    backend = str(getattr(request, "param", FAKE))
+    assert backend in (FAKE, REAL), backend
+    return backend
 
 
 @pytest.fixture
@@ -19,29 +49,41 @@ def fake_server() -> fakeredis.FakeServer:
 
 
 @pytest.fixture
-def redis_factory(fake_server: fakeredis.FakeServer) -> Iterator[RedisFactory]:
-    """Make clients of the test's server (two "workers" get two clients); all are flushed and closed after."""
-    clients: list[fakeredis.FakeRedis] = []
+def redis_factory(request: pytest.FixtureRequest, redis_backend: str,
+                  fake_server: fakeredis.FakeServer) -> Iterator[RedisFactory]:
+    """Make clients of the test's Redis (two "workers" get two clients); all are closed after."""
+    clients: list[redis.Redis] = []
+    if redis_backend == REAL:
+        url = str(request.getfixturevalue("real_redis_url"))
+        admin = redis.Redis.from_url(url)
+        admin.flushdb()
+        admin.close()
 
-    def make() -> fakeredis.FakeRedis:
-        client = fakeredis.FakeRedis(server=fake_server, decode_responses=True)
+        def connect() -> redis.Redis:
+            return redis.Redis.from_url(url, decode_responses=True)
+    else:
+        def connect() -> redis.Redis:
+            return fakeredis.FakeRedis(server=fake_server, decode_responses=True)
+
+    def make() -> redis.Redis:
+        client = connect()
         clients.append(client)
         return client
 
     yield make
-    if clients:
+    if clients and redis_backend == FAKE:
         clients[0].flushall()
     for client in clients:
         client.close()
 
 
 @pytest.fixture
-def redis_client(redis_factory: RedisFactory) -> fakeredis.FakeRedis:
+def redis_client(redis_factory: RedisFactory) -> redis.Redis:
     return redis_factory()
 
 
 @pytest.fixture
-def store(redis_client: fakeredis.FakeRedis) -> JobStore:
+def store(redis_client: redis.Redis) -> JobStore:
     return JobStore(redis_client)
 
 
@@ -54,4 +96,3 @@ def sent() -> list[Step]:
 @pytest.fixture
 def send(sent: list[Step]) -> Callable[[Step], None]:
     return sent.append
-
