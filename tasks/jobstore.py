@@ -34,6 +34,7 @@ from tasks.record import TOKEN_FIELD, JobRecord, State
 from tasks.steps import Step
 
 Expect = Mapping[str, Iterable[object]]
+REPLICATION_WAIT_MS = 1000
 NOW = "\x00@now"  # a field value written as Redis's current time (no real value starts with NUL)
 
 
@@ -73,6 +74,7 @@ class Created:
     at: float | None = None
     spec_hash: str = ""
     state: str = ""
+    replicated: int = 0
 
     def __bool__(self) -> bool:
         return self.created
@@ -95,19 +97,27 @@ class JobStore(JobIndex):
         self._forget = client.register_script(lua.FORGET)
 
     def create(self, job_id: str, spec: dict[str, object], token: str | None, spec_hash: str = "",
-               notify: bool = True, **fields: object) -> Created:
+               notify: bool = True, replicas: int = 0, **fields: object) -> Created:
         """Create a queued job atomically (or, with ``state=…`` in ``fields``, one that starts there);
         an id in use is left alone and its spec hash and state returned. ``notify``: the job owes
-        its ``callback_url`` a webhook when it ends."""
+        its ``callback_url`` a webhook when it ends. ``replicas``: wait (up to a second) until that
+        many replicas hold the write (``Created.replicated`` says how many did)."""
         values: dict[str, object] = {"spec": json.dumps(spec, sort_keys=True), "next_chunk": 0, "bytes_sent": 0,
                                      "retries": 0, "spec_hash": spec_hash, **fields}
         if notify and spec.get("callback_url"):
             values["webhook"] = "1"
         if token:
             values[TOKEN_FIELD] = token
-        result = self._create(keys=job_keys(job_id), args=[*self.keep, job_id, *_flatten(values)])
+        args: list[str | int] = [*self.keep, job_id, *_flatten(values)]
+        if replicas:  # WAIT covers the writes of its own connection: one pipeline, one connection
+            pipe = self.redis.pipeline(transaction=False)
+            self._create(keys=job_keys(job_id), args=args, client=pipe)
+            pipe.execute_command("WAIT", replicas, REPLICATION_WAIT_MS)
+            result, acked = pipe.execute()
+        else:
+            result, acked = self._create(keys=job_keys(job_id), args=args), 0
         if result[0] == 1:
-            return Created(True, at=float(result[1]))
+            return Created(True, at=float(result[1]), replicated=int(acked))
         return Created(False, spec_hash=result[1], state=result[2])
 
     def forget(self, job_id: str) -> bool:

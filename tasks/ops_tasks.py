@@ -15,7 +15,7 @@ from tasks.constants import JOB_METADATA_KEY, TASK_CLEANUP, TASK_JANITOR, TASK_W
 from tasks.errors import ApiRejected, PermanentError, RetryableError, Throttled
 from tasks.janitor import queue_head, resend_webhooks, sweep
 from tasks.record import State
-from tasks.redisconn import redis_client
+from tasks.redisconn import SentinelOptions, redis_client
 from tasks.retry import backoff_s
 from tasks.steps import Step
 from tasks.upload_tasks import enqueue
@@ -101,8 +101,8 @@ def _delete_video(job_id: str, video_id: str | None) -> str:
 
 
 @cache
-def _broker(url: str) -> redis.Redis:
-    return redis_client(url)
+def _broker(url: str, sentinel: SentinelOptions | None) -> redis.Redis:
+    return redis_client(url, sentinel)
 
 
 @shared_task(bind=True, name=TASK_JANITOR, ignore_result=True)
@@ -114,7 +114,7 @@ def janitor(self: Task) -> list[str]:
     def send(step: Step) -> None:
         enqueue(self, step)
 
-    head = queue_head(_broker(settings.broker_url), settings.queue)
+    head = queue_head(_broker(settings.broker_url, settings.sentinel), settings.queue)
     rescued = sweep(pipeline.store, send, settings.stale_after_s, head, settings.queue)
     resend_webhooks(pipeline.store, send, settings.stale_after_s, settings.queue)
     return rescued

@@ -3,13 +3,16 @@
 
 The message carries only the job id; the token stays in the job record. ``job_id`` is an
 idempotency key as people know them: the same id with the same spec returns that job and
-sends nothing more; with another spec it is a ``SpecError`` naming the id. If Redis (or the
-broker) cannot be reached, an ``EnqueueError`` says so and nothing is left written. A producer
-that dies between the record and the message leaves a queued job the janitor starts.
+sends nothing more; with another spec it is a ``SpecError`` naming the id. With Sentinel, the
+record is written to a replica too before the producer is answered (asynchronous replication
+would otherwise let a failover lose it). If Redis (or the broker) cannot be reached, an
+``EnqueueError`` says so and nothing is left written. A producer that dies between the record
+and the message leaves a queued job the janitor starts.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from functools import cache
 from typing import Any
@@ -23,10 +26,12 @@ from tasks.errors import EnqueueError, SpecError
 from tasks.jobstore import JobStore
 from tasks.operations import resume
 from tasks.record import JobRecord, State
-from tasks.redisconn import redis_client, unreachable
+from tasks.redisconn import SentinelOptions, broker_transport_options, redis_client, unreachable
 from tasks.settings import Settings, get_settings
 from tasks.spec import new_job_id, parse_spec
 from tasks.steps import Step, step_for
+
+log = logging.getLogger(__name__)
 
 
 def enqueue_upload(source: str, *, token: str | None = None, video: dict[str, Any] | None = None,
@@ -44,9 +49,12 @@ def enqueue_upload(source: str, *, token: str | None = None, video: dict[str, An
     store = job_store(settings)
     public = {**spec.public(), "job_id": job_id}
     try:
-        created = store.create(job_id, public, spec.token, spec.fingerprint(), queue=settings.queue)
+        created = store.create(job_id, public, spec.token, spec.fingerprint(), queue=settings.queue,
+                               replicas=1 if settings.sentinel else 0)
     except redis.RedisError as exc:
         raise EnqueueError(unreachable(settings.redis_url, exc)) from None
+    if created.created and settings.sentinel and not created.replicated:
+        log.warning("job %s: no replica confirmed it within a second (a failover now could lose it)", job_id)
     if not created.created:
         if created.spec_hash and created.spec_hash != spec.fingerprint():
             raise SpecError("job_id", f"{job_id!r} already names a job with a different spec ({created.state}); "
@@ -76,7 +84,7 @@ def send_step(step: Step, settings: Settings | None = None) -> None:
     if step.handoff_at is None:
         step = replace(step, handoff_at=job_store(settings).now())
     try:
-        _producer(settings.broker_url).send_task(
+        _producer(settings.broker_url, settings.sentinel).send_task(
             step.task, kwargs=step.kwargs(), queue=settings.queue, kwargsrepr=step.shown(),
             headers={HANDOFF_HEADER: step.handoff_at}, retry=True, retry_policy={"max_retries": 2})
     except (OperationalError, redis.RedisError, OSError) as exc:
@@ -85,17 +93,18 @@ def send_step(step: Step, settings: Settings | None = None) -> None:
 
 def job_store(settings: Settings) -> JobStore:
     """One store (and Redis connection pool) per Redis and retention for the process."""
-    return _store(settings.redis_url, settings.job_retention_s, settings.failed_job_retention_s)
+    return _store(settings.redis_url, settings.sentinel, settings.job_retention_s, settings.failed_job_retention_s)
 
 
 @cache
-def _store(redis_url: str, keep_done_s: int, keep_failed_s: int) -> JobStore:
-    return JobStore(redis_client(redis_url), keep_done_s, keep_failed_s)
+def _store(redis_url: str, sentinel: SentinelOptions | None, keep_done_s: int, keep_failed_s: int) -> JobStore:
+    return JobStore(redis_client(redis_url, sentinel), keep_done_s, keep_failed_s)
 
 
 @cache
-def _producer(broker_url: str) -> Celery:
+def _producer(broker_url: str, sentinel: SentinelOptions | None = None) -> Celery:
     app = Celery("vuq-producer", broker=broker_url, set_as_current=False)
     app.conf.update(broker_connection_retry_on_startup=False, broker_connection_max_retries=2,
-                    task_serializer="json", accept_content=["json"])
+                    task_serializer="json", accept_content=["json"],
+                    broker_transport_options=broker_transport_options(sentinel))
     return app

@@ -35,7 +35,8 @@ def http_timeout(settings: Settings) -> httpx.Timeout:
 
 
 def build_pipeline(settings: Settings, observer: Observer = NULL_OBSERVER) -> Pipeline:
-    store = JobStore(redis_client(settings.redis_url), settings.job_retention_s, settings.failed_job_retention_s)
+    store = JobStore(redis_client(settings.redis_url, settings.sentinel), settings.job_retention_s,
+                     settings.failed_job_retention_s)
     limiter = FleetLimiter(store.redis, settings.api_base_url, settings.rate_limits)
     api = ApiClient(httpx.Client(timeout=http_timeout(settings), limits=HTTP_LIMITS), settings.api_base_url,
                     pacer=limiter)

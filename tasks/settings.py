@@ -12,7 +12,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
-from urllib.parse import urlsplit
 
 from tasks.constants import (
     DEFAULT_CHUNK_BYTES,
@@ -25,6 +24,7 @@ from tasks.constants import (
 from tasks.errors import ConfigError
 from tasks.netpolicy import IPNetwork, NetPolicy, parse_allowed_nets
 from tasks.ratelimit import parse_rate_limits
+from tasks.redisconn import SentinelOptions, is_sentinel, url_password
 from tasks.sizes import parse_size
 
 T = TypeVar("T")
@@ -65,6 +65,10 @@ class Settings:
     job_retention_s: int = DEFAULT_JOB_RETENTION_S  # done and cancelled jobs; 0 keeps forever
     failed_job_retention_s: int = DEFAULT_FAILED_JOB_RETENTION_S  # failed jobs (resumable); 0 keeps forever
     allowed_private_nets: tuple[IPNetwork, ...] = ()  # sources and callbacks there are allowed
+    sentinel_master: str | None = None  # with sentinel:// URLs: the monitored primary's name
+    sentinel_password: str | None = field(default=None, repr=False)  # the sentinels' own password, if any
+    health_dir: str = ""  # where workers note their activity for `vuq health` ("": the temp dir)
+    health_idle_s: int = 120  # `vuq health` fails a worker idle this long while its queue waits
 
     def __post_init__(self) -> None:
         if not MIN_CHUNK_BYTES <= self.chunk_size <= MAX_CHUNK_BYTES:
@@ -80,10 +84,18 @@ class Settings:
             raise ConfigError("VUQ_STALE_AFTER_S must exceed VUQ_LEASE_TTL_S")
         if self.retry_backoff_max_s < self.retry_backoff_s:
             raise ConfigError("VUQ_RETRY_BACKOFF_MAX_S must be at least VUQ_RETRY_BACKOFF_S")
+        uses_sentinel = any(is_sentinel(url) for url in (self.broker_url, self.redis_url))
+        if uses_sentinel and not self.sentinel_master:
+            raise ConfigError("sentinel:// URLs need VUQ_SENTINEL_MASTER: the name the sentinels monitor")
 
     @property
     def chunk_soft_time_limit_s(self) -> int:
         return max(1, self.chunk_time_limit_s - 60)
+
+    @property
+    def sentinel(self) -> SentinelOptions | None:
+        """How to find the primary when the URLs name sentinels (None: plain Redis URLs)."""
+        return SentinelOptions(self.sentinel_master, self.sentinel_password) if self.sentinel_master else None
 
     @property
     def net_policy(self) -> NetPolicy:
@@ -124,12 +136,17 @@ class Settings:
             failed_job_retention_s=reader.integer("VUQ_FAILED_JOB_RETENTION_S", DEFAULT_FAILED_JOB_RETENTION_S,
                                                   minimum=0),
             allowed_private_nets=reader.parsed("VUQ_ALLOWED_PRIVATE_NETS", parse_allowed_nets, ()),
+            sentinel_master=reader.text("VUQ_SENTINEL_MASTER", "") or None,
+            sentinel_password=reader.secret("VUQ_SENTINEL_PASSWORD", "VUQ_SENTINEL_PASSWORD_FILE"),
+            health_dir=reader.text("VUQ_HEALTH_DIR", ""),
+            health_idle_s=reader.integer("VUQ_HEALTH_IDLE_S", 120, minimum=5),
         )
 
     def secrets(self) -> list[str]:
         """Every secret this process holds, for log redaction (Redis passwords included)."""
-        passwords = [urlsplit(url).password for url in (self.broker_url, self.redis_url)]
-        keys = [getattr(self, name) for name in ("api_key", "webhook_secret", "flower_basic_auth")]
+        passwords = [url_password(url) for url in (self.broker_url, self.redis_url)]
+        keys = [getattr(self, name) for name in ("api_key", "webhook_secret", "flower_basic_auth",
+                                                 "sentinel_password")]
         return [value for value in (*keys, *passwords) if value]
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from celery import Celery, signals
 from celery.app.amqp import AMQP
+from celery.worker import state as worker_state
 
 from tasks import runtime
 from tasks.constants import HANDOFF_HEADER
@@ -22,6 +23,7 @@ from tasks.settings import get_settings
 from tasks.steps import Step
 from workers import metrics
 from workers.celeryconfig import celery_config
+from workers.health import ActivityWriter
 from workers.logs import install_redaction
 from workers.metrics import prepare_multiprocess_dir
 from workers.observers import Fanout, TaskEvents
@@ -65,26 +67,40 @@ def _worker_starts(**_: Any) -> None:
 
 
 _pump: DelayedStepPump | None = None
+_activity: ActivityWriter | None = None
 
 
 @signals.worker_ready.connect
-def _start_pump(**_: Any) -> None:
-    """Main worker process: publish deferred and retried steps when Redis's clock says they are due."""
-    global _pump
+def _start_pump(sender: Any = None, **_: Any) -> None:
+    """Main worker process: publish deferred and retried steps when Redis's clock says they are due,
+    and note what this worker does for `vuq health`."""
+    global _pump, _activity
     settings = get_settings()
+    concurrency = int(getattr(getattr(sender, "controller", None), "concurrency", 0) or 1)
+    _activity = ActivityWriter(settings, str(getattr(sender, "hostname", "worker")), concurrency,
+                               lambda: len(worker_state.active_requests))
+    _activity.start()
 
     def publish(step: Step, task_id: str | None, retries: int) -> None:
         app.send_task(step.task, kwargs=step.kwargs(), queue=settings.queue, task_id=task_id, retries=retries,
                       kwargsrepr=step.shown(), headers={HANDOFF_HEADER: step.handoff_at})
 
-    _pump = DelayedStepPump(lambda: JobStore(redis_client(settings.redis_url)), publish)
+    _pump = DelayedStepPump(lambda: JobStore(redis_client(settings.redis_url, settings.sentinel)), publish)
     _pump.start()
+
+
+@signals.task_received.connect
+def _received(**_: Any) -> None:
+    if _activity is not None:
+        _activity.received()
 
 
 @signals.worker_shutting_down.connect
 def _stop_pump(**_: Any) -> None:
     if _pump is not None:
         _pump.stop()
+    if _activity is not None:
+        _activity.stop()
 
 
 @signals.worker_process_init.connect

@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from tasks.constants import TASK_JANITOR
-from tasks.redisconn import CONNECT_TIMEOUT_S, HEALTH_CHECK_INTERVAL_S, KEEPALIVE_OPTIONS, SOCKET_TIMEOUT_S
+from tasks.redisconn import broker_transport_options
 from tasks.settings import Settings
 
 
@@ -29,10 +29,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     return {
         "broker_url": settings.broker_url,
         "broker_connection_retry_on_startup": True,
-        "broker_transport_options": {"visibility_timeout": vt, "socket_keepalive": True,
-                                     "socket_keepalive_options": KEEPALIVE_OPTIONS,
-                                     "socket_timeout": SOCKET_TIMEOUT_S, "socket_connect_timeout": CONNECT_TIMEOUT_S,
-                                     "health_check_interval": HEALTH_CHECK_INTERVAL_S},
+        "broker_transport_options": {"visibility_timeout": vt, **broker_transport_options(settings.sentinel)},
         "visibility_timeout": vt,
         "result_backend": None,  # the job record is the source of truth; tasks return nothing
         "task_ignore_result": True,

@@ -81,6 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     retry = command("retry-failed", "resume every failed job whose error may be transient")
     retry.add_argument("--all", action="store_true", help="resume every failed job")
 
+    health = command("health", "exit 0 if this host's workers reach Redis and consume, else 1 with the reason")
+    health.add_argument("--idle-s", type=_positive, help="idle with messages waiting this long fails "
+                                                          "(default VUQ_HEALTH_IDLE_S, 120)")
+    health.add_argument("--node", help="check only this worker (celery@HOST): default every worker here")
+
     for name in PASSTHROUGH:
         proc = command(name, processes.SUMMARY[name])
         proc.add_argument("options", nargs=argparse.REMAINDER, help=processes.OPTIONS_HELP[name])
@@ -130,6 +135,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         from workers.demo import run_demo
 
         return run_demo(size=args.size, keep=args.keep)
+    if args.command == "health":
+        return commands.health(args.idle_s, args.node)
     if args.command == "enqueue":
         return commands.enqueue(_spec(args), wait=args.wait, as_json=args.json,
                                 check_source=not args.no_source_check)

@@ -22,6 +22,7 @@ from tasks.record import JobRecord, State
 from tasks.settings import get_settings
 from tasks.sources import check_local_source
 from workers.clierrors import CommandError
+from workers.health import check as check_health
 from workers.listing import describe, table
 from workers.progress import follow
 
@@ -117,6 +118,14 @@ def cancel(job_id: str, keep_video: bool) -> int:
     except OperationError as exc:
         raise CommandError(str(exc)) from None
     print(f"job {job_id}: cancelled; video: {video}")
+    return 0
+
+
+def health(idle_s: int | None, node: str | None) -> int:
+    healthy, line = check_health(get_settings(), idle_s, node)
+    if not healthy:
+        raise CommandError(line)
+    print(line)
     return 0
 
 

@@ -78,7 +78,7 @@ class RedisStateCollector:
     scraped: counts by state, and the leases of the active jobs only (never the history)."""
 
     def __init__(self, settings: Settings) -> None:
-        self.store = JobStore(redis_client(settings.redis_url))
+        self.store = JobStore(redis_client(settings.redis_url, settings.sentinel))
 
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import GaugeMetricFamily

@@ -18,6 +18,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -36,7 +37,8 @@ class ServiceError(RuntimeError):
 # -- Redis -----------------------------------------------------------------------------------------
 @dataclass
 class RedisServer:
-    """A private ``redis-server`` on a free port of ``host``, data in ``data_dir``."""
+    """A private ``redis-server`` on a free port of ``host``, data in ``data_dir``; with ``replica_of``
+    (host, port) a replica of that primary (``workers.sentinel`` builds a failover group from these)."""
 
     data_dir: Path
     host: str = "127.0.0.1"
@@ -46,9 +48,10 @@ class RedisServer:
     extra_args: tuple[str, ...] = ()
     prefix: tuple[str, ...] = ()
     child: Child | None = None
+    replica_of: tuple[str, int] | None = None
 
     def __post_init__(self) -> None:
-        self.port = self.port or free_port()
+        self.port = self.port or free_port(self.host)
         self.data_dir.mkdir(parents=True, exist_ok=True)
 
     @property
@@ -64,9 +67,15 @@ class RedisServer:
         argv = [*self.prefix, binary, "--bind", self.host, "--port", str(self.port), "--dir", str(self.data_dir),
                 "--save", "", "--maxmemory-policy", "noeviction", "--logfile", ""]
         argv += ["--appendonly", "yes", "--appendfsync", "everysec"] if self.aof else ["--appendonly", "no"]
-        if self.password:
+        if self.password:  # --masterauth too: a replica, or a primary demoted by a failover, needs it
             argv += ["--requirepass", self.password, "--masterauth", self.password]
+        if self.replica_of:
+            argv += ["--replicaof", self.replica_of[0], str(self.replica_of[1])]
         return [*argv, *self.extra_args]
+
+    def client(self, **options: Any) -> redis.Redis:
+        """A client of this server (``options``: redis-py's, e.g. ``decode_responses=True``)."""
+        return redis.Redis(host=self.host, port=self.port, password=self.password, **options)
 
     def start(self) -> RedisServer:
         self.child = start(f"redis-{self.port}", self.argv(), os.environ, self.data_dir)
