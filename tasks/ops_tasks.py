@@ -47,7 +47,8 @@ def webhook(self: Task, job_id: str) -> None:
         delay = backoff_s(self.request.retries, settings.retry_backoff_s, settings.retry_backoff_max_s)
         _callback(job_id, f"retrying: {exc}")
         store.outbox_later(job_id, delay)
-        store.later(Step(TASK_WEBHOOK, job_id), delay, self.request.id, self.request.retries + 1)
+        store.later(Step(TASK_WEBHOOK, job_id, queue=settings.queue), delay, self.request.id,
+                    self.request.retries + 1)
         raise Retry(str(exc), exc=exc, when=delay) from None
     except PermanentError as exc:
         _callback(job_id, f"failed: {exc}")
@@ -72,12 +73,13 @@ def cleanup(self: Task, job_id: str) -> None:
     if job is None or job.state != State.CANCELLED or job.cleanup != "deleting":
         return
     if store.lease_holder(job_id):  # a chunk is still on its way; its cursor write will be refused
-        store.later(Step(TASK_CLEANUP, job_id), CLEANUP_WAIT_S)
+        store.later(Step(TASK_CLEANUP, job_id, queue=pipeline.settings.queue), CLEANUP_WAIT_S)
         return
     try:
         outcome = _delete_video(job_id, job.video_id)
     except (RetryableError, Throttled) as exc:
-        store.later(Step(TASK_CLEANUP, job_id), getattr(exc, "wait_s", 0) or CLEANUP_WAIT_S * 5)
+        store.later(Step(TASK_CLEANUP, job_id, queue=pipeline.settings.queue),
+                    getattr(exc, "wait_s", 0) or CLEANUP_WAIT_S * 5)
         log.info("job %s: cleanup deferred: %s", job_id, exc)
         return
     except ApiRejected as exc:

@@ -38,6 +38,7 @@ class Step:
     label: str | None = None  # what Flower shows for its arguments (see ``label``)
     sent: Sent | None = None
     handoff_at: float | None = None  # Redis's time the record noted the hand-off (carried in the message)
+    queue: str | None = None  # where a deferred step is published again (None: the publisher's queue)
 
     def kwargs(self) -> dict[str, Any]:
         return {"job_id": self.job_id} if self.chunk is None else {"job_id": self.job_id, "chunk": self.chunk}
@@ -49,13 +50,13 @@ class Step:
     def to_member(self, task_id: str | None = None, retries: int = 0) -> str:
         """This step as a delayed-set member (JSON, unique per deferral)."""
         return json.dumps({"job_id": self.job_id, "task": self.task, "chunk": self.chunk, "label": self.label,
-                           "id": task_id, "retries": retries}, sort_keys=True)
+                           "queue": self.queue, "id": task_id, "retries": retries}, sort_keys=True)
 
     @classmethod
     def from_member(cls, member: str) -> tuple[Step, str | None, int]:
         data = json.loads(member)
-        return cls(data["task"], data["job_id"], data.get("chunk"), data.get("label")), data.get("id"), int(
-            data.get("retries") or 0)
+        step = cls(data["task"], data["job_id"], data.get("chunk"), data.get("label"), queue=data.get("queue"))
+        return step, data.get("id"), int(data.get("retries") or 0)
 
 
 def label(job: JobRecord, task: str, chunk: int | None = None) -> str:

@@ -92,7 +92,8 @@ def finalize(self: Task, job_id: str) -> None:
 def run_step(task: Task, step: Step, body: Callable[[str], Step | None]) -> None:
     pipeline = runtime.pipeline()
     holder = runtime.new_holder()
-    step = Step(step.task, step.job_id, step.chunk, label=task.request.kwargsrepr or None)
+    step = Step(step.task, step.job_id, step.chunk, label=task.request.kwargsrepr or None,
+                queue=pipeline.settings.queue)
     try:
         following = body(holder)
     except LeaseLost as exc:

@@ -82,7 +82,8 @@ def _start_pump(sender: Any = None, **_: Any) -> None:
     _activity.start()
 
     def publish(step: Step, task_id: str | None, retries: int) -> None:
-        app.send_task(step.task, kwargs=step.kwargs(), queue=settings.queue, task_id=task_id, retries=retries,
+        app.send_task(step.task, kwargs=step.kwargs(), queue=step.queue or settings.queue, task_id=task_id,
+                      retries=retries,
                       kwargsrepr=step.shown(), headers={HANDOFF_HEADER: step.handoff_at})
 
     _pump = DelayedStepPump(lambda: JobStore(redis_client(settings.redis_url, settings.sentinel)), publish)

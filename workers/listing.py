@@ -7,8 +7,8 @@ from tasks.redact import mask_url
 from tasks.sizes import format_size
 
 # column: (header, minimum width); the title, file and error columns share what is left
-_FIXED = (("JOB", 12), ("STATE", 10), ("PROGRESS", 13), ("SIZE", 10), ("AGE", 5))
-_ELASTIC = (("TITLE", 12), ("FILE", 12), ("ERROR", 16))
+_FIXED = (("JOB", 12), ("STATE", 10), ("PROGRESS", 12), ("SIZE", 10), ("AGE", 5))
+_ELASTIC = (("TITLE", 6), ("FILE", 6), ("ERROR", 5))
 
 
 def age(seconds: float) -> str:
@@ -36,9 +36,9 @@ def table(jobs: list[JobRecord], now: float, width: int = 120) -> str:
     """A table of ``jobs`` no wider than ``width`` (the title, file and error are cut to fit)."""
     ids = max([len(j.job_id) for j in jobs] + [3])
     fixed = [("JOB", min(ids, 34)), *_FIXED[1:]]
-    spare = max(width - sum(w + 1 for _, w in fixed), sum(w + 1 for _, w in _ELASTIC))
+    spare = width - sum(w + 1 for _, w in fixed)  # what the title, file and error share
     title_w = file_w = max(_ELASTIC[0][1], spare // 4)
-    error_w = max(_ELASTIC[2][1], spare - title_w - file_w - 3)
+    error_w = max(_ELASTIC[2][1], spare - title_w - file_w - 2)
     widths = [w for _, w in fixed] + [title_w, file_w, error_w]
     head = [h for h, _ in fixed] + [h for h, _ in _ELASTIC]
     rows = [head]

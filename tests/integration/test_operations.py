@@ -39,24 +39,60 @@ def cursor_at_least(stack: Stack, job_id: str, chunk: int):
     return lambda: (j := stack.store.get(job_id)) and j.next_chunk >= chunk and j
 
 
-def test_cancel_stops_the_chain_at_the_next_chunk(ops: Stack) -> None:
-    path, _ = ops.file("cancel.bin", 60 * MIB, seed=71)
+def _cancel_mid_upload(ops: Stack, name: str, *options: str) -> tuple[str, str]:
+    path, _ = ops.file(name, 60 * MIB, seed=71)
     ops.emulator.set_faults(latency_ms=[150, 150])
     try:
         job_id = ops.enqueue(path, chunk_size="5MiB")
         wait_for(cursor_at_least(ops, job_id, 1), 60, "the first chunk")
-        vuq(ops, "cancel", job_id)
+        said = vuq(ops, "cancel", job_id, *options)
         job = ops.wait_final(job_id)
     finally:
         ops.emulator.set_faults(latency_ms=[0, 0])
-    assert job.state == State.CANCELLED and job.next_chunk < 12
-    sent = job.next_chunk
-    video = ops.emulator.video(job.video_id)
-    assert not video["complete"] and len(video["chunks"]) <= sent + 1
+    assert job.state == State.CANCELLED and job.next_chunk < 12 and job.video_id
+    assert not ops.store.has_token(job_id)  # erased the moment it was cancelled
+    return job_id, said
+
+
+def test_cancel_stops_the_chain_and_deletes_the_partial_video(ops: Stack) -> None:
+    job_id, said = _cancel_mid_upload(ops, "cancel.bin")
+    assert "video: deleting" in said
+    job = wait_for(lambda: (j := ops.store.get(job_id)) and (j.cleanup or "").endswith("deleted") and j, 30,
+                   "the cleanup")
+    assert job.cleanup == f"video {job.video_id} deleted"
+    assert job.video_id not in {v["videoId"] for v in ops.emulator.videos()}
+    assert f"cleanup   video {job.video_id} deleted" in vuq(ops, "status", job_id)
     assert "cancelled" in json.loads(vuq(ops, "status", job_id, "--json"))["state"]
     listed = json.loads(vuq(ops, "jobs", "--state", "cancelled", "--json"))
     assert job_id in {j["job_id"] for j in listed} and {j["state"] for j in listed} == {"cancelled"}
     assert job_id not in vuq(ops, "jobs", "--state", "done")
+
+
+def test_cancel_with_keep_video_keeps_the_partial_video(ops: Stack) -> None:
+    job_id, said = _cancel_mid_upload(ops, "cancel-keep.bin", "--keep-video")
+    assert "video: kept (--keep-video)" in said
+    job = ops.store.get(job_id)
+    assert job is not None and job.cleanup == "kept (--keep-video)"
+    kept = ops.emulator.video(job.video_id or "")
+    assert not kept["complete"] and len(kept["chunks"]) <= job.next_chunk + 1
+
+
+def test_listings_are_for_people(ops: Stack) -> None:
+    path, _ = ops.file("listed-talk.mp4", 6 * MIB, seed=76)
+    job_id = ops.enqueue(path, chunk_size="5MiB", video={"title": "A talk with a title that goes on and on " * 3})
+    ops.wait_final(job_id)
+    table = subprocess.run([sys.executable, "-m", "workers.cli", "jobs", "--limit", "3"], env={**ops.env,
+                           "COLUMNS": "140"}, capture_output=True, text=True, timeout=60, check=True).stdout
+    head, *rows = table.splitlines()
+    assert head.split() == ["JOB", "STATE", "PROGRESS", "SIZE", "AGE", "TITLE", "FILE", "ERROR"]
+    mine = next(row for row in rows if row.startswith(job_id))
+    assert "done" in mine and "100% 2/2" in mine and "6.0 MiB" in mine and "A talk with" in mine
+    assert "listed-talk.mp4"[:10] in mine and max(len(line) for line in table.splitlines()) <= 140
+    shown = vuq(ops, "status", job_id)
+    assert "title     A talk with" in shown and "age       " in shown and "2/2 chunks sent" in shown
+    fresh = subprocess.run([sys.executable, "-m", "workers.cli", "enqueue", str(path), "--json"], env=ops.env,
+                           capture_output=True, text=True, timeout=60, check=True).stdout
+    assert json.loads(fresh)["state"] == "queued"  # --json without --wait: the new job as JSON
 
 
 def test_a_job_that_ran_out_of_retries_resumes_from_its_cursor(ops: Stack) -> None:
@@ -86,7 +122,8 @@ def test_retry_failed_resumes_transient_failures_only(ops: Stack) -> None:
     ops.emulator.set_faults(error_rate=1.0, seed=2)
     try:
         flaky = ops.enqueue(transient, token=token, chunk_size="5MiB")
-        assert ops.wait_final(flaky).state == State.FAILED
+        failed = ops.wait_final(flaky)
+        assert failed.state == State.FAILED and failed.error_retryable, (failed.error, failed.error_reason)
     finally:
         ops.emulator.set_faults(error_rate=0.0)
     empty = ops.root / "empty.bin"
@@ -96,7 +133,7 @@ def test_retry_failed_resumes_transient_failures_only(ops: Stack) -> None:
     out = subprocess.run([sys.executable, "-m", "workers.cli", "retry-failed"], env=ops.env, capture_output=True,
                          text=True, timeout=60, check=True)
     resumed = out.stdout.split()
-    assert flaky in resumed and hopeless not in resumed
+    assert flaky in resumed and hopeless not in resumed, out.stderr
     assert " skipped: " in out.stderr and " not resumable: " in out.stderr, out.stderr
     assert ops.wait_final(flaky).state == State.DONE
     assert ops.emulator.video(ops.store.get(flaky).video_id)["sha256"] == digest
