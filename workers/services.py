@@ -8,6 +8,7 @@ worker under another command (``ip netns exec …``, ``setpriv …``).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import shutil
@@ -67,6 +68,10 @@ class RedisServer:
         argv = [*self.prefix, binary, "--bind", self.host, "--port", str(self.port), "--dir", str(self.data_dir),
                 "--save", "", "--maxmemory-policy", "noeviction", "--logfile", ""]
         argv += ["--appendonly", "yes", "--appendfsync", "everysec"] if self.aof else ["--appendonly", "no"]
+        if not self.password and not _is_loopback(self.host):
+            # Redis 7 answers -DENIED to every non-loopback client of a server without a password, even
+            # with an explicit --bind; a caller binding to another address means to be reached there.
+            argv += ["--protected-mode", "no"]
         if self.password:  # --masterauth too: a replica, or a primary demoted by a failover, needs it
             argv += ["--requirepass", self.password, "--masterauth", self.password]
         if self.replica_of:
@@ -79,9 +84,12 @@ class RedisServer:
 
     def start(self) -> RedisServer:
         self.child = start(f"redis-{self.port}", self.argv(), os.environ, self.data_dir)
-        client = redis.Redis(host=self.host, port=self.port, password=self.password, socket_connect_timeout=0.5)
+        client = self.client(socket_connect_timeout=0.5)
         try:
             wait_until(lambda: self._pings(client), REDIS_START_TIMEOUT_S, f"redis-server on port {self.port}")
+        except BaseException:
+            self.child.kill()  # one that runs but does not answer would outlive its caller
+            raise
         finally:
             client.close()
         return self
@@ -106,6 +114,13 @@ class RedisServer:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def redis_answers(url: str) -> bool:
