@@ -93,3 +93,42 @@ def test_flower_metrics_count_the_chunk_tasks(stack: Stack, flower: str) -> None
 
     text = wait_for(chunk_events, 20, "chunk task events in Flower's metrics")
     assert "flower_task_runtime_seconds_bucket" in text
+
+
+def _flower_says(env: dict[str, str], *options: str) -> subprocess.CompletedProcess[str]:
+    """Start `vuq flower` and stop it once it listens (or let it refuse); what it printed."""
+    proc = subprocess.Popen([sys.executable, "-m", "workers.cli", "flower", *options], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        port = next(o.split("=", 1)[1] if "=" in o else options[i + 1] for i, o in enumerate(options)
+                    if o.startswith("--port"))
+        wait_for(lambda: proc.poll() is not None or _healthy(f"http://127.0.0.1:{port}", proc), 30, "Flower")
+    except AssertionError:
+        pass  # it exited: the caller looks at why
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def test_flower_refuses_to_serve_beyond_loopback_without_authentication(stack: Stack) -> None:
+    env = {k: v for k, v in stack.env.items() if k != "VUQ_FLOWER_BASIC_AUTH"}
+    refused = subprocess.run([sys.executable, "-m", "workers.cli", "flower", f"--port={free_port()}",
+                              "--address=0.0.0.0"], env=env, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1
+    assert "without authentication" in refused.stderr and "--unauthenticated" in refused.stderr
+
+
+def test_flower_on_loopback_without_authentication_warns(stack: Stack) -> None:
+    env = {k: v for k, v in stack.env.items() if k != "VUQ_FLOWER_BASIC_AUTH"}
+    port = free_port()
+    said = _flower_says(env, "--port", str(port))  # "--port N" works as well as "--port=N"
+    assert "warning: no authentication" in said.stderr, said.stderr[-2000:]
+    assert f"127.0.0.1:{port}" in said.stderr + said.stdout
+
+
+def test_flower_beyond_loopback_when_explicitly_unauthenticated(stack: Stack) -> None:
+    env = {k: v for k, v in stack.env.items() if k != "VUQ_FLOWER_BASIC_AUTH"}
+    said = _flower_says(env, f"--port={free_port()}", "--address=0.0.0.0", "--unauthenticated")
+    assert "warning: no authentication" in said.stderr and "Traceback" not in said.stderr

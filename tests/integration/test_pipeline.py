@@ -112,3 +112,24 @@ def test_chunk_tasks_report_progress_events_with_job_and_chunk(stack: Stack, red
     received = [e for e in events if e["type"] == "task-received" and job_id in str(e.get("kwargs"))]
     assert {e["name"] for e in received} == {"vuq.upload.start", "vuq.upload.chunk", "vuq.upload.finalize"}
     assert any("'chunk': '4/4'" in e["kwargs"] for e in received)  # the label: chunk k/n, 1-based
+
+
+def test_progress_is_reported_while_a_chunk_streams(stack: Stack, redis_url: str) -> None:
+    path, _ = stack.file("slow.bin", 64 * MIB, seed=7)
+    # api.video reads nothing for 2.5 s: a chunk larger than the socket buffers waits half-way out
+    stack.emulator.set_faults(latency_ms=[2500, 2500])
+    try:
+        with capturing_events(redis_url) as events:
+            job_id = stack.enqueue(path, chunk_size="32MiB")
+            assert stack.wait_final(job_id, 90).state == State.DONE
+
+            def midway() -> list[dict]:
+                return [e for e in events if e["type"] == "task-progress" and e.get("job_id") == job_id
+                        and 0 < e.get("streamed", 0) < e.get("length", 0)]
+
+            early = wait_for(midway, 10, "a progress event in the middle of a chunk")
+    finally:
+        stack.emulator.set_faults(latency_ms=[0, 0])
+    succeeded = {e["uuid"]: e["timestamp"] for e in events if e["type"] == "task-succeeded"}
+    assert any(e["uuid"] in succeeded and e["timestamp"] < succeeded[e["uuid"]] for e in early)
+    assert {e["progress"] for e in early} <= {"1/2", "2/2"}
