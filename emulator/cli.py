@@ -22,6 +22,7 @@ from emulator.protocol import EmulatorHttpProtocol
 from emulator.state import EmulatorState
 
 LISTEN_BACKLOG = 2048
+KEEPALIVE = (("TCP_KEEPIDLE", 5), ("TCP_KEEPINTVL", 2), ("TCP_KEEPCNT", 3))
 
 
 def _latency(text: str) -> tuple[float, float]:
@@ -60,9 +61,16 @@ def _faults(args: argparse.Namespace) -> FaultSettings:
 
 
 def _bind(host: str, port: int) -> socket.socket:
+    """The listening socket. Accepted connections inherit its TCP keepalive, so a client that
+    vanished mid-body (its host gone, no FIN) is dropped after about 11 s of silence and the
+    byte range it had reserved is released, as a real server's timeouts would."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in KEEPALIVE:
+        if hasattr(socket, name):
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
     sock.bind((host, port))
     sock.listen(LISTEN_BACKLOG)
     sock.set_inheritable(True)

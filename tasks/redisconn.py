@@ -12,13 +12,16 @@ hosts and ports, never a password.
 from __future__ import annotations
 
 import socket
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import redis
 from redis.sentinel import Sentinel
 
+T = TypeVar("T")
 SOCKET_TIMEOUT_S = 15.0
 CONNECT_TIMEOUT_S = 5.0
 HEALTH_CHECK_INTERVAL_S = 25
@@ -83,6 +86,19 @@ def broker_transport_options(sentinel: SentinelOptions | None) -> dict[str, Any]
         options["master_name"] = sentinel.master
         options["sentinel_kwargs"] = {**_common(), "password": sentinel.password}
     return options
+
+
+def patiently(call: Callable[[], T], patience_s: float, pause_s: float = 0.5) -> T:
+    """``call()``, tried again while Redis is unreachable (a restart, a failover) for up to
+    ``patience_s``; its last ConnectionError or TimeoutError if Redis does not come back."""
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            return call()
+        except (redis.ConnectionError, redis.TimeoutError):
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(pause_s)  # waiting for Redis to answer again, with a deadline
 
 
 def where(url: str, sentinel: SentinelOptions | None = None) -> str:

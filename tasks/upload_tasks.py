@@ -19,9 +19,11 @@ from collections.abc import Callable
 from reprlib import repr as short_repr
 from typing import Any
 
+import redis
 from celery import Task, shared_task
 from celery.exceptions import Retry, SoftTimeLimitExceeded
 from celery.worker.request import Request
+from kombu.exceptions import OperationalError
 
 from tasks import runtime
 from tasks.apiclient import TOKEN_REJECTED_SLUGS
@@ -31,6 +33,7 @@ from tasks.failures import JobFailed, failure_for
 from tasks.intake import accept_spec
 from tasks.pipeline import LeaseLost, StepKeepsDying, expectation
 from tasks.redact import mask_secrets, redact
+from tasks.redisconn import patiently
 from tasks.retry import backoff_s
 from tasks.steps import Step
 
@@ -38,6 +41,7 @@ log = logging.getLogger(__name__)
 # Publishing the next step waits out a short broker outage (a Redis restart) before giving up;
 # if it still fails, the cursor has moved and the janitor sends the step.
 PUBLISH_RETRY = {"max_retries": 10, "interval_start": 0.5, "interval_step": 0.5, "interval_max": 2.0}
+REDIS_PATIENCE_S = 20.0  # how long a step waits for Redis to answer again (a failover takes seconds)
 
 
 class MaskedRequest(Request):
@@ -111,6 +115,13 @@ def run_step(task: Task, step: Step, body: Callable[[str], Step | None]) -> None
         error = exc if isinstance(exc, RetryableError) else RetryableError(
             "the step ran past its soft time limit", reason="time_limit")
         _retry(task, step, holder, error)
+    except (redis.RedisError, OperationalError) as exc:
+        # Redis (the job store or the broker) is away: a restart, a failover, a partition. The record
+        # is as the last fenced write left it; retry once Redis answers again, or leave the job to
+        # the janitor. An outage never fails a job.
+        log.warning("job %s: Redis unavailable (%s); the step will be tried again", step.job_id,
+                    type(exc).__name__)
+        _retry(task, step, holder, RetryableError(f"Redis unavailable: {type(exc).__name__}", reason="redis"))
     except PermanentError as exc:
         _fail(task, step, holder, exc, _resumable(exc))
     except Exception as exc:  # a bug: the job fails resumable, and the traceback is logged once
@@ -132,8 +143,15 @@ def enqueue(task: Task, step: Step) -> None:
 
 def _schedule(task: Task, step: Step, holder: str, delay_s: float, reason: str | None) -> bool:
     retries = task.request.retries + (1 if reason else 0)
-    written = runtime.pipeline().store.schedule(step.job_id, holder, step, delay_s, expectation(step.task, step.chunk),
-                                                retry_reason=reason, task_id=task.request.id, retries=retries)
+    store = runtime.pipeline().store
+    try:
+        written = patiently(lambda: store.schedule(step.job_id, holder, step, delay_s,
+                                                   expectation(step.task, step.chunk), retry_reason=reason,
+                                                   task_id=task.request.id, retries=retries), REDIS_PATIENCE_S)
+    except redis.RedisError as exc:
+        log.warning("job %s: Redis still unavailable (%s); the janitor will continue the job", step.job_id,
+                    type(exc).__name__)
+        return False
     if not written:
         log.info("job %s: not rescheduled (%s)", step.job_id, written.why)
     return bool(written)

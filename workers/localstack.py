@@ -111,7 +111,7 @@ def running_stack(tmp: Path, redis_url: str, workers: int = 2, concurrency: int 
         stack.callback(emu.stop)
         env = worker_env(redis_url, emu.url, api_key, [root], queue, **extra_env)
         settings = Settings.from_env({k: v for k, v in env.items() if k != "VUQ_API_KEY"})  # the producer's view
-        system = LocalStack(emu, settings, JobStore(redis_client(redis_url)), root, env, log_dir,
+        system = LocalStack(emu, settings, JobStore(redis_client(redis_url, settings.sentinel)), root, env, log_dir,
                             worker_prefix=tuple(worker_prefix), pool=pool)
         stack.callback(system.stop_workers)
         for _ in range(workers):
