@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench import emulator_ingest, handoff, memory, ratelimit, scaling, single_file
+from bench import emulator_ingest, handoff, history, memory, production, ratelimit, scaling, single_file
 from bench.common import MIB, machine, table
 
 RESULTS_PATH = Path(__file__).with_name("results.md")
@@ -56,6 +56,8 @@ def sections() -> list[str]:
     out.append("## 4. " + scaling.report(scaling.run()))
     out.append("## 5. " + ratelimit.report(ratelimit.run()))
     out.append("## 6. " + ingest_report(emulator_ingest.run()))
+    out.append("## 7. " + production.report(production.run()))
+    out.append("## 8. " + history.report(history.run()))
     return out
 
 
