@@ -482,6 +482,9 @@ def test_after_all_that_a_good_job_finishes_identical(bad: Stack) -> None:
     video = bad.emulator.video(job.video_id or "")
     assert video["sha256"] == digest and len(video["chunks"]) == 3
     assert all(worker.proc.poll() is None for worker in bad.workers)
+    # every refusal above is one line in the worker log (job id and reason), never a traceback
+    assert "Traceback" not in bad.logs(), bad.logs()[bad.logs().index("Traceback") - 2000:][:4000]
+    assert "raised expected: JobFailed(" in bad.logs() and "raised unexpected" not in bad.logs()
 
 
 # -- a refused upload token is not the end ------------------------------------------------------------
