@@ -14,8 +14,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# Two processes (each module on one of them, with Redis databases of its own): most tests wait on I/O.
 test: venv
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 # The wheel as users install it, outside the source tree, running a job end to end.
 artifact:

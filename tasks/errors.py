@@ -2,16 +2,21 @@
 
     VuqError
      ├── RetryableError        transient: try the same step again later
-     │    └── ApiUnavailable   connection error, timeout, 5xx, 429 from api.video
-     │    └── SourceUnavailable  the source could not be read just now
-     └── PermanentError        the job fails at once, with this message in its record
-          ├── SpecError        a bad field in the job spec (names the field)
-          ├── SourceError      the source is missing, unreadable, outside the roots, changed
-          ├── ApiRejected      api.video answered 4xx (its error title is kept)
-          └── ConfigError      the worker's own settings are wrong
-     Throttled                 not an error: wait (the cluster-wide upload rate limit), then go on
-      └── Busy                 another worker holds the job's lease just now: ask again shortly
-     EnqueueError              (producer side) the job could not be enqueued; nothing was written
+     │    ├── ApiUnavailable   connection error, timeout, 5xx, 429 from api.video
+     │    ├── SourceUnavailable  the source could not be read just now
+     │    └── ChunkInFlight    (pipeline) "range overlap" for a range api.video does not hold yet
+     ├── PermanentError        the job fails at once, with this message in its record
+     │    ├── SpecError        a bad field in the job spec (names the field)
+     │    ├── SourceError      the source is missing, unreadable, outside the roots, changed
+     │    ├── ApiRejected      api.video answered 4xx (its error title is kept)
+     │    ├── ConfigError      the worker's own settings are wrong
+     │    ├── BlockedAddress   (netpolicy) a source or callback on a refused address
+     │    ├── StepKeepsDying   (pipeline) a step started again and again, never finished
+     │    └── JobFailed        (failures) how a task ends when its job failed; resumable or not
+     ├── Throttled             not an error: wait (the fleet's api.video budget), then go on
+     │    └── Busy             another worker holds the job's lease just now: ask again shortly
+     ├── LeaseLost             (pipeline) the job moved on under this step: stop quietly
+     └── EnqueueError          (producer side) the job could not be enqueued; nothing was left written
 
 Retry decisions are made on the class, never on message text. httpx and Redis
 exceptions are translated at the boundary modules that talk to them, and no

@@ -29,7 +29,7 @@ class JobFailedResumable(JobFailed):
 
 def failure_for(job_id: str, error: VuqError, resumable: bool, needs: str | None = None) -> JobFailed:
     """The exception a task ends with when ``error`` failed the job ``job_id``."""
-    if not resumable:
-        return JobFailed(f"job {job_id} failed: {error}; not resumable")
+    if not resumable:  # the reason first: Flower's exception column shows the start of the message
+        return JobFailed(f"{error}; not resumable (job {job_id})")
     how = f"vuq resume {job_id}" + (" --token-file FILE (a new upload token)" if needs == NEEDS_TOKEN else "")
-    return JobFailedResumable(f"job {job_id} failed: {error}; resume: {how}")
+    return JobFailedResumable(f"{error}; resume: {how}")

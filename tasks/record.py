@@ -141,6 +141,7 @@ class JobRecord:
             "retries": self.retries,
             "last_retry_reason": self.last_retry_reason,
             "error": self.error,
+            "error_reason": self.error_reason,  # the error's class, stable for programs: bad_source, ...
             "error_retryable": self.error_retryable if self.error else None,
             "resume": self.resume_hint(),
             "source": mask_url(str(self.spec.get("source", ""))) or None,

@@ -12,7 +12,10 @@ import os
 import pytest
 import redis
 
-TEST_REDIS_DB = int(os.environ.get("VUQ_TEST_REDIS_DB", "13"))
+# `make test` runs on several processes (pytest-xdist): each gets databases of its own (13, 14, 15; the
+# job store's unit tests 10, 9, 8), so one process's flush never meets another's tests.
+XDIST_INDEX = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+TEST_REDIS_DB = int(os.environ.get("VUQ_TEST_REDIS_DB", str(13 + XDIST_INDEX)))
 TEST_REDIS_URL = f"redis://127.0.0.1:6379/{TEST_REDIS_DB}"
 # The test process itself (producers, event receivers) talks to the test database.
 os.environ["VUQ_BROKER_URL"] = TEST_REDIS_URL

@@ -7,6 +7,7 @@ checked against the Redis they run on in production, not only against fakeredis'
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from typing import Any, cast
@@ -22,7 +23,7 @@ RedisFactory = Callable[[], redis.Redis]
 
 FAKE, REAL = "fakeredis", "redis"
 # Database 10 belongs to the unit tests; it is flushed before every test that uses it.
-REAL_REDIS_URL = "redis://127.0.0.1:6379/10"
+REAL_REDIS_URL = f"redis://127.0.0.1:6379/{10 - int(os.environ.get('PYTEST_XDIST_WORKER', 'gw0')[2:] or 0)}"
 both_backends = pytest.mark.parametrize("redis_backend", [FAKE, REAL], indirect=True)
 
 
