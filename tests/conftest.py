@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 
 import pytest
-import redis
+
+from tests.support.redis_check import require_redis
 
 # `make test` runs on several processes (pytest-xdist): each gets databases of its own (13, 14, 15; the
 # job store's unit tests 10, 9, 8), so one process's flush never meets another's tests.
@@ -40,12 +41,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     """The test Redis database, flushed once per session; skip (or fail in CI) without Redis."""
-    client = redis.Redis.from_url(TEST_REDIS_URL, socket_connect_timeout=2)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI needs Redis on 127.0.0.1:6379: {exc}")
-        pytest.skip(f"no Redis on 127.0.0.1:6379: {exc}")
+    client = require_redis(TEST_REDIS_URL, "the integration tests")
     client.flushdb()
+    client.close()
     return TEST_REDIS_URL

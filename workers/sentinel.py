@@ -30,7 +30,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
-from workers.services import REDIS_START_TIMEOUT_S, RedisServer, ServiceError
+from workers.services import REDIS_START_TIMEOUT_S, RedisServer, ServiceError, answers
 from workers.supervise import Child, free_port, start, wait_until
 
 _PROBE_TIMEOUT_S = 1.0
@@ -133,12 +133,7 @@ class SentinelServer:
         return (reply[0], int(reply[1])) if reply else None
 
     def _pings(self, client: redis.Redis) -> bool:
-        if self.child is not None and not self.child.alive:
-            raise ServiceError(f"redis sentinel exited:\n{self.child.log()[-2000:]}")
-        try:
-            return bool(client.ping())
-        except redis.RedisError:
-            return False
+        return answers(self.child, client, "redis sentinel")
 
     @property
     def alive(self) -> bool:

@@ -95,12 +95,7 @@ class RedisServer:
         return self
 
     def _pings(self, client: redis.Redis) -> bool:
-        if self.child is not None and not self.child.alive:
-            raise ServiceError(f"redis-server exited:\n{self.child.log()[-2000:]}")
-        try:
-            return bool(client.ping())
-        except redis.RedisError:
-            return False
+        return answers(self.child, client, "redis-server")
 
     def stop(self) -> None:
         """SIGTERM: Redis writes its AOF and exits."""
@@ -121,6 +116,16 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return host == "localhost"
+
+
+def answers(child: Child | None, client: redis.Redis, what: str) -> bool:
+    """Whether a Redis (or sentinel) we started answers; ServiceError with its log if it exited."""
+    if child is not None and not child.alive:
+        raise ServiceError(f"{what} exited:\n{child.log()[-2000:]}")
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
 
 
 def redis_answers(url: str) -> bool:

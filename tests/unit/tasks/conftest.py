@@ -7,7 +7,6 @@ test). Without a Redis there those runs skip, and fail when ``CI=true`` (as test
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 
 import fakeredis
@@ -16,21 +15,14 @@ import redis
 
 from tasks.jobstore import JobStore
 from tasks.steps import Step
+from tests.support.redis_check import require_redis
 from tests.unit.tasks.helpers import FAKE, REAL, REAL_REDIS_URL, RedisFactory
 
 
 @pytest.fixture(scope="session")
 def real_redis_url() -> str:
     """The real Redis the job store's scripts are also tested on; skip (or fail in CI) without it."""
-    client = redis.Redis.from_url(REAL_REDIS_URL, socket_connect_timeout=2)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI needs a Redis at {REAL_REDIS_URL} for the job store's unit tests: {exc}")
-        pytest.skip(f"no Redis at {REAL_REDIS_URL} ({exc}): the job store's scripts ran on fakeredis only")
-    finally:
-        client.close()
+    require_redis(REAL_REDIS_URL, "the job store's scripts, else tested on fakeredis only").close()
     return REAL_REDIS_URL
 
 
