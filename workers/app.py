@@ -100,6 +100,12 @@ def _received(**_: Any) -> None:
 def _stop_pump(**_: Any) -> None:
     if _pump is not None:
         _pump.stop()
+
+
+@signals.worker_shutdown.connect
+def _stop_reporting(**_: Any) -> None:
+    """Once shutdown is over: during a warm shutdown the worker still finishes its chunks, and
+    `vuq health` should not call it dead."""
     if _activity is not None:
         _activity.stop()
 

@@ -109,7 +109,7 @@ def flower_args(args: Sequence[str], settings: Settings) -> list[str]:
     authenticated = bool(names & set(_FLOWER_AUTH_OPTIONS)) or any(os.environ.get(v) for v in _FLOWER_AUTH_ENV)
     address = next((o.split("=", 1)[1] for o in options if _option_name(o) == "address"), "")
     if not authenticated:
-        if not _loopback(address) and "unix_socket" not in names and not unauthenticated:
+        if not is_loopback(address) and "unix_socket" not in names and not unauthenticated:
             shown = address or "every interface"
             raise UsageError(f"refusing to serve Flower on {shown} without authentication: set "
                              "VUQ_FLOWER_BASIC_AUTH=user:pass (or Flower's --basic_auth / --auth), or pass "
@@ -155,7 +155,8 @@ def _flower_value_options() -> set[str]:
     return {name.replace("-", "_") for name, opt in options._options.items() if opt.type is not bool}
 
 
-def _loopback(address: str) -> bool:
+def is_loopback(address: str) -> bool:
+    """Whether Flower's ``--address`` keeps it on this host (``localhost``, 127.0.0.0/8, ::1)."""
     if address == "localhost":
         return True
     try:
