@@ -24,7 +24,7 @@ from tasks.auth import AccessTokens
 from tasks.constants import JOB_METADATA_KEY, MAX_CHUNK_BYTES, TASK_CHUNK, TASK_FINALIZE, TASK_START, TASK_WEBHOOK
 from tasks.errors import ApiRejected, Busy, ConfigError, PermanentError, RetryableError, SourceError, VuqError
 from tasks.jobstore import NOW, Expect, JobStore, Written
-from tasks.keeper import LeaseKeeper
+from tasks.keeper import Held, LeaseKeeper
 from tasks.observer import NULL_OBSERVER, Observer
 from tasks.planning import ChunkPlan, plan_chunks
 from tasks.ratelimit import FleetLimiter
@@ -71,6 +71,11 @@ class Pipeline:
     sources: httpx.Client
     limiter: FleetLimiter | None = None
     observer: Observer = field(default=NULL_OBSERVER)
+    keeper: LeaseKeeper | None = None  # the process's; made from the store and the lease TTL if not given
+
+    def __post_init__(self) -> None:
+        if self.keeper is None:
+            self.keeper = LeaseKeeper(self.store, self.settings.lease_ttl_s)
 
     # -- steps ---------------------------------------------------------------------------
     def start(self, job_id: str, holder: str) -> Step | None:
@@ -157,7 +162,7 @@ class Pipeline:
     # -- holding the job -----------------------------------------------------------------
     @contextmanager
     def _holding(self, job_id: str, holder: str, expect: Expect
-                 ) -> Iterator[tuple[JobRecord, str | None, LeaseKeeper] | None]:
+                 ) -> Iterator[tuple[JobRecord, str | None, Held] | None]:
         """Claim the lease (yield None for a step the record no longer expects), keep it renewed
         while the body runs, and refuse a step that keeps dying half-way."""
         claim = self.store.claim(job_id, holder, self.settings.lease_ttl_s, expect)
@@ -169,8 +174,9 @@ class Pipeline:
             return
         if claim.record.step_starts > self.settings.max_retries + 1:
             raise StepKeepsDying(claim.record.step_starts - 1)
-        with LeaseKeeper(self.store, job_id, holder, self.settings.lease_ttl_s, expect) as keeper:
-            yield claim.record, claim.token, keeper
+        assert self.keeper is not None
+        with self.keeper.hold(job_id, holder, expect) as held:
+            yield claim.record, claim.token, held
 
     def _write(self, job_id: str, holder: str, changes: dict[str, Any], expect: Expect,
                release: bool = False) -> Written:
@@ -224,7 +230,7 @@ class Pipeline:
         return video_id
 
     def _send(self, job: JobRecord, index: int, plan: ChunkPlan, source: Source, name: str, token: str | None,
-              holder: str, keeper: LeaseKeeper) -> Step:
+              holder: str, keeper: Held) -> Step:
         if not token:
             raise ConfigError("the job's upload token is missing from its record")
         expect = expectation(TASK_CHUNK, index)
@@ -259,7 +265,7 @@ class Pipeline:
         return replace(step, sent=sent, handoff_at=written.at)
 
     def _upload(self, job: JobRecord, index: int, plan: ChunkPlan, source: Source, name: str, token: str,
-                keeper: LeaseKeeper) -> dict[str, Any]:
+                keeper: Held) -> dict[str, Any]:
         blocks = self._streaming(job, index, plan, source.blocks(plan.start(index), plan.length(index)), keeper)
         return self.api.upload_chunk(token, video_id=job.video_id, content_range=plan.content_range(index),
                                      file_name=name, length=plan.length(index), blocks=blocks)
@@ -285,7 +291,7 @@ class Pipeline:
         return first_missing_chunk(status, ChunkPlan(job.size or 0, job.chunk_size or 0))
 
     def _streaming(self, job: JobRecord, index: int, plan: ChunkPlan, blocks: Iterator[bytes],
-                   keeper: LeaseKeeper) -> Iterator[bytes]:
+                   keeper: Held) -> Iterator[bytes]:
         """Pass ``blocks`` through: stop if the lease is lost, note the bytes sent for the keeper,
         and report progress at most once a second (Flower's PROGRESS, ``vuq watch``)."""
         streamed, due = 0, time.monotonic() + PROGRESS_EVERY_S

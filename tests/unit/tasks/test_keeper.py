@@ -1,6 +1,7 @@
-"""tasks.keeper.LeaseKeeper: renews a step's lease on a timer, takes back a lapsed lease nobody took,
-gives up (``lost``) when another holder has it or the record moved on, rides out a Redis error, and
-stops with its ``with`` block. Short TTLs; every wait polls a condition with a deadline.
+"""tasks.keeper.LeaseKeeper: the process's timer thread renews each held step's lease, takes back a
+lapsed lease nobody took, gives up (``lost``) when another holder has it or the record moved on, rides
+out a Redis error, and renews nothing once the step's ``hold`` block ended. Short TTLs; every wait
+polls a condition with a deadline.
 """
 
 from __future__ import annotations
@@ -32,15 +33,22 @@ def lapse(store: CountingStore) -> None:
     store.redis.delete(LEASE_KEY.format(job_id="j1"))
 
 
+def ticks_after(keeper: LeaseKeeper, rounds: int) -> None:
+    """Wait until the keeper's thread has done ``rounds`` more rounds of renewals."""
+    start = keeper.ticks
+    wait_until(lambda: keeper.ticks >= start + rounds, what=f"{rounds} more rounds")
+
+
 @pytest.mark.parametrize(("ttl_s", "interval_s"), [(60, 1.0), (4, 1.0), (2, 0.5), (TTL_S, 0.1)])
 def test_the_interval_is_a_quarter_of_the_ttl_and_at_most_a_second(counting: CountingStore, ttl_s: float,
                                                                      interval_s: float) -> None:
-    assert LeaseKeeper(counting, "j1", "me", ttl_s, EXPECT).interval_s == pytest.approx(interval_s)
+    assert LeaseKeeper(counting, ttl_s).interval_s == pytest.approx(interval_s)
 
 
 def test_it_renews_on_its_timer_so_the_lease_outlives_its_ttl(counting: CountingStore) -> None:
     began = time.monotonic()
-    with LeaseKeeper(counting, "j1", "me", TTL_S, EXPECT) as keeper:
+    keeper = LeaseKeeper(counting, TTL_S)
+    with keeper.hold("j1", "me", EXPECT) as held:
         wait_until(lambda: len(counting.renewals) >= 6, what="six renewals")
         elapsed = time.monotonic() - began
         assert counting.lease_holder("j1") == "me"
@@ -48,13 +56,13 @@ def test_it_renews_on_its_timer_so_the_lease_outlives_its_ttl(counting: Counting
     assert elapsed > TTL_S  # the lease lived past its TTL because it was renewed...
     assert elapsed >= 5 * keeper.interval_s * 0.9  # ...on the timer, not in a busy loop
     assert set(counting.renewals) == {RENEWED}
-    assert not keeper.lost.is_set() and keeper.reclaims == 0
+    assert not held.lost.is_set() and held.reclaims == 0
 
 
 def test_it_notes_the_bytes_streamed_and_the_heartbeat(counting: CountingStore) -> None:
     before = float(counting.redis.hget(JOB_KEY.format(job_id="j1"), "heartbeat_at") or 0)
-    with LeaseKeeper(counting, "j1", "me", TTL_S, EXPECT) as keeper:
-        keeper.streamed = 1234
+    with LeaseKeeper(counting, TTL_S).hold("j1", "me", EXPECT) as held:
+        held.streamed = 1234
         wait_until(lambda: counting.redis.hget(JOB_KEY.format(job_id="j1"), "chunk_bytes") == "1234",
                    what="chunk_bytes noted")
     assert float(counting.redis.hget(JOB_KEY.format(job_id="j1"), "heartbeat_at") or 0) > before
@@ -62,20 +70,21 @@ def test_it_notes_the_bytes_streamed_and_the_heartbeat(counting: CountingStore) 
 
 def test_it_takes_back_a_lapsed_lease_nobody_took(counting: CountingStore) -> None:
     lapse(counting)
-    with LeaseKeeper(counting, "j1", "me", TTL_S, EXPECT) as keeper:
-        wait_until(lambda: keeper.reclaims >= 1, what="a reclaim")
+    with LeaseKeeper(counting, TTL_S).hold("j1", "me", EXPECT) as held:
+        wait_until(lambda: held.reclaims >= 1, what="a reclaim")
         assert counting.lease_holder("j1") == "me"
         wait_until(lambda: len(counting.renewals) >= 2, what="a renewal after the reclaim")
     assert counting.renewals[:2] == [RECLAIMED, RENEWED]
-    assert not keeper.lost.is_set()
+    assert not held.lost.is_set()
 
 
 def test_a_lease_another_holder_took_is_lost(counting: CountingStore) -> None:
     lapse(counting)
     assert counting.claim("j1", "other", 5, EXPECT).record is not None
-    with LeaseKeeper(counting, "j1", "me", TTL_S, EXPECT) as keeper:
-        wait_until(keeper.lost.is_set, what="lost")
-        wait_until(lambda: not keeper._thread.is_alive(), what="the keeper giving up")
+    keeper = LeaseKeeper(counting, TTL_S)
+    with keeper.hold("j1", "me", EXPECT) as held:
+        wait_until(held.lost.is_set, what="lost")
+        ticks_after(keeper, 2)  # it gave up on this lease: no more renewals
     assert counting.renewals == [LOST]
     assert counting.lease_holder("j1") == "other"
 
@@ -83,47 +92,60 @@ def test_a_lease_another_holder_took_is_lost(counting: CountingStore) -> None:
 def test_a_lapsed_lease_of_a_record_that_moved_on_is_lost_not_taken(counting: CountingStore) -> None:
     lapse(counting)
     assert counting.update("j1", None, {"next_chunk": 3})  # another step ran meanwhile
-    with LeaseKeeper(counting, "j1", "me", TTL_S, EXPECT) as keeper:
-        wait_until(keeper.lost.is_set, what="lost")
-    assert keeper.reclaims == 0 and counting.lease_holder("j1") is None
+    with LeaseKeeper(counting, TTL_S).hold("j1", "me", EXPECT) as held:
+        wait_until(held.lost.is_set, what="lost")
+    assert held.reclaims == 0 and counting.lease_holder("j1") is None
 
 
 def test_a_job_that_is_gone_is_lost(counting: CountingStore) -> None:
     counting.redis.delete(JOB_KEY.format(job_id="j1"))
-    with LeaseKeeper(counting, "j1", "me", TTL_S, EXPECT) as keeper:
-        wait_until(keeper.lost.is_set, what="lost")
+    with LeaseKeeper(counting, TTL_S).hold("j1", "me", EXPECT) as held:
+        wait_until(held.lost.is_set, what="lost")
     assert counting.renewals == [-1]
 
 
 def test_it_keeps_going_through_a_redis_error(counting: CountingStore, caplog: pytest.LogCaptureFixture) -> None:
     assert counting.claim("j1", "me", 2.0, EXPECT).record is not None  # room for three failed ticks
     counting.fail_renewals = 3
-    keeper = LeaseKeeper(counting, "j1", "me", 2.0, EXPECT)
+    keeper = LeaseKeeper(counting, 2.0)
     keeper.interval_s = 0.05  # tick faster than the TTL needs, so three failures fit well inside it
-    with caplog.at_level(logging.INFO, logger="tasks.keeper"), keeper:
+    with caplog.at_level(logging.INFO, logger="tasks.keeper"), keeper.hold("j1", "me", EXPECT) as held:
         wait_until(lambda: len(counting.renewals) >= 2, what="renewals after the errors")
         assert counting.lease_holder("j1") == "me"
     assert counting.failures == 3 and counting.renewals[:2] == [RENEWED, RENEWED]
-    assert not keeper.lost.is_set()
+    assert not held.lost.is_set()
     warnings = [r for r in caplog.records if "cannot renew" in r.getMessage()]
     assert len(warnings) == 1  # once per outage, not once per tick
     assert any("answers again" in r.getMessage() for r in caplog.records)
 
 
-def test_it_stops_promptly_when_the_block_ends(counting: CountingStore) -> None:
-    keeper = LeaseKeeper(counting, "j1", "me", 60, EXPECT)  # a one-second interval
-    with keeper:
-        assert keeper._thread.is_alive()
+def test_the_end_of_a_hold_is_immediate_and_nothing_is_renewed_after_it(counting: CountingStore) -> None:
+    keeper = LeaseKeeper(counting, 60)  # a one-second interval
+    with keeper.hold("j1", "me", EXPECT):
         stopping = time.monotonic()
-    assert time.monotonic() - stopping < 0.8  # woken by the stop, not by the next tick (1 s away)
-    assert not keeper._thread.is_alive()
+    assert time.monotonic() - stopping < 0.1  # no thread to join: a step's end costs no wait
+    ticks_after(keeper, 1)
     assert counting.renewals == []
 
 
-def test_it_stops_when_the_step_raises(counting: CountingStore) -> None:
-    keeper = LeaseKeeper(counting, "j1", "me", TTL_S, EXPECT)
-    with pytest.raises(RuntimeError), keeper:
+def test_nothing_is_renewed_after_the_step_raised(counting: CountingStore) -> None:
+    keeper = LeaseKeeper(counting, TTL_S)
+    with pytest.raises(RuntimeError), keeper.hold("j1", "me", EXPECT):
         wait_until(lambda: len(counting.renewals) >= 1, what="a renewal")
         raise RuntimeError("the step failed")
-    assert not keeper._thread.is_alive()
+    done = len(counting.renewals)
+    ticks_after(keeper, 2)
+    assert len(counting.renewals) == done
     assert counting.lease_holder("j1") == "me"  # the lease stays for the adapter to release or reschedule
+
+
+def test_one_thread_keeps_every_lease_of_the_process(counting: CountingStore) -> None:
+    assert counting.create("j2", {"source": "/videos/j2.mp4", "video": {}}, None).created
+    assert counting.claim("j2", "me-too", TTL_S, EXPECT).record is not None
+    keeper = LeaseKeeper(counting, TTL_S)
+    with keeper.hold("j1", "me", EXPECT):
+        thread = keeper._thread
+        with keeper.hold("j2", "me-too", EXPECT):
+            wait_until(lambda: len(counting.renewals) >= 6, what="renewals of both")
+            assert counting.lease_holder("j1") == "me" and counting.lease_holder("j2") == "me-too"
+            assert keeper._thread is thread  # the second step started no thread of its own
