@@ -111,7 +111,7 @@ def wait_all(store: JobStore, job_ids: Sequence[str], timeout_s: float) -> list[
     return [done[j] for j in job_ids]
 
 
-def finished_at(stack: Stack, job_id: str) -> float:
+def ended_at(stack: Stack, job_id: str) -> float:
     """When the job's record says it ended (Redis's clock, as time.time() on this machine)."""
     job = stack.store.get(job_id)
     return job.ended_at if job and job.ended_at else time.time()

@@ -3,7 +3,7 @@
 200 jobs of 12 MiB (one chunk each at the default 50 MiB chunk size: the start task
 finds or creates the container, sends the chunk; finalize patches the metadata), the
 emulator adding 60 ms to every api.video request. Upload tokens are made before the
-latency is switched on. Time runs from the first enqueue to the last ``finished_at``.
+latency is switched on. Time runs from the first enqueue to the last ``ended_at``.
 The sources are 10 files of 12 MiB used in turn (on /dev/shm when it has room).
 
 Each worker process runs the prefork pool with ``--concurrency`` children. A job
@@ -28,7 +28,7 @@ from bench.common import (
     REDIS_URL,
     bench_dir,
     cpu_s,
-    finished_at,
+    ended_at,
     flush_redis,
     machine,
     table,
@@ -62,7 +62,7 @@ def run_one(processes: int, concurrency: int, jobs: int = DEFAULT_JOBS) -> dict[
         ids = [stack.enqueue(sources[i % SOURCE_FILES], token=tokens[i], video={"title": f"job {i}"})
                for i in range(jobs)]
         records = wait_all(stack.store, ids, RUN_TIMEOUT_S)
-        seconds = max(finished_at(stack, j) for j in ids) - began
+        seconds = max(ended_at(stack, j) for j in ids) - began
         requests = stack.emulator.faults()["requests"]
         cpu = {k: v - cpu_before[k] for k, v in cpu_of(stack).items()}
     failed = sum(1 for r in records if str(r.state) != "done")

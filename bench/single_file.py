@@ -3,7 +3,7 @@
 (a) a bare httpx loop that streams each chunk (``bench.emulator_ingest.upload``),
 (b) the official ``api-video`` client's progressive upload session, in its own process,
 (c) vuq: one worker process (prefork, concurrency 1), timed from ``enqueue_upload`` to
-    the ``finished_at`` its job record gets when finalize is done.
+    the ``ended_at`` its job record gets when finalize is done.
 
 Every upload is checked byte for byte (sha256 through the emulator hook). Run alone:
 ``python -m bench.single_file [--size-mib 1024] [--chunk-mib 50]``.
@@ -27,7 +27,7 @@ from bench.common import (
     MIB,
     REDIS_URL,
     bench_dir,
-    finished_at,
+    ended_at,
     flush_redis,
     machine,
     table,
@@ -68,7 +68,7 @@ def vuq(stack: Stack, path: Path, chunk: int) -> dict[str, Any]:
     began, since = time.time(), time.monotonic()
     job_id = stack.enqueue(path, chunk_size=chunk, video={"title": "bench"})
     job = stack.wait_final(job_id, JOB_TIMEOUT_S)
-    seconds = finished_at(stack, job_id) - began
+    seconds = ended_at(stack, job_id) - began
     peaks = [worker_peaks_kib(w.proc.pid) for w in stack.workers]
     log = [e for e in upload_requests(stack.emulator.requests_log()) if e["started"] >= since]
     return {"seconds": seconds, "video_id": job.video_id, "state": str(job.state), "peaks": peaks, "log": log}
