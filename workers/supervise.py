@@ -1,5 +1,7 @@
 """Child processes: start one in its own process group with its output in a log file, wait
 for a sign in that log, stop it (SIGTERM, then SIGKILL after a deadline) or kill it outright.
+On Linux a child also gets SIGTERM when the process that started it dies, however it dies
+(a test run or a benchmark killed with SIGKILL leaves no emulator or worker behind).
 
 The demo, the benchmarks and the tests start Redis, the emulator, workers and beat through
 this module (``workers.services`` knows their commands); nothing else spawns them.
@@ -8,10 +10,13 @@ this module (``workers.services`` knows their commands); nothing else spawns the
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +26,7 @@ from typing import TypeVar
 T = TypeVar("T")
 STOP_TIMEOUT_S = 20.0
 POLL_S = 0.05
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 @dataclass
@@ -88,8 +94,31 @@ def start(name: str, argv: Sequence[str], env: Mapping[str, str], log_dir: Path,
     log_path = log_dir / f"{name}.log"
     with open(log_path, "ab") as out:
         proc = subprocess.Popen(list(argv), env=dict(env), stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True, cwd=cwd)
+                                stdin=subprocess.DEVNULL, start_new_session=True, cwd=cwd,
+                                preexec_fn=_dies_with(os.getpid()))
     return Child(name, proc, log_path, dict(env))
+
+
+@functools.cache
+def _prctl() -> Callable[..., int] | None:
+    """libc's prctl, looked up once before any fork (nothing is loaded in the child)."""
+    if sys.platform != "linux":
+        return None
+    return ctypes.CDLL(None, use_errno=True).prctl
+
+
+def _dies_with(parent: int) -> Callable[[], None] | None:
+    """A pre-exec hook: SIGTERM this child when ``parent`` (the thread that forked it) dies."""
+    prctl = _prctl()
+    if prctl is None:
+        return None
+
+    def hook() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent died between fork and prctl
+            os._exit(1)
+
+    return hook
 
 
 def wait_until(probe: Callable[[], T | None], timeout_s: float, what: str, poll_s: float = POLL_S) -> T:
