@@ -18,8 +18,6 @@ servers, unless ``sentinel_auth=False``.
 
 from __future__ import annotations
 
-import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -30,8 +28,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
-from workers.services import REDIS_START_TIMEOUT_S, RedisServer, ServiceError, answers
-from workers.supervise import Child, free_port, start, wait_until
+from workers.services import RedisProcess, RedisServer, ServiceError, redis_server_binary
+from workers.supervise import Child, free_port, wait_until
 
 _PROBE_TIMEOUT_S = 1.0
 # The helpers' own probes: short timeouts and no retries (redis-py retries even a refused password,
@@ -48,7 +46,7 @@ def _quote(value: str) -> str:
 
 
 @dataclass
-class SentinelServer:
+class SentinelServer(RedisProcess):
     """``redis-server --sentinel`` on a free port of ``host``, watching the primary at ``monitor``;
     its config file (written at start, rewritten by the sentinel itself) lives in ``data_dir``."""
 
@@ -93,25 +91,13 @@ class SentinelServer:
         return "\n".join(lines) + "\n"
 
     def argv(self) -> list[str]:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise ServiceError("redis-server is not installed (Debian/Ubuntu: apt-get install redis-server; "
-                               "macOS: brew install redis)")
-        return [*self.prefix, binary, str(self.config_path), "--sentinel"]
+        return [*self.prefix, redis_server_binary(), str(self.config_path), "--sentinel"]
 
     def start(self) -> SentinelServer:
         argv = self.argv()
         self.config_path.write_text(self.config())
         self.config_path.chmod(0o600)  # it holds passwords
-        self.child = start(f"sentinel-{self.port}", argv, os.environ, self.data_dir)
-        client = self.client()
-        try:
-            wait_until(lambda: self._pings(client), REDIS_START_TIMEOUT_S, f"sentinel on port {self.port}")
-        except BaseException:
-            self.child.kill()
-            raise
-        finally:
-            client.close()
+        self._launch(f"sentinel-{self.port}", argv, self.client(), f"redis sentinel on port {self.port}")
         return self
 
     def client(self) -> redis.Redis:
@@ -131,21 +117,6 @@ class SentinelServer:
         with self.client() as client:
             reply = client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.master_name)
         return (reply[0], int(reply[1])) if reply else None
-
-    def _pings(self, client: redis.Redis) -> bool:
-        return answers(self.child, client, "redis sentinel")
-
-    @property
-    def alive(self) -> bool:
-        return self.child is not None and self.child.alive
-
-    def stop(self) -> None:
-        if self.child is not None:
-            self.child.stop()
-
-    def kill(self) -> None:
-        if self.child is not None:
-            self.child.kill()
 
 
 @dataclass

@@ -36,8 +36,48 @@ class ServiceError(RuntimeError):
 
 
 # -- Redis -----------------------------------------------------------------------------------------
+def redis_server_binary() -> str:
+    """Where ``redis-server`` is; ServiceError saying how to install it when it is not."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise ServiceError("redis-server is not installed (Debian/Ubuntu: apt-get install redis-server; "
+                           "macOS: brew install redis)")
+    return binary
+
+
+class RedisProcess:
+    """What a private redis-server and a sentinel share: one child, started and then pinged until it
+    answers (killed if it does not), stopped with SIGTERM or killed."""
+
+    child: Child | None
+    data_dir: Path
+
+    def _launch(self, name: str, argv: Sequence[str], client: redis.Redis, what: str) -> None:
+        self.child = start(name, argv, os.environ, self.data_dir)
+        try:
+            wait_until(lambda: answers(self.child, client, what), REDIS_START_TIMEOUT_S, what)
+        except BaseException:
+            self.child.kill()  # one that runs but does not answer would outlive its caller
+            raise
+        finally:
+            client.close()
+
+    @property
+    def alive(self) -> bool:
+        return self.child is not None and self.child.alive
+
+    def stop(self) -> None:
+        """SIGTERM: Redis writes its AOF and exits."""
+        if self.child is not None:
+            self.child.stop()
+
+    def kill(self) -> None:
+        if self.child is not None:
+            self.child.kill()
+
+
 @dataclass
-class RedisServer:
+class RedisServer(RedisProcess):
     """A private ``redis-server`` on a free port of ``host``, data in ``data_dir``; with ``replica_of``
     (host, port) a replica of that primary (``workers.sentinel`` builds a failover group from these)."""
 
@@ -61,12 +101,8 @@ class RedisServer:
         return f"redis://{auth}{self.host}:{self.port}/0"
 
     def argv(self) -> list[str]:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise ServiceError("redis-server is not installed (Debian/Ubuntu: apt-get install redis-server; "
-                               "macOS: brew install redis)")
-        argv = [*self.prefix, binary, "--bind", self.host, "--port", str(self.port), "--dir", str(self.data_dir),
-                "--save", "", "--maxmemory-policy", "noeviction", "--logfile", ""]
+        argv = [*self.prefix, redis_server_binary(), "--bind", self.host, "--port", str(self.port),
+                "--dir", str(self.data_dir), "--save", "", "--maxmemory-policy", "noeviction", "--logfile", ""]
         argv += ["--appendonly", "yes", "--appendfsync", "everysec"] if self.aof else ["--appendonly", "no"]
         if not self.password and not _is_loopback(self.host):
             # Redis 7 answers -DENIED to every non-loopback client of a server without a password, even
@@ -83,28 +119,9 @@ class RedisServer:
         return redis.Redis(host=self.host, port=self.port, password=self.password, **options)
 
     def start(self) -> RedisServer:
-        self.child = start(f"redis-{self.port}", self.argv(), os.environ, self.data_dir)
-        client = self.client(socket_connect_timeout=0.5)
-        try:
-            wait_until(lambda: self._pings(client), REDIS_START_TIMEOUT_S, f"redis-server on port {self.port}")
-        except BaseException:
-            self.child.kill()  # one that runs but does not answer would outlive its caller
-            raise
-        finally:
-            client.close()
+        self._launch(f"redis-{self.port}", self.argv(), self.client(socket_connect_timeout=0.5),
+                     f"redis-server on port {self.port}")
         return self
-
-    def _pings(self, client: redis.Redis) -> bool:
-        return answers(self.child, client, "redis-server")
-
-    def stop(self) -> None:
-        """SIGTERM: Redis writes its AOF and exits."""
-        if self.child is not None:
-            self.child.stop()
-
-    def kill(self) -> None:
-        if self.child is not None:
-            self.child.kill()
 
     def restart(self) -> None:
         self.stop()

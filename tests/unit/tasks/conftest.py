@@ -8,6 +8,7 @@ test). Without a Redis there those runs skip, and fail when ``CI=true`` (as test
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import fakeredis
 import pytest
@@ -88,3 +89,11 @@ def sent() -> list[Step]:
 @pytest.fixture
 def send(sent: list[Step]) -> Callable[[Step], None]:
     return sent.append
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    """A directory of source videos (resolved: the allowed-roots check compares real paths)."""
+    path = tmp_path / "videos"
+    path.mkdir()
+    return path.resolve()

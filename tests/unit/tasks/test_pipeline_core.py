@@ -80,13 +80,6 @@ def fake() -> FakeApiVideo:
 
 
 @pytest.fixture
-def root(tmp_path: Path) -> Path:
-    path = tmp_path / "videos"
-    path.mkdir()
-    return path.resolve()
-
-
-@pytest.fixture
 def clip(root: Path) -> Path:
     path = root / "clip.mp4"
     path.write_bytes(CONTENT)

@@ -13,13 +13,6 @@ from tasks.sources import LocalSource, open_source
 
 
 @pytest.fixture
-def root(tmp_path: Path) -> Path:
-    path = tmp_path / "videos"
-    path.mkdir()
-    return path.resolve()
-
-
-@pytest.fixture
 def video(root: Path) -> Path:
     path = root / "clip.mp4"
     path.write_bytes(bytes(range(256)) * 16)  # 4096 bytes
