@@ -5,8 +5,11 @@ holds) goes into one sorted set scored by when it is due (``JobStore.schedule``/
 Every worker's main process runs a ``DelayedStepPump`` that takes the due ones (each exactly
 once, whichever worker asks first) and publishes them, keeping their task id and retry count
 so Flower shows one task retried. Celery's own countdowns are not used: they are judged by
-the clock of whichever worker holds the message. A step taken but never published (its
-worker died in between) is found by the janitor: its hand-off is noted, and nobody picks it up.
+the clock of whichever worker holds the message. A step taken whose publication fails (the
+broker connection died in a partition that Redis itself survived, or came back from) stays
+with the pump, which publishes it first on its next round, and gives it back to the set when
+the worker stops. A step taken but never published because its worker died in between is
+found by the janitor: its hand-off is noted, and nobody picks it up.
 """
 
 from __future__ import annotations
@@ -28,13 +31,21 @@ PUMP_BATCH = 100
 Publish = Callable[[Step, str | None, int], None]
 
 
-def publish_due(store: JobStore, publish: Publish, limit: int = PUMP_BATCH) -> int:
-    """Publish the steps that are due; how many there were."""
-    now, members = store.pop_due(limit)
-    for member in members:
+def publish_due(store: JobStore, publish: Publish, limit: int = PUMP_BATCH,
+                held: list[tuple[float, str]] | None = None) -> int:
+    """Publish the steps that are due; how many. ``held``: steps taken earlier whose publication
+    failed, published first (no new ones are taken until they are out); what fails now stays there."""
+    held = [] if held is None else held
+    if not held:
+        now, members = store.pop_due(limit)
+        held.extend((now, member) for member in members)
+    count = len(held)
+    while held:
+        now, member = held[0]
         step, task_id, retries = Step.from_member(member)
         publish(replace(step, handoff_at=now), task_id, retries)
-    return len(members)
+        del held[0]
+    return count
 
 
 class DelayedStepPump:
@@ -42,6 +53,7 @@ class DelayedStepPump:
 
     def __init__(self, store: Callable[[], JobStore], publish: Publish, interval_s: float = PUMP_INTERVAL_S) -> None:
         self.store, self.publish, self.interval_s = store, publish, interval_s
+        self.held: list[tuple[float, str]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="vuq-delayed-steps", daemon=True)
 
@@ -51,16 +63,34 @@ class DelayedStepPump:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
+        if self.held and not self._thread.is_alive():
+            self._give_back()
 
     def _run(self) -> None:
-        store, failing = self.store(), False
+        store, failing = self.store(), ""
         while not self._stop.wait(self.interval_s):
             try:
-                while publish_due(store, self.publish) == PUMP_BATCH:
+                while publish_due(store, self.publish, held=self.held) == PUMP_BATCH:
                     pass
             except (redis.RedisError, OperationalError, OSError) as exc:
-                if not failing:
-                    log.warning("delayed steps: cannot reach Redis (%s); trying again", type(exc).__name__)
-                failing = True
+                now_failing = f"{type(exc).__name__}{' (holding)' if self.held else ''}"
+                if now_failing != failing:  # once per kind of trouble, not every half second
+                    log.warning("delayed steps: cannot reach Redis (%s)%s; trying again", type(exc).__name__,
+                                f"; {len(self.held)} step(s) taken, to be published" if self.held else "")
+                failing = now_failing
                 continue
-            failing = False
+            if failing:
+                log.info("delayed steps: Redis answers again")
+            failing = ""
+
+    def _give_back(self) -> None:
+        """Return steps taken but not published to the delayed set, due at once (best effort:
+        if Redis cannot take them, the janitor finds their jobs)."""
+        members = [member for _, member in self.held]
+        try:
+            self.store().give_back(members)
+        except (redis.RedisError, OSError) as exc:
+            log.warning("delayed steps: %d step(s) not published and not given back (%s); the janitor will "
+                        "find their jobs", len(members), type(exc).__name__)
+            return
+        self.held.clear()

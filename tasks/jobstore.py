@@ -175,6 +175,11 @@ class JobStore(JobIndex):
         (its lease belongs to another worker)."""
         self.redis.zadd(DELAYED_KEY, {step.to_member(task_id, retries): self.now() + delay_s})
 
+    def give_back(self, members: list[str]) -> None:
+        """Put delayed steps taken by ``pop_due`` but not published back in the set, due at once."""
+        if members:
+            self.redis.zadd(DELAYED_KEY, dict.fromkeys(members, 0))
+
     def pop_due(self, limit: int = 100) -> tuple[float, list[str]]:
         """Take the delayed steps that are due (each exactly once, fleet-wide); Redis's time and them."""
         now, due = self._pop_due(keys=[DELAYED_KEY], args=[limit, JOB_KEY.format(job_id="")])

@@ -11,7 +11,9 @@
   copy redelivered meanwhile harmless, and the running step carries on by itself once the
   network heals (cancelling would leave every partition to the janitor).
 * TCP keepalive and health checks on every Redis connection, so a connection a partition left
-  half-open is noticed and replaced instead of waited on (a "deaf" worker).
+  half-open is noticed and replaced instead of waited on (a "deaf" worker); and kombu's Redis
+  transport with acknowledgements that give the prefetch slot back even when Redis cannot take
+  them (``workers.broker``), or a partition would leave the worker deaf after the heal.
 Each setting and its reason: docs/celery-settings.md.
 """
 
@@ -22,10 +24,12 @@ from typing import Any
 from tasks.constants import TASK_JANITOR
 from tasks.redisconn import broker_transport_options
 from tasks.settings import Settings
+from workers import broker
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
     vt = settings.visibility_timeout_s
+    broker.install()
     return {
         "broker_url": settings.broker_url,
         "broker_connection_retry_on_startup": True,
@@ -54,3 +58,4 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                             "options": {"queue": settings.queue, "expires": float(settings.janitor_interval_s)}},
         },
     }
+

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import pytest
 import redis
+from kombu.exceptions import OperationalError
 
 from tasks.constants import DELAYED_KEY, TASK_CHUNK, TASK_FINALIZE, TASK_START
 from tasks.delayed import PUMP_BATCH, DelayedStepPump, publish_due
@@ -130,3 +131,56 @@ def test_the_pump_keeps_going_through_a_redis_error(redis_client: redis.Redis, p
     finally:
         pump.stop()
     assert flaky.failures == 0
+
+
+class BrokerDown:
+    """A publisher whose broker connection fails the first ``failures`` publications."""
+
+    def __init__(self, published: Published, failures: int) -> None:
+        self.published, self.failures = published, failures
+
+    def __call__(self, step: Step, task_id: str | None, retries: int) -> None:
+        if self.failures > 0:
+            self.failures -= 1
+            raise OperationalError("broker connection lost (injected)")
+        self.published.append((step, task_id, retries))
+
+
+def test_a_step_whose_publication_fails_is_held_and_published_next_round(store: JobStore,
+                                                                         published: Published) -> None:
+    make_job(store)
+    store.later(Step(TASK_CHUNK, "j1", 2), 0, task_id="t1", retries=1)
+    store.later(Step(TASK_FINALIZE, "j2"), 0, task_id="t2")
+    held: list[tuple[float, str]] = []
+    publish = BrokerDown(published, failures=1)
+    with pytest.raises(OperationalError):
+        publish_due(store, publish, held=held)
+    assert len(held) == 2 and store.redis.zcard(DELAYED_KEY) == 0  # taken from the set, not lost
+    assert publish_due(store, publish, held=held) == 2
+    assert held == [] and sorted(task_id or "" for _, task_id, _ in published) == ["t1", "t2"]
+
+
+def test_the_pump_publishes_through_a_broker_outage(store: JobStore, published: Published) -> None:
+    make_job(store)
+    store.later(Step(TASK_CHUNK, "j1", 1), 0, task_id="t1", retries=1)
+    pump = DelayedStepPump(lambda: store, BrokerDown(published, failures=5), interval_s=0.02)
+    pump.start()
+    try:
+        wait_until(lambda: len(published) == 1, what="the held step published once the broker is back")
+    finally:
+        pump.stop()
+    assert published[0][1:] == ("t1", 1) and pump.held == []
+
+
+def test_a_stopping_pump_gives_back_what_it_could_not_publish(store: JobStore, published: Published) -> None:
+    make_job(store)
+    store.later(Step(TASK_CHUNK, "j1", 1), 0, task_id="t1")
+    pump = DelayedStepPump(lambda: store, BrokerDown(published, failures=10**6), interval_s=0.02)
+    pump.start()
+    try:
+        wait_until(lambda: pump.held, what="the pump to take the step")
+    finally:
+        pump.stop()
+    assert published == [] and pump.held == []
+    assert publish_due(store, publisher(published)) == 1  # back in the set, due at once
+    assert published[0][1] == "t1"
