@@ -32,6 +32,7 @@ STATE_INDEX_KEY: Final = KEY_PREFIX + "state:{state}"  # sorted set per state: j
 EXPIRY_KEY: Final = KEY_PREFIX + "expiry"  # sorted set: ended job id -> when its record expires
 OUTBOX_KEY: Final = KEY_PREFIX + "outbox"  # sorted set: job id -> when its completion webhook is due
 DELAYED_KEY: Final = KEY_PREFIX + "delayed"  # sorted set: deferred step (JSON) -> when to publish it
+TAKEN_KEY: Final = KEY_PREFIX + "delayed:taken"  # sorted set: step taken by a pump -> when, until published
 REJECTED_KEY: Final = KEY_PREFIX + "rejected:{message_id}"  # a spec refused for an id already in use
 LEASE_KEY: Final = KEY_PREFIX + "lease:{job_id}"
 
@@ -45,6 +46,7 @@ ACCESS_TOKEN_LOCK_KEY: Final = KEY_PREFIX + "auth-lock:{key_id}"
 
 # api.video access tokens live 3600 s; refresh them this long before they expire.
 ACCESS_TOKEN_REFRESH_MARGIN_S: Final = 120
+TAKEN_STEP_TIMEOUT_S: Final = 30  # a delayed step taken but not confirmed published is due again after
 ACCESS_TOKEN_LOCK_TTL_S: Final = 30
 ACCESS_TOKEN_WAIT_S: Final = 10
 

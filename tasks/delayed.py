@@ -2,14 +2,17 @@
 
 A step that must wait (a retry's backoff, the fleet's api.video budget, a job another worker
 holds) goes into one sorted set scored by when it is due (``JobStore.schedule``/``later``).
-Every worker's main process runs a ``DelayedStepPump`` that takes the due ones (each exactly
-once, whichever worker asks first) and publishes them, keeping their task id and retry count
-so Flower shows one task retried. Celery's own countdowns are not used: they are judged by
-the clock of whichever worker holds the message. A step taken whose publication fails (the
-broker connection died in a partition that Redis itself survived, or came back from) stays
-with the pump, which publishes it first on its next round, and gives it back to the set when
-the worker stops. A step taken but never published because its worker died in between is
-found by the janitor: its hand-off is noted, and nobody picks it up.
+Every worker's main process runs a ``DelayedStepPump`` that takes the due ones (each once,
+whichever worker asks first) and publishes them, keeping their task id and retry count so
+Flower shows one task retried. Celery's own countdowns are not used: they are judged by the
+clock of whichever worker holds the message.
+
+Taking is confirmed: a taken step stays in a second set until the pump says it published it.
+One whose publication fails stays with the pump, which publishes it first on its next round
+and gives it back to the set when the worker stops; one never confirmed (the pump died, or the
+network delivered the take late and its reply was lost) is due again after
+``TAKEN_STEP_TIMEOUT_S``. A step is thereby published at least once; a second copy finds its
+job moved on or its lease held, and does nothing.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ def publish_due(store: JobStore, publish: Publish, limit: int = PUMP_BATCH,
         step, task_id, retries = Step.from_member(member)
         publish(replace(step, handoff_at=now), task_id, retries)
         del held[0]
+        store.confirm(member)  # if this fails, the step is published again later: harmless
     return count
 
 

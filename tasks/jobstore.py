@@ -28,6 +28,8 @@ from tasks.constants import (
     OUTBOX_KEY,
     REJECTED_KEY,
     STATE_INDEX_KEY,
+    TAKEN_KEY,
+    TAKEN_STEP_TIMEOUT_S,
 )
 from tasks.jobindex import JobIndex
 from tasks.record import TOKEN_FIELD, JobRecord, State
@@ -178,12 +180,21 @@ class JobStore(JobIndex):
     def give_back(self, members: list[str]) -> None:
         """Put delayed steps taken by ``pop_due`` but not published back in the set, due at once."""
         if members:
-            self.redis.zadd(DELAYED_KEY, dict.fromkeys(members, 0))
+            pipe = self.redis.pipeline()  # MULTI: in one set or the other, never both or neither
+            pipe.zrem(TAKEN_KEY, *members)
+            pipe.zadd(DELAYED_KEY, dict.fromkeys(members, 0))
+            pipe.execute()
 
-    def pop_due(self, limit: int = 100) -> tuple[float, list[str]]:
-        """Take the delayed steps that are due (each exactly once, fleet-wide); Redis's time and them."""
-        now, due = self._pop_due(keys=[DELAYED_KEY], args=[limit, JOB_KEY.format(job_id="")])
+    def pop_due(self, limit: int = 100, taken_timeout_s: float = TAKEN_STEP_TIMEOUT_S) -> tuple[float, list[str]]:
+        """Take the delayed steps that are due (each once, fleet-wide, until ``confirm``); Redis's
+        time and them. Steps taken over ``taken_timeout_s`` ago and never confirmed are due again."""
+        now, due = self._pop_due(keys=[DELAYED_KEY, TAKEN_KEY],
+                                 args=[limit, JOB_KEY.format(job_id=""), taken_timeout_s])
         return float(now), list(due)
+
+    def confirm(self, member: str) -> None:
+        """A step taken by ``pop_due`` was published: it leaves the taken set."""
+        self.redis.zrem(TAKEN_KEY, member)
 
     def reject(self, message_id: str, claimed_id: str, spec: object, error: str, ttl_s: int) -> None:
         """Keep a spec refused for an id already in use under its own record; the job is untouched."""

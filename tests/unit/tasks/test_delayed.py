@@ -9,7 +9,7 @@ import pytest
 import redis
 from kombu.exceptions import OperationalError
 
-from tasks.constants import DELAYED_KEY, TASK_CHUNK, TASK_FINALIZE, TASK_START
+from tasks.constants import DELAYED_KEY, TAKEN_KEY, TASK_CHUNK, TASK_FINALIZE, TASK_START
 from tasks.delayed import PUMP_BATCH, DelayedStepPump, publish_due
 from tasks.jobstore import JobStore
 from tasks.pipeline import expectation
@@ -114,11 +114,11 @@ class FlakyStore(JobStore):
         super().__init__(client)
         self.failures = failures
 
-    def pop_due(self, limit: int = 100) -> tuple[float, list[str]]:
+    def pop_due(self, limit: int = 100, taken_timeout_s: float = 30) -> tuple[float, list[str]]:
         if self.failures > 0:
             self.failures -= 1
             raise redis.ConnectionError("Redis went away (injected)")
-        return super().pop_due(limit)
+        return super().pop_due(limit, taken_timeout_s)
 
 
 def test_the_pump_keeps_going_through_a_redis_error(redis_client: redis.Redis, published: Published) -> None:
@@ -178,9 +178,37 @@ def test_a_stopping_pump_gives_back_what_it_could_not_publish(store: JobStore, p
     pump = DelayedStepPump(lambda: store, BrokerDown(published, failures=10**6), interval_s=0.02)
     pump.start()
     try:
-        wait_until(lambda: pump.held, what="the pump to take the step")
+        wait_until(lambda: bool(pump.held), what="the pump to take the step")
     finally:
         pump.stop()
     assert published == [] and pump.held == []
     assert publish_due(store, publisher(published)) == 1  # back in the set, due at once
     assert published[0][1] == "t1"
+
+
+def test_a_published_step_is_confirmed(store: JobStore, published: Published) -> None:
+    make_job(store)
+    store.later(Step(TASK_CHUNK, "j1", 1), 0, task_id="t1")
+    assert publish_due(store, publisher(published)) == 1
+    assert store.redis.zcard(TAKEN_KEY) == 0 and store.redis.zcard(DELAYED_KEY) == 0
+
+
+def test_a_step_taken_but_never_confirmed_is_due_again(store: JobStore, published: Published) -> None:
+    """The take ran in Redis but its reply was lost (a command delivered late after a partition), or
+    the pump died before publishing: after the timeout another pump publishes the step."""
+    make_job(store)
+    step = Step(TASK_CHUNK, "j1", 1)
+    store.later(step, 0, task_id="t1", retries=2)
+    _, taken = store.pop_due()  # the reply that never reached its pump
+    assert len(taken) == 1 and store.redis.zcard(TAKEN_KEY) == 1
+    assert publish_due(store, publisher(published)) == 0  # not yet: its pump may still publish it
+    _, again = store.pop_due(taken_timeout_s=0)
+    assert again == taken and store.redis.zcard(TAKEN_KEY) == 1
+    assert Step.from_member(again[0])[1:] == ("t1", 2)
+
+
+def test_a_given_back_step_leaves_the_taken_set(store: JobStore) -> None:
+    store.later(Step(TASK_CHUNK, "j1", 1), 0)
+    _, taken = store.pop_due()
+    store.give_back(taken)
+    assert store.redis.zcard(TAKEN_KEY) == 0 and store.redis.zrange(DELAYED_KEY, 0, -1) == taken
