@@ -134,14 +134,16 @@ return {1, redis.call('HGETALL', KEYS[1]), stamp(t)}
 
 # ARGV: holder, ttl_ms, streamed bytes ('' none), expectations...
 # 1 renewed, 2 reclaimed (the lease had lapsed and nobody took it; the record is where the
-# step expects it), 0 lost (another holder, or the record moved on), -1 no such job
+# step expects it), 0 lost (another holder, or the record moved on), -1 no such job.
+# A holder that released the lease (``released_by``) never takes it back: a renewal the network
+# delivers after its step ended must not hold the job for a step that no longer runs.
 RENEW = PRELUDE + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local lease = redis.call('GET', KEYS[2])
 local result = 1
 if lease == ARGV[1] then
   redis.call('PEXPIRE', KEYS[2], ARGV[2])
-elseif not lease and expectations(4) then
+elseif not lease and redis.call('HGET', KEYS[1], 'released_by') ~= ARGV[1] and expectations(4) then
   redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
   result = 2
 else
@@ -162,6 +164,7 @@ local lease = redis.call('GET', KEYS[2])
 if holder ~= '' and lease ~= holder then
   if lease then return {0, 'the job is held by ' .. lease} end
   if not string.find(flags, 'c', 1, true) then return {0, 'the lease lapsed'} end
+  if redis.call('HGET', KEYS[1], 'released_by') == holder then return {0, 'the step released the lease'} end
 elseif holder == '' and lease and string.find(flags, 'x', 1, true) then
   return {0, 'the job is held by ' .. lease}
 end
@@ -174,6 +177,7 @@ if new and new ~= old then moved(old, new, t, ARGV[1], ARGV[2]) end
 if holder ~= '' then
   if string.find(flags, 'r', 1, true) then
     if lease == holder then redis.call('DEL', KEYS[2]) end
+    redis.call('HSET', KEYS[1], 'released_by', holder)
   elseif lease ~= holder then
     redis.call('SET', KEYS[2], holder, 'PX', ARGV[5])
   end
@@ -197,6 +201,7 @@ if ARGV[4] == '1' then
   redis.call('HSET', KEYS[1], 'last_retry_reason', ARGV[5])
 end
 if lease then redis.call('DEL', KEYS[2]) end
+redis.call('HSET', KEYS[1], 'released_by', ARGV[1])
 redis.call('ZADD', KEYS[12], due, ARGV[3])
 return {1, stamp(due)}
 """

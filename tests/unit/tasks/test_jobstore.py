@@ -275,6 +275,27 @@ def test_renew_by_the_holder_does_not_look_at_the_record(store: JobStore) -> Non
     assert not store.update("j1", "w1", {"next_chunk": 3}, expect=CHUNK_2)
 
 
+def test_a_renewal_delivered_after_its_step_released_the_lease_does_not_take_it_back(store: JobStore) -> None:
+    """A renewal sent during a partition can reach Redis after the heal, when its step has long
+    ended: the lease stays free for the next step instead of held for one that no longer runs."""
+    uploading(store)
+    store.claim("j1", "w1", 30, CHUNK_2)
+    written = store.schedule("j1", "w1", Step(TASK_CHUNK, "j1", 2), 0, CHUNK_2, retry_reason="connection")
+    assert written and store.lease_holder("j1") is None
+    assert store.renew("j1", "w1", 30, CHUNK_2, streamed=10) == 0
+    assert store.lease_holder("j1") is None
+    assert store.claim("j1", "w2", 30, CHUNK_2).record is not None  # the retried step, elsewhere
+
+
+def test_a_write_after_its_step_released_the_lease_does_not_take_it_back(store: JobStore) -> None:
+    uploading(store)
+    store.claim("j1", "w1", 30, CHUNK_2)
+    assert store.update("j1", "w1", {"bytes_sent": 1}, expect=CHUNK_2, release=True)
+    refused = store.update("j1", "w1", {"bytes_sent": 2}, expect=CHUNK_2, reclaim=True)
+    assert refused == Written(False, "the step released the lease")
+    assert store.lease_holder("j1") is None and record(store, "j1").bytes_sent == 1
+
+
 def test_renew_of_a_job_that_is_gone(store: JobStore) -> None:
     assert store.renew("ghost", "w1", 30) == -1
     assert store.lease_holder("ghost") is None
