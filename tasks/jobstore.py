@@ -40,11 +40,6 @@ REPLICATION_WAIT_MS = 1000
 NOW = "\x00@now"  # a field value written as Redis's current time (no real value starts with NUL)
 
 
-def at_now(offset_s: float = 0.0) -> str:
-    """A field value written as Redis's current time plus ``offset_s``."""
-    return f"{NOW}{offset_s:+.6f}"
-
-
 @dataclass(frozen=True)
 class Claim:
     """The outcome of ``claim``: the record if the lease is ours, else who holds it."""
@@ -159,8 +154,7 @@ class JobStore(JobIndex):
         while no worker holds the job). A state change moves the indexes and applies retention."""
         flags = ("r" if release else "") + ("c" if reclaim else "") + ("x" if exclusive else "")
         args = [*self.keep, holder or "", flags, _ms(ttl_s), *_expectations(expect), *_flatten(changes)]
-        status, why = self._update(keys=job_keys(job_id), args=args)
-        return Written(True, at=float(why)) if status == 1 else Written(False, why=str(why))
+        return _written(*self._update(keys=job_keys(job_id), args=args))
 
     def schedule(self, job_id: str, holder: str, step: Step, delay_s: float, expect: Expect | None = None,
                  retry_reason: str | None = None, task_id: str | None = None, retries: int = 0) -> Written:
@@ -169,8 +163,7 @@ class JobStore(JobIndex):
         member = step.to_member(task_id, retries)
         args = [holder, f"{max(0.0, delay_s):.3f}", member, "1" if retry_reason else "0", retry_reason or "",
                 *_expectations(expect)]
-        status, why = self._schedule(keys=job_keys(job_id), args=args)
-        return Written(True, at=float(why)) if status == 1 else Written(False, why=str(why))
+        return _written(*self._schedule(keys=job_keys(job_id), args=args))
 
     def later(self, step: Step, delay_s: float, task_id: str | None = None, retries: int = 0) -> None:
         """Publish ``step`` again in ``delay_s`` (Redis's clock), touching nothing of the job's
@@ -219,6 +212,11 @@ def _expectations(expect: Expect | None) -> list[str | int]:
         values = [_text(v) for v in allowed]
         args += [name, len(values), *values]
     return args
+
+
+def _written(status: int, why: str) -> Written:
+    """A fenced script's reply: {1, Redis's time} written, else {0 or -1, why not}."""
+    return Written(True, at=float(why)) if status == 1 else Written(False, why=str(why))
 
 
 def _ms(seconds: float) -> int:

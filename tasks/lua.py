@@ -8,9 +8,9 @@ Each script gets the same keys (``KEYS``, built by ``tasks.jobstore.job_keys``):
     12 delayed steps (member -> when to publish it)
 
 so the indexes move in the same script that changes a state and can never disagree with
-the records. Times are Redis's own (``TIME``): a value ``NOW`` or ``at_now(12.5)`` (a NUL, then
-``@now``, ``@now+12.5``: no text a person writes starts so) is written as that moment on Redis's
-clock, so no host's clock is ever compared with another's.
+the records. Times are Redis's own (``TIME``): a value ``NOW`` (a NUL, then ``@now``: no text a
+person writes starts so) is written as that moment on Redis's clock, so no host's clock is ever
+compared with another's.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ end
 
 local function stamp(t) return string.format('%.6f', t) end
 
--- NUL '@now' or NUL '@now+12.5' becomes that moment on Redis's clock; anything else stays
+-- NUL '@now' becomes this moment on Redis's clock; anything else stays
 local function value(v, t)
-  if string.sub(v, 1, 5) == '\0@now' then return stamp(t + (tonumber(string.sub(v, 6)) or 0)) end
+  if v == '\0@now' then return stamp(t) end
   return v
 end
 

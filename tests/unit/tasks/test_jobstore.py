@@ -9,7 +9,7 @@ import json
 import pytest
 
 from tasks.constants import DELAYED_KEY, JOB_INDEX_KEY, JOB_KEY, LEASE_KEY, REJECTED_KEY, TASK_CHUNK, TASK_START
-from tasks.jobstore import NOW, Claim, Created, Expect, JobStore, Written, at_now
+from tasks.jobstore import NOW, Claim, Created, Expect, JobStore, Written
 from tasks.record import TOKEN_FIELD, State
 from tasks.steps import Step
 from tests.unit.tasks.helpers import RedisFactory, both_backends, indexed, put_job, raw, record
@@ -437,18 +437,10 @@ def test_values_are_written_as_text(store: JobStore) -> None:
 # -- update: Redis's clock and the step counter ----------------------------------------------
 def test_now_values_are_written_as_redis_time(store: JobStore) -> None:
     put_job(store, "j1")
-    written = store.update("j1", None, {"heartbeat_at": NOW, "wake_at": at_now(12.5)})
+    written = store.update("j1", None, {"heartbeat_at": NOW, "handoff_at": NOW})
     assert written.at is not None and abs(written.at - store.now()) < 5
     job = record(store, "j1")
-    assert job.heartbeat_at == job.updated_at == written.at
-    assert job.wake_at == pytest.approx(written.at + 12.5, abs=1e-6)
-
-
-def test_at_now_with_a_negative_offset_is_in_the_past(store: JobStore) -> None:
-    put_job(store, "j1")
-    written = store.update("j1", None, {"wake_at": at_now(-30)})
-    assert written.at is not None
-    assert record(store, "j1").wake_at == pytest.approx(written.at - 30, abs=1e-6)
+    assert job.heartbeat_at == job.handoff_at == job.updated_at == written.at
 
 
 def test_every_write_stamps_updated_at(store: JobStore) -> None:
