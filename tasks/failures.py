@@ -8,7 +8,7 @@ help, and whose message says why, in one line (Flower's exception column, the wo
 from __future__ import annotations
 
 from tasks.errors import PermanentError, VuqError
-from tasks.record import NEEDS_TOKEN
+from tasks.record import resume_command
 
 
 class JobFailed(PermanentError):
@@ -31,5 +31,4 @@ def failure_for(job_id: str, error: VuqError, resumable: bool, needs: str | None
     """The exception a task ends with when ``error`` failed the job ``job_id``."""
     if not resumable:  # the reason first: Flower's exception column shows the start of the message
         return JobFailed(f"{error}; not resumable (job {job_id})")
-    how = f"vuq resume {job_id}" + (" --token-file FILE (a new upload token)" if needs == NEEDS_TOKEN else "")
-    return JobFailedResumable(f"{error}; resume: {how}")
+    return JobFailedResumable(f"{error}; resume: {resume_command(job_id, needs)}")

@@ -29,7 +29,7 @@ from tasks.observer import NULL_OBSERVER, Observer
 from tasks.planning import ChunkPlan, plan_chunks
 from tasks.ratelimit import FleetLimiter
 from tasks.received import first_missing_chunk, range_received
-from tasks.record import ACTIVE_STATES, NEEDS_TOKEN, JobRecord, State
+from tasks.record import ACTIVE_STATES, JobRecord, State, resume_command
 from tasks.settings import Settings
 from tasks.sources import Source, open_source
 from tasks.steps import Sent, Step, step_for
@@ -110,8 +110,7 @@ class Pipeline:
             if info.identity != job.source_identity:
                 raise SourceError(f"source: {source.description} changed since the job started "
                                   f"(was {job.size} bytes, now {info.size})")
-            plan = ChunkPlan(job.size or 0, job.chunk_size or 0)
-            return self._send(job, index, plan, source, info.name, token, holder, keeper)
+            return self._send(job, index, job.plan, source, info.name, token, holder, keeper)
 
     def finalize(self, job_id: str, holder: str) -> Step | None:
         """Check the upload is whole where a chunk was taken as already received, patch the video's
@@ -123,10 +122,9 @@ class Pipeline:
             job, _token, _keeper = held
             missing = self._missing_chunk(job)
             if missing is not None:
-                plan = ChunkPlan(job.size or 0, job.chunk_size or 0)
                 log.warning("job %s: api.video lacks chunk %d; sending it again", job_id, missing + 1)
                 written = self._write(job_id, holder, {"state": State.UPLOADING, "next_chunk": missing,
-                                                       "bytes_sent": plan.start(missing), "verify_upload": "",
+                                                       "bytes_sent": job.plan.start(missing), "verify_upload": "",
                                                        "handoff_at": NOW}, expect, release=True)
                 return replace(step_for(job, TASK_CHUNK, missing), handoff_at=written.at)
             video = dict(job.spec.get("video") or {})
@@ -154,8 +152,8 @@ class Pipeline:
             log.info("job %s: not marked failed (%s): %s", job_id, written.why, error)
             return False, None
         self.observer.state(job_id, State.FAILED)
-        hint = f"resumable: vuq resume {job_id}" + (" --token-file FILE" if needs == NEEDS_TOKEN else "")
-        log.warning("job %s: failed: %s (%s)", job_id, error, hint if resumable else "not resumable")
+        hint = f"resumable: {resume_command(job_id, needs)}" if resumable else "not resumable"
+        log.warning("job %s: failed: %s (%s)", job_id, error, hint)
         job = self.store.get(job_id)
         return True, callback_step(job) if job else None
 
@@ -277,8 +275,7 @@ class Pipeline:
         if not self.tokens.available:
             log.info("job %s: chunk %d taken as already received (no API key to check)", job.job_id, index + 1)
             return True
-        status = self.tokens.call(lambda auth: self.api.video_status(auth, job.video_id or ""))
-        if not range_received(status, plan.start(index), plan.end(index) - 1):
+        if not range_received(self._status(job), plan.start(index), plan.end(index) - 1):
             raise ChunkInFlight(job.job_id, index)
         log.info("job %s: chunk %d was already received", job.job_id, index + 1)
         return False
@@ -287,8 +284,11 @@ class Pipeline:
         """The first chunk api.video lacks, when a chunk was taken on trust and a key can check."""
         if not job.verify_upload or not self.tokens.available or not job.video_id:
             return None
-        status = self.tokens.call(lambda auth: self.api.video_status(auth, job.video_id or ""))
-        return first_missing_chunk(status, ChunkPlan(job.size or 0, job.chunk_size or 0))
+        return first_missing_chunk(self._status(job), job.plan)
+
+    def _status(self, job: JobRecord) -> dict[str, Any]:
+        """What api.video holds of the job's upload (API-key auth)."""
+        return self.tokens.call(lambda auth: self.api.video_status(auth, job.video_id or ""))
 
     def _streaming(self, job: JobRecord, index: int, plan: ChunkPlan, blocks: Iterator[bytes],
                    keeper: Held) -> Iterator[bytes]:

@@ -9,6 +9,7 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
 
+from tasks.planning import ChunkPlan
 from tasks.redact import mask_url
 
 
@@ -112,6 +113,11 @@ class JobRecord:
         return os.path.basename(path.rstrip("/")) or "-"
 
     @property
+    def plan(self) -> ChunkPlan:
+        """The chunks its start recorded (size and chunk size)."""
+        return ChunkPlan(self.size or 0, self.chunk_size or 0)
+
+    @property
     def progress(self) -> float:
         """Share of the bytes api.video acknowledged (0..1); 0 until the size is known."""
         return min(1.0, self.bytes_sent / self.size) if self.size else 0.0
@@ -120,9 +126,7 @@ class JobRecord:
         """How a person continues this failed job, or None when a resume cannot help."""
         if self.state != State.FAILED or not self.error_retryable:
             return None
-        if self.error_needs == NEEDS_TOKEN:
-            return f"vuq resume {self.job_id} --token-file FILE (a new upload token)"
-        return f"vuq resume {self.job_id}"
+        return resume_command(self.job_id, self.error_needs)
 
     def public(self) -> dict[str, Any]:
         """What `vuq status --json`, listings and webhooks show: never a secret. A source or
@@ -154,3 +158,10 @@ class JobRecord:
             "callback": self.callback,
             "cleanup": self.cleanup,
         }
+
+
+def resume_command(job_id: str, needs: str | None = None) -> str:
+    """The command that continues a failed job (``needs``: what the resume needs first)."""
+    if needs == NEEDS_TOKEN:
+        return f"vuq resume {job_id} --token-file FILE (a new upload token)"
+    return f"vuq resume {job_id}"

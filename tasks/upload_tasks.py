@@ -32,6 +32,7 @@ from tasks.errors import ApiRejected, Busy, ConfigError, PermanentError, Retryab
 from tasks.failures import JobFailed, failure_for
 from tasks.intake import accept_spec
 from tasks.pipeline import LeaseLost, StepKeepsDying, expectation
+from tasks.record import NEEDS_TOKEN
 from tasks.redact import mask_secrets, redact
 from tasks.redisconn import patiently
 from tasks.retry import backoff_s
@@ -136,9 +137,8 @@ def run_step(task: Task, step: Step, body: Callable[[str], Step | None]) -> None
 
 def enqueue(task: Task, step: Step) -> None:
     """Publish ``step`` with its label for Flower and its hand-off time for the janitor."""
-    headers = {HANDOFF_HEADER: step.handoff_at} if step.handoff_at is not None else {}
-    task.app.send_task(step.task, kwargs=step.kwargs(), queue=runtime.pipeline().settings.queue,
-                       kwargsrepr=step.shown(), headers=headers, retry=True, retry_policy=PUBLISH_RETRY)
+    task.app.send_task(step.task, queue=runtime.pipeline().settings.queue, retry=True, retry_policy=PUBLISH_RETRY,
+                       **step.message())
 
 
 def _schedule(task: Task, step: Step, holder: str, delay_s: float, reason: str | None) -> bool:
@@ -163,6 +163,7 @@ def _retry(task: Task, step: Step, holder: str, error: RetryableError) -> None:
     if attempt >= settings.max_retries:
         _fail(task, step, holder, RetryableError(f"gave up after {attempt + 1} attempts: {error}",
                                                  reason=error.reason), True)
+        return  # the job moved on under another worker: nothing of this step's to retry
     delay = backoff_s(attempt, settings.retry_backoff_s, settings.retry_backoff_max_s, error.retry_after_s)
     if not _schedule(task, step, holder, delay, error.reason):
         return
@@ -172,7 +173,7 @@ def _retry(task: Task, step: Step, holder: str, error: RetryableError) -> None:
 
 
 def _fail(task: Task, step: Step, holder: str, error: VuqError, resumable: bool) -> None:
-    needs = "token" if isinstance(error, ApiRejected) and error.slug in TOKEN_REJECTED_SLUGS else None
+    needs = NEEDS_TOKEN if isinstance(error, ApiRejected) and error.slug in TOKEN_REJECTED_SLUGS else None
     recorded, following = runtime.pipeline().fail(step.job_id, holder, error, resumable,
                                                   expectation(step.task, step.chunk), needs)
     if not recorded:
