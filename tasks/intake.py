@@ -42,7 +42,7 @@ def accept_spec(pipeline: Pipeline, spec: dict[str, Any], job_id: str | None, me
     new_id = parsed.job_id or message_id
     created = store.create(new_id, {**parsed.public(), "job_id": new_id}, parsed.token, parsed.fingerprint(),
                            queue=settings.queue)
-    if not created.created and created.spec_hash and created.spec_hash != parsed.fingerprint():
+    if created.conflicts(parsed.fingerprint()):
         problem = f"job_id: {new_id!r} already names a job with a different spec ({created.state})"
         _refuse(pipeline, message_id, new_id, mask_secrets(raw), problem)
         raise JobFailed(f"job {new_id}: {problem}; the existing job is unchanged")

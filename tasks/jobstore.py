@@ -76,6 +76,10 @@ class Created:
     def __bool__(self) -> bool:
         return self.created
 
+    def conflicts(self, spec_hash: str) -> bool:
+        """The id was in use by a job with another spec (an idempotency key used twice)."""
+        return not self.created and bool(self.spec_hash) and self.spec_hash != spec_hash
+
 
 class JobStore(JobIndex):
     """Job records in Redis. ``client`` must decode responses (``decode_responses=True``).

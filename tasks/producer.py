@@ -21,7 +21,7 @@ import redis
 from celery import Celery
 from kombu.exceptions import OperationalError
 
-from tasks.constants import HANDOFF_HEADER, TASK_START
+from tasks.constants import TASK_START
 from tasks.errors import EnqueueError, SpecError
 from tasks.jobstore import JobStore
 from tasks.operations import resume
@@ -56,7 +56,7 @@ def enqueue_upload(source: str, *, token: str | None = None, video: dict[str, An
     if created.created and settings.sentinel and not created.replicated:
         log.warning("job %s: no replica confirmed it within a second (a failover now could lose it)", job_id)
     if not created.created:
-        if created.spec_hash and created.spec_hash != spec.fingerprint():
+        if created.conflicts(spec.fingerprint()):
             raise SpecError("job_id", f"{job_id!r} already names a job with a different spec ({created.state}); "
                                       "use another job_id, or the same spec to get that job")
         return job_id  # the same request again: the same job, no second message
@@ -85,8 +85,7 @@ def send_step(step: Step, settings: Settings | None = None) -> None:
         step = replace(step, handoff_at=job_store(settings).now())
     try:
         _producer(settings.broker_url, settings.sentinel).send_task(
-            step.task, kwargs=step.kwargs(), queue=settings.queue, kwargsrepr=step.shown(),
-            headers={HANDOFF_HEADER: step.handoff_at}, retry=True, retry_policy={"max_retries": 2})
+            step.task, queue=settings.queue, retry=True, retry_policy={"max_retries": 2}, **step.message())
     except (OperationalError, redis.RedisError, OSError) as exc:
         raise EnqueueError(unreachable(settings.broker_url, exc, "the broker (Redis)")) from None
 
