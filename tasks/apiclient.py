@@ -117,7 +117,6 @@ class ApiClient:
             return response.json() if response.content else {}
         raise _error(shown, response, secrets)
 
-
     def _pace(self, klass: str) -> None:
         """Wait a moment for a slot of the fleet's budget for ``klass``; defer the step if it is far off."""
         if self.pacer is None:

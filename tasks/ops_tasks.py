@@ -72,14 +72,14 @@ def cleanup(self: Task, job_id: str) -> None:
     job = store.get(job_id)
     if job is None or job.state != State.CANCELLED or job.cleanup != "deleting":
         return
+    again = Step(TASK_CLEANUP, job_id, queue=pipeline.settings.queue)
     if store.lease_holder(job_id):  # a chunk is still on its way; its cursor write will be refused
-        store.later(Step(TASK_CLEANUP, job_id, queue=pipeline.settings.queue), CLEANUP_WAIT_S)
+        store.later(again, CLEANUP_WAIT_S)
         return
     try:
         outcome = _delete_video(job_id, job.video_id)
     except (RetryableError, Throttled) as exc:
-        store.later(Step(TASK_CLEANUP, job_id, queue=pipeline.settings.queue),
-                    getattr(exc, "wait_s", 0) or CLEANUP_WAIT_S * 5)
+        store.later(again, getattr(exc, "wait_s", 0) or CLEANUP_WAIT_S * 5)
         log.info("job %s: cleanup deferred: %s", job_id, exc)
         return
     except ApiRejected as exc:

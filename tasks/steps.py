@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from tasks.constants import TASK_CHUNK, TASK_FINALIZE, TASK_START
+from tasks.constants import HANDOFF_HEADER, TASK_CHUNK, TASK_FINALIZE, TASK_START
 from tasks.record import JobRecord
 from tasks.redact import redact
 
@@ -46,6 +46,12 @@ class Step:
     def shown(self) -> str:
         """The kwargs repr for Flower and logs: the label, or the bare kwargs."""
         return self.label or repr(self.kwargs())
+
+    def message(self) -> dict[str, Any]:
+        """What its Celery message carries (``send_task`` options): the ids, the label Flower shows,
+        and the hand-off time the janitor reads."""
+        headers = {HANDOFF_HEADER: self.handoff_at} if self.handoff_at is not None else {}
+        return {"kwargs": self.kwargs(), "kwargsrepr": self.shown(), "headers": headers}
 
     def to_member(self, task_id: str | None = None, retries: int = 0) -> str:
         """This step as a delayed-set member (JSON, unique per deferral)."""

@@ -14,7 +14,6 @@ from celery.app.amqp import AMQP
 from celery.worker import state as worker_state
 
 from tasks import runtime
-from tasks.constants import HANDOFF_HEADER
 from tasks.delayed import DelayedStepPump
 from tasks.jobstore import JobStore
 from tasks.redact import mask_secrets
@@ -82,9 +81,8 @@ def _start_pump(sender: Any = None, **_: Any) -> None:
     _activity.start()
 
     def publish(step: Step, task_id: str | None, retries: int) -> None:
-        app.send_task(step.task, kwargs=step.kwargs(), queue=step.queue or settings.queue, task_id=task_id,
-                      retries=retries,
-                      kwargsrepr=step.shown(), headers={HANDOFF_HEADER: step.handoff_at})
+        app.send_task(step.task, queue=step.queue or settings.queue, task_id=task_id, retries=retries,
+                      **step.message())
 
     _pump = DelayedStepPump(lambda: JobStore(redis_client(settings.redis_url, settings.sentinel)), publish)
     _pump.start()
