@@ -68,20 +68,20 @@ def watch(job_id: str, as_json: bool) -> int:
 
 
 def _finish(job: JobRecord, as_json: bool) -> int:
-    if as_json:
-        _print_json(job.public())
-    else:
-        print(describe(job, _store().now()))
+    _show(job, as_json)
     return 0 if job.state == State.DONE else 1
 
 
 def status(job_id: str, as_json: bool) -> int:
-    job = _get(job_id)
+    _show(_get(job_id), as_json)
+    return 0
+
+
+def _show(job: JobRecord, as_json: bool) -> None:
     if as_json:
         _print_json(job.public())
     else:
         print(describe(job, _store().now()))
-    return 0
 
 
 def jobs(states: list[str] | None, limit: int, before: str | None, as_json: bool) -> int:

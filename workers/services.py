@@ -8,14 +8,13 @@ worker under another command (``ip netns exec …``, ``setpriv …``).
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 import shutil
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any
 import redis
 
 from emulator.client import EmulatorClient
+from workers.processes import is_loopback
 from workers.supervise import Child, free_port, start, wait_until
 
 READY_TIMEOUT_S = 60.0
@@ -104,7 +104,7 @@ class RedisServer(RedisProcess):
         argv = [*self.prefix, redis_server_binary(), "--bind", self.host, "--port", str(self.port),
                 "--dir", str(self.data_dir), "--save", "", "--maxmemory-policy", "noeviction", "--logfile", ""]
         argv += ["--appendonly", "yes", "--appendfsync", "everysec"] if self.aof else ["--appendonly", "no"]
-        if not self.password and not _is_loopback(self.host):
+        if not self.password and not is_loopback(self.host):
             # Redis 7 answers -DENIED to every non-loopback client of a server without a password, even
             # with an explicit --bind; a caller binding to another address means to be reached there.
             argv += ["--protected-mode", "no"]
@@ -128,32 +128,27 @@ class RedisServer(RedisProcess):
         self.start()
 
 
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
-
-
 def answers(child: Child | None, client: redis.Redis, what: str) -> bool:
     """Whether a Redis (or sentinel) we started answers; ServiceError with its log if it exited."""
     if child is not None and not child.alive:
         raise ServiceError(f"{what} exited:\n{child.log()[-2000:]}")
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
+    return _pings(client)
 
 
 def redis_answers(url: str) -> bool:
     """Whether a Redis answers at ``url`` within a second."""
     client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
     try:
+        return _pings(client)
+    finally:
+        client.close()
+
+
+def _pings(client: redis.Redis) -> bool:
+    try:
         return bool(client.ping())
     except redis.RedisError:
         return False
-    finally:
-        client.close()
 
 
 # -- the emulator ----------------------------------------------------------------------------------
@@ -179,7 +174,7 @@ def start_emulator(data_dir: Path, api_key: str, log_dir: Path, args: Sequence[s
     argv = [*prefix, sys.executable, "-m", "emulator", "--host", host, "--port", str(port),
             "--data-dir", str(data_dir), "--api-key", api_key, *args]
     child = start(f"emulator-{uuid.uuid4().hex[:6]}", argv, os.environ, log_dir)
-    child.wait_for(lambda log: _LISTENING.search(log) is not None, READY_TIMEOUT_S)
+    _ready_or_killed(child, lambda log: _LISTENING.search(log) is not None)
     url = _LISTENING.search(child.log()).group(1)  # type: ignore[union-attr]
     return EmulatorProcess(child, url, api_key, data_dir)
 
@@ -240,9 +235,10 @@ def start_flower(env: Mapping[str, str], log_dir: Path, port: int, address: str 
     return child
 
 
-def _ready_or_killed(child: Child, sign: object) -> None:
+def _ready_or_killed(child: Child, sign: Callable[[str], bool]) -> None:
+    """Wait for ``sign`` in the child's log; a child that never shows it is killed, not left running."""
     try:
-        child.wait_for(sign, READY_TIMEOUT_S)  # type: ignore[arg-type]
+        child.wait_for(sign, READY_TIMEOUT_S)
     except RuntimeError:
         child.kill()
         raise
