@@ -42,6 +42,21 @@ def sample_file(path: Path, size: int, seed: int | None = 0) -> str:
     return digest.hexdigest()
 
 
+def source_file(root: Path, name: str, size: int, seed: int = 0) -> tuple[Path, str]:
+    """``sample_file`` at ``root/name``: its path and sha256."""
+    path = root / name
+    return path, sample_file(path, size, seed)
+
+
+def wait_final(store: JobStore, job_id: str, timeout_s: float) -> JobRecord:
+    """The job's record once it ended (done, failed or cancelled); TimeoutError after ``timeout_s``."""
+    def final() -> JobRecord | None:
+        job = store.get(job_id)
+        return job if job and job.state.final else None
+
+    return wait_until(final, timeout_s, f"job {job_id} to end")
+
+
 @dataclass
 class LocalStack:
     """What ``running_stack`` started, and a producer's view of it."""
@@ -58,8 +73,7 @@ class LocalStack:
 
     def file(self, name: str, size: int, seed: int = 0) -> tuple[Path, str]:
         """A source under the workers' allowed root, and its sha256."""
-        path = self.root / name
-        return path, sample_file(path, size, seed)
+        return source_file(self.root, name, size, seed)
 
     def enqueue(self, source: Path | str, **spec: Any) -> str:
         """Enqueue with a fresh upload token unless the spec names one (``token=None``: none)."""
@@ -71,11 +85,7 @@ class LocalStack:
         send_step(step, self.settings)
 
     def wait_final(self, job_id: str, timeout_s: float = 60.0) -> JobRecord:
-        def final() -> JobRecord | None:
-            job = self.store.get(job_id)
-            return job if job and job.state.final else None
-
-        return wait_until(final, timeout_s, f"job {job_id} to end")
+        return wait_final(self.store, job_id, timeout_s)
 
     def add_worker(self, concurrency: int = 2, pool: str | None = None, **extra_env: str) -> Child:
         worker = start_worker({**self.env, **extra_env}, self.log_dir, concurrency, pool=pool or self.pool,

@@ -34,6 +34,7 @@ from tasks.errors import EnqueueError, SpecError
 from tasks.producer import enqueue_upload
 from tasks.record import JobRecord, State
 from tasks.settings import Settings
+from tests.support.checks import videos_of
 from tests.support.ports import free_port
 from tests.support.range_server import serving
 from tests.support.receiver import receiving
@@ -470,7 +471,7 @@ def test_an_api_key_rejected_at_finalize_keeps_the_upload_and_resumes_once_fixed
     done = keyed.emulator.video(job.video_id or "")
     assert done["sha256"] == digest and done["title"] == "kept" and done["tags"] == ["conf"]
     assert done["metadata"] == {"speaker": "Ada", JOB_METADATA_KEY: job_id}
-    assert [v["videoId"] for v in keyed.emulator.videos() if v["metadata"].get(JOB_METADATA_KEY) == job_id] == [
+    assert [v["videoId"] for v in videos_of(keyed.emulator.videos(), job_id)] == [
         job.video_id]
 
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tasks.constants import JOB_METADATA_KEY, MIB
+from tasks.constants import MIB
 from tasks.record import State
-from tests.support.checks import chunks_in_order
+from tests.support.checks import chunks_in_order, videos_of
 from tests.support.stack import running_stack
 from tests.support.waiting import wait_for
 from workers.sentinel import start_sentinel_cluster
@@ -36,7 +36,7 @@ def test_jobs_finish_byte_exact_through_a_failover(tmp_path: Path, redis_url: st
     assert new != old
     assert [r.state for r in records] == [State.DONE] * len(ids), [(r.job_id, r.state, r.error) for r in records]
     for record, (_, digest) in zip(records, files, strict=True):
-        mine = [v for v in videos if v["metadata"].get(JOB_METADATA_KEY) == record.job_id]
+        mine = videos_of(videos, record.job_id)
         assert len(mine) == 1 and mine[0]["sha256"] == digest, (record.job_id, len(mine))
         assert chunks_in_order(chunks[mine[0]["videoId"]])
         assert record.error is None and "internal error" not in logs

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from tasks.constants import JOB_METADATA_KEY, MIB
+from tasks.constants import MIB
 from tasks.record import State
 from tasks.webhooks import SIGNATURE_HEADER, verify
+from tests.support.checks import videos_of
 from tests.support.receiver import receiving
 from tests.support.stack import Stack, running_stack
 from tests.support.waiting import wait_for
@@ -113,7 +114,7 @@ def test_a_job_that_ran_out_of_retries_resumes_from_its_cursor(ops: Stack) -> No
     assert job.state == State.DONE, job.error
     video = ops.emulator.video(job.video_id)
     assert video["sha256"] == digest and len(video["chunks"]) == 6
-    assert len([v for v in ops.emulator.videos() if v["metadata"].get(JOB_METADATA_KEY) == job_id]) == 1
+    assert len(videos_of(ops.emulator.videos(), job_id)) == 1
 
 
 def test_retry_failed_resumes_transient_failures_only(ops: Stack) -> None:

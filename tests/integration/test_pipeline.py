@@ -5,7 +5,7 @@ from __future__ import annotations
 from tasks.constants import JOB_METADATA_KEY, MIB, TASK_CHUNK
 from tasks.pipeline import Step
 from tasks.record import State
-from tests.support.checks import chunks_in_order
+from tests.support.checks import chunks_in_order, videos_of
 from tests.support.events import capturing_events
 from tests.support.stack import Stack
 from tests.support.waiting import wait_for
@@ -76,7 +76,7 @@ def test_duplicated_chunk_message_changes_nothing(stack: Stack) -> None:
         stack.send(Step(TASK_CHUNK, job_id, index))
     job = stack.wait_final(job_id)
     assert job.state == State.DONE, job.error
-    mine = [v for v in stack.emulator.videos() if v["metadata"].get(JOB_METADATA_KEY) == job_id]
+    mine = videos_of(stack.emulator.videos(), job_id)
     assert len(mine) == 1 and mine[0]["videoId"] == job.video_id
     video = stack.emulator.video(job.video_id)
     assert video["sha256"] == digest and len(video["chunks"]) == 8
@@ -92,7 +92,7 @@ def test_same_job_id_twice_makes_one_job(stack: Stack) -> None:
     job = stack.wait_final("twice-1")
     assert job.state == State.DONE
     assert [j.job_id for j in stack.store.page(limit=1000)].count("twice-1") == 1
-    mine = [v for v in stack.emulator.videos() if v["metadata"].get(JOB_METADATA_KEY) == "twice-1"]
+    mine = videos_of(stack.emulator.videos(), "twice-1")
     assert len(mine) == 1 and mine[0]["sha256"] == digest
 
 

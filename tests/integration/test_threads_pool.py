@@ -8,10 +8,10 @@ import itertools
 from collections import defaultdict
 from pathlib import Path
 
-from tasks.constants import JOB_METADATA_KEY, MIB, TASK_CHUNK
+from tasks.constants import MIB, TASK_CHUNK
 from tasks.record import State
 from tasks.steps import Step
-from tests.support.checks import chunks_in_order
+from tests.support.checks import chunks_in_order, videos_of
 from tests.support.stack import running_stack
 from tests.support.waiting import wait_for
 
@@ -34,7 +34,7 @@ def test_eight_threads_in_one_process_never_upload_one_job_twice_at_once(tmp_pat
         videos = stack.emulator.videos()
     assert [r.state for r in records] == [State.DONE] * len(ids), [(r.job_id, r.error) for r in records]
     for record, (_, digest) in zip(records, files, strict=True):
-        mine = [v for v in videos if v["metadata"].get(JOB_METADATA_KEY) == record.job_id]
+        mine = videos_of(videos, record.job_id)
         assert len(mine) == 1 and mine[0]["sha256"] == digest
         assert chunks_in_order(mine[0]["chunks"]), mine[0]["chunks"]
     uploads: dict[str, list[tuple[float, float]]] = defaultdict(list)

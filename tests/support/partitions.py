@@ -14,16 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tasks.constants import JOB_METADATA_KEY
 from tasks.jobstore import JobStore
 from tasks.producer import enqueue_upload
 from tasks.record import JobRecord, State
 from tasks.redisconn import redis_client
 from tasks.settings import Settings
-from tests.support.checks import chunks_in_order
+from tests.support.checks import chunks_in_order, videos_of
 from tests.support.netns import Host, Lab
 from tests.support.workers import worker_env
-from workers.localstack import sample_file
+from workers.localstack import source_file, wait_final
 from workers.services import EmulatorProcess, RedisServer, start_beat, start_emulator, start_worker
 from workers.supervise import Child, wait_until
 
@@ -61,14 +60,13 @@ class Cluster:
         return "\n".join(w.log() for n, ws in self.workers.items() if name in (None, n) for w in ws)
 
     def file(self, name: str, size: int, seed: int) -> tuple[Path, str]:
-        path = self.root / name
-        return path, sample_file(path, size, seed)
+        return source_file(self.root, name, size, seed)
 
     def enqueue(self, path: Path, **spec: Any) -> str:
         return enqueue_upload(str(path), settings=self.settings, **{"chunk_size": "16MiB", **spec})
 
     def wait_final(self, job_id: str, timeout_s: float) -> JobRecord:
-        return wait_until(lambda: (j := self.store.get(job_id)) and j.state.final and j, timeout_s, f"{job_id} to end")
+        return wait_final(self.store, job_id, timeout_s)
 
     def uploads(self, video_id: str) -> list[dict[str, Any]]:
         return [e for e in self.emulator.requests_log() if e["path"] == "/upload" and e.get("video_id") == video_id]
@@ -90,7 +88,7 @@ class Cluster:
         """Done, byte-exact, one video for the job, chunks in order with no gap."""
         job = self.store.get(job_id)
         assert job is not None and job.state == State.DONE, (job.state, job.error) if job else job_id
-        mine = [v for v in self.emulator.videos() if v["metadata"].get(JOB_METADATA_KEY) == job_id]
+        mine = videos_of(self.emulator.videos(), job_id)
         assert len(mine) == 1 and mine[0]["videoId"] == job.video_id, mine
         stored = self.emulator.video(job.video_id or "")
         assert stored["sha256"] == digest and chunks_in_order(stored["chunks"]), stored["chunks"]
