@@ -43,10 +43,6 @@ class EmulatorClient:
         body = self._call("POST", "/upload-tokens", json={"ttl": ttl}, headers=self.auth_header)
         return str(body["token"])
 
-    def delete_upload_token(self, token: str) -> None:
-        """``DELETE /upload-tokens/{token}``: the token stops working."""
-        self._call("DELETE", f"/upload-tokens/{token}", headers=self.auth_header)
-
     def videos(self) -> list[dict[str, Any]]:
         """Every video the emulator holds, also incomplete ones (hook)."""
         return list(self._call("GET", "/_emulator/videos")["data"])

@@ -26,7 +26,6 @@ from typing import Any
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
-from redis.sentinel import Sentinel
 
 from workers.services import RedisProcess, RedisServer, ServiceError, redis_server_binary
 from workers.supervise import Child, free_port, wait_until
@@ -146,12 +145,6 @@ class SentinelCluster:
         if self.sentinel_password:
             env["VUQ_SENTINEL_PASSWORD"] = self.sentinel_password
         return env
-
-    def sentinel_client(self, **options: Any) -> Sentinel:
-        """A redis-py ``Sentinel`` for this group: ``.master_for(cluster.master_name)`` follows failovers."""
-        probe = {"socket_timeout": _PROBE_TIMEOUT_S, "socket_connect_timeout": _PROBE_TIMEOUT_S}
-        return Sentinel(self.sentinel_addresses, sentinel_kwargs={**probe, "password": self.sentinel_password},
-                        password=self.password, **{**probe, **options})
 
     def master_address(self) -> tuple[str, int]:
         """Where the sentinels say the primary is (the first sentinel that answers)."""
