@@ -19,10 +19,11 @@ from collections.abc import Mapping
 
 import redis
 
+from tasks.apiclient import READ, UPLOAD, WRITE
 from tasks.constants import KEY_PREFIX
 
 WINDOW_S = 60.0
-CLASSES = ("upload", "write", "read")
+CLASSES = (UPLOAD, WRITE, READ)
 # api.video's limits are 40-500 a minute; above this nothing is paced (only 429s block)
 UNLIMITED_PER_MINUTE = 10_000
 RATE_LIMIT_KEY = KEY_PREFIX + "ratelimit:{account}:{klass}"
