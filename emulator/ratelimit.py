@@ -51,7 +51,8 @@ class Window:
         return now - self.started >= RATE_LIMIT_WINDOW_S
 
     def _retry_after(self, now: float) -> int:
-        return max(1, math.ceil(self.started + RATE_LIMIT_WINDOW_S - now))
+        # The window's age first: ``started + 60 - now`` can round to 60.000…01 and answer 61.
+        return max(1, math.ceil(RATE_LIMIT_WINDOW_S - (now - self.started)))
 
     def hit(self, limit: int, now: float) -> Verdict:
         """Count a request against ``limit``."""

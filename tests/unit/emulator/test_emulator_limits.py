@@ -72,6 +72,11 @@ def test_window_counts_per_class_and_resets_after_a_minute() -> None:
     assert limiter.peek("read", 5).remaining == 5
 
 
+def test_a_window_just_started_never_says_more_than_a_minute() -> None:
+    start = 131014.70835709838  # start + 60 - start rounds to 60.000…01 in floating point
+    assert Window().hit(5, start).retry_after_s == 60
+
+
 def test_rate_limited_counts_by_class() -> None:
     state = FaultState()
     state.count_rate_limited("write")
