@@ -54,6 +54,7 @@ app = create_app()
 def _worker_starts(**_: Any) -> None:
     """Main worker process: metrics (if VUQ_METRICS_PORT is set) and what the pipeline reports to."""
     settings = get_settings()
+    runtime.ssl_context()  # made once here, before the pool forks: every child inherits it
     # The chain's own chunk messages need no task-sent event (Flower shows them once received);
     # it would be one more publish between two chunks. Producers and Flower keep sending them.
     app.conf.task_send_sent_event = False
