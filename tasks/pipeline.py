@@ -192,8 +192,10 @@ class Pipeline:
         if self.limiter is None:
             return self.settings.chunk_size
         used, limit = self.limiter.usage(UPLOAD)
+        if not limit:  # not known yet: nothing to fit to
+            return self.settings.chunk_size
         in_hand = used + sum(self.store.counts()[str(s)] for s in ACTIVE_STATES)
-        return MAX_CHUNK_BYTES if limit and in_hand >= limit * BUDGET_BINDS_AT else self.settings.chunk_size
+        return MAX_CHUNK_BYTES if in_hand >= limit * BUDGET_BINDS_AT else self.settings.chunk_size
 
     def _source(self, job: JobRecord) -> Source:
         return open_source(str(job.spec.get("source", "")), self.settings.allowed_roots, self.sources)
