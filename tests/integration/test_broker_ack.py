@@ -98,3 +98,35 @@ def test_a_requeue_that_fails_gives_the_slot_back(redis_url: str, queue: Queue,
         message.reject(requeue=True)
         assert channel.qos.can_consume()
 
+
+
+def clients_made(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts ``redis.Redis`` objects made from now on."""
+    made = [0]
+    real = redis.Redis.__init__
+
+    def counting(self: redis.Redis, *args: Any, **kwargs: Any) -> None:
+        made[0] += 1
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(redis.Redis, "__init__", counting)
+    return made
+
+
+@pytest.mark.parametrize("transport", [STOCK, OURS], ids=["kombu's", "ours"])
+def test_a_channel_keeps_one_redis_client_for_publish_delivery_and_ack(
+        redis_url: str, queue: Queue, transport: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    with Connection(redis_url, transport=transport) as conn:
+        channel, message = held_message(conn, queue)
+        message.ack()
+        made = clients_made(monkeypatch)
+        with conn.Producer(channel) as producer:
+            for step in range(10):
+                producer.publish({"step": step}, exchange=queue.exchange, routing_key=queue.routing_key)
+                got = channel.basic_get(queue.name, no_ack=False)
+                assert got is not None and got.payload == {"step": step}
+                got.ack()
+    if transport is OURS:
+        assert made[0] == 0, "a Redis client made per command: redis-py rebuilds its callback table each time"
+    else:
+        assert made[0] >= 30  # what the change saves: publish, delivery and ack each made one
