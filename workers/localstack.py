@@ -21,7 +21,7 @@ from tasks.record import JobRecord
 from tasks.redisconn import redis_client
 from tasks.settings import Settings
 from workers.services import EmulatorProcess, start_beat, start_emulator, start_worker, worker_env
-from workers.supervise import Child, wait_until
+from workers.supervise import Child, stop_all, wait_until
 
 DEFAULT_API_KEY = "vuq-local-api-key-3f9a1c"
 _BLOCK = 1 << 20
@@ -99,8 +99,7 @@ class LocalStack:
         return beat
 
     def stop_workers(self) -> None:
-        for worker in reversed(self.workers):
-            worker.stop()
+        stop_all(self.workers)
 
     def logs(self) -> str:
         return "\n".join(w.log() for w in self.workers)

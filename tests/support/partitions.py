@@ -24,7 +24,7 @@ from tests.support.netns import Host, Lab
 from tests.support.workers import worker_env
 from workers.localstack import source_file, wait_final
 from workers.services import EmulatorProcess, RedisServer, start_beat, start_emulator, start_worker
-from workers.supervise import Child, wait_until
+from workers.supervise import Child, stop_all, wait_until
 
 API_KEY = "partition-api-key-77"
 
@@ -128,9 +128,7 @@ def distributed(tmp: Path, emulator_args: tuple[str, ...] = (), **env: str) -> I
         cluster = Cluster(lab, redis, emu, full_env, settings, JobStore(redis_client(redis.url)), root, log_dir)
 
         def stop_workers() -> None:  # before the lab goes: it would SIGKILL what runs in its hosts
-            for children in cluster.workers.values():
-                for child in children:
-                    child.stop(10.0)
+            stop_all([child for children in cluster.workers.values() for child in children], 10.0)
 
         stack.callback(stop_workers)
         yield cluster

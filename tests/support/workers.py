@@ -8,7 +8,7 @@ from pathlib import Path
 
 from workers import services
 from workers.services import start_beat, start_worker
-from workers.supervise import Child
+from workers.supervise import Child, stop_all
 
 WorkerProcess = Child
 # Fast retries and a generous bound: tests wait for jobs, not for backoff. Sources and callbacks
@@ -37,5 +37,4 @@ def running_workers(env: Mapping[str, str], log_dir: Path, count: int = 1,
     try:
         yield workers
     finally:
-        for worker in workers:
-            worker.stop()
+        stop_all(workers)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from workers.supervise import start, wait_until
+from workers.supervise import start, stop_all, wait_until
 
 PARENT = """
 import sys, time
@@ -49,3 +49,27 @@ def test_stop_ends_a_child(tmp_path: Path) -> None:
     child.stop(timeout_s=10)
     assert not child.alive
     assert child.proc.returncode == -signal.SIGTERM
+
+
+SLOW_TO_STOP = """
+import signal, sys, time
+def stopping(*_):
+    print("term", time.monotonic(), flush=True)
+    time.sleep(1.0)  # a warm shutdown
+    print("exit", time.monotonic(), flush=True)
+    sys.exit(0)
+signal.signal(signal.SIGTERM, stopping)
+print("ready", flush=True)
+time.sleep(120)
+"""
+
+
+def test_stop_all_shuts_children_down_side_by_side(tmp_path: Path) -> None:
+    children = [start(f"slow-{i}", [sys.executable, "-c", SLOW_TO_STOP], {}, tmp_path) for i in range(3)]
+    for child in children:
+        child.wait_for(lambda log: "ready" in log, 10)
+    stop_all(children, timeout_s=10)
+    assert [c.proc.returncode for c in children] == [0, 0, 0]  # each finished its own shutdown
+    times = {kind: [float(line.split()[1]) for c in children for line in c.log().splitlines()
+                    if line.startswith(kind)] for kind in ("term", "exit")}
+    assert max(times["term"]) < min(times["exit"]), "a child got SIGTERM only after another had exited"
