@@ -88,7 +88,8 @@ class Pipeline:
             source = self._source(job)
             info = source.info()
             # a retried start keeps the plan its first attempt recorded: chunk 0 may already be at api.video
-            plan = plan_chunks(info.size, job.chunk_size or job.spec.get("chunk_size") or self._fitted_chunk_size())
+            chunk_size = job.chunk_size or job.spec.get("chunk_size") or self._fitted_chunk_size(info.size)
+            plan = plan_chunks(info.size, chunk_size)
             token = token or self._mint_token(job, holder, expect)
             video_id = job.video_id or self._container(job, holder, expect)
             changes = {"state": State.UPLOADING, "size": info.size, "chunk_size": plan.chunk_size,
@@ -185,17 +186,21 @@ class Pipeline:
         return written
 
     # -- pieces of a step ----------------------------------------------------------------
-    def _fitted_chunk_size(self) -> int:
-        """The chunk size of a job whose producer did not pin one: the largest when the fleet's
-        upload budget binds (the requests in hand would use half a minute's budget or more), the
-        configured default when it is idle. See the README, "Chunk size and the upload budget"."""
+    def _fitted_chunk_size(self, size: int) -> int:
+        """The chunk size of a job of ``size`` bytes whose producer did not pin one: the largest when
+        the fleet's upload budget binds, the configured default when it is idle. It binds when the
+        requests in hand (the last minute's uploads, one for each other active job, and this job's
+        own at the default size) would use half a minute's budget or more: a big job is many requests
+        by itself, whatever was enqueued after it. See the README, "Chunk size and the upload budget"."""
+        default = self.settings.chunk_size
         if self.limiter is None:
-            return self.settings.chunk_size
+            return default
         used, limit = self.limiter.usage(UPLOAD)
         if not limit:  # not known yet: nothing to fit to
-            return self.settings.chunk_size
-        in_hand = used + sum(self.store.counts()[str(s)] for s in ACTIVE_STATES)
-        return MAX_CHUNK_BYTES if in_hand >= limit * BUDGET_BINDS_AT else self.settings.chunk_size
+            return default
+        others = sum(self.store.counts()[str(s)] for s in ACTIVE_STATES) - 1  # this job is active too
+        in_hand = used + max(0, others) + plan_chunks(size, default).count
+        return MAX_CHUNK_BYTES if in_hand >= limit * BUDGET_BINDS_AT else default
 
     def _source(self, job: JobRecord) -> Source:
         return open_source(str(job.spec.get("source", "")), self.settings.allowed_roots, self.sources)

@@ -641,13 +641,13 @@ def _chunk_size_at_start(pipeline: Pipeline, store: JobStore, clip: Path, pinned
 
 def test_an_idle_budget_keeps_the_default_chunk_size(build: Build, store: JobStore, clip: Path,
                                                      limiter: FleetLimiter) -> None:
-    _queued(store, clip, 3)  # with j1: 4 requests in hand, under half of 10
+    _queued(store, clip, 1)  # one other job and j1's three requests: 4 in hand, under half of 10
     assert _chunk_size_at_start(build(None, limiter=limiter), store, clip) == CHUNK
 
 
 def test_active_jobs_reaching_half_the_budget_fit_the_largest_chunk(build: Build, store: JobStore, fake: FakeApiVideo,
                                                                     clip: Path, limiter: FleetLimiter) -> None:
-    _queued(store, clip, 4)  # with j1: 5 of 10
+    _queued(store, clip, 2)  # two others and j1's three requests: 5 of 10
     assert _chunk_size_at_start(build(None, limiter=limiter), store, clip) == MAX_CHUNK_BYTES
     assert [u.content_range for u in fake.uploads] == [None]  # the whole source in one request
     assert record(store).chunks_total == 1
@@ -655,8 +655,17 @@ def test_active_jobs_reaching_half_the_budget_fit_the_largest_chunk(build: Build
 
 def test_usage_and_active_jobs_together_fit_the_largest_chunk(build: Build, store: JobStore, clip: Path,
                                                               limiter: FleetLimiter) -> None:
-    assert all(limiter.acquire(UPLOAD) == 0 for _ in range(4))
+    assert all(limiter.acquire(UPLOAD) == 0 for _ in range(2))  # and j1's three requests: 5 of 10
     assert _chunk_size_at_start(build(None, limiter=limiter), store, clip) == MAX_CHUNK_BYTES
+
+
+@pytest.mark.parametrize(("limit", "fitted"), [(6, MAX_CHUNK_BYTES), (7, CHUNK)])
+def test_a_job_that_is_half_the_budget_by_itself_fits_the_largest_chunk(
+        build: Build, store: JobStore, clip: Path, limit: int, fitted: int) -> None:
+    """Alone, j1's three requests at the default size are half of 6 (binds), not of 7: what is
+    enqueued after it (before or after it starts) does not decide."""
+    limiter = FleetLimiter(store.redis, BASE_URL, {"upload": limit})
+    assert _chunk_size_at_start(build(None, limiter=limiter), store, clip) == fitted
 
 
 def test_a_learned_limit_binds_like_a_configured_one(build: Build, store: JobStore, clip: Path) -> None:
