@@ -35,6 +35,8 @@ DELAYED_KEY: Final = KEY_PREFIX + "delayed"  # sorted set: deferred step (JSON) 
 TAKEN_KEY: Final = KEY_PREFIX + "delayed:taken"  # sorted set: step taken by a pump -> when, until published
 REJECTED_KEY: Final = KEY_PREFIX + "rejected:{message_id}"  # a spec refused for an id already in use
 LEASE_KEY: Final = KEY_PREFIX + "lease:{job_id}"
+# A delayed step taken (TAKEN_KEY) and not confirmed published this long is due again.
+TAKEN_STEP_TIMEOUT_S: Final = 30
 
 # Retention of ended jobs (VUQ_JOB_RETENTION_S, VUQ_FAILED_JOB_RETENTION_S); 0 keeps forever.
 DEFAULT_JOB_RETENTION_S: Final = 7 * 24 * 3600
@@ -46,7 +48,6 @@ ACCESS_TOKEN_LOCK_KEY: Final = KEY_PREFIX + "auth-lock:{key_id}"
 
 # api.video access tokens live 3600 s; refresh them this long before they expire.
 ACCESS_TOKEN_REFRESH_MARGIN_S: Final = 120
-TAKEN_STEP_TIMEOUT_S: Final = 30  # a delayed step taken but not confirmed published is due again after
 ACCESS_TOKEN_LOCK_TTL_S: Final = 30
 ACCESS_TOKEN_WAIT_S: Final = 10
 

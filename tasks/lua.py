@@ -209,7 +209,7 @@ return {1, stamp(due)}
 # The pump: KEYS[1] the delayed set, KEYS[2] the taken set; ARGV: limit, record key prefix, how
 # long a taken step may stay unconfirmed. Takes the steps that are due (each once, whichever worker
 # asks) into the taken set and notes their hand-off on their records; the pump confirms each one
-# it published (CONFIRM). A step taken longer ago and never confirmed (the script ran but its
+# it published (``JobStore.confirm``). A step taken longer ago and never confirmed (the script ran but its
 # reply never reached the pump: a command the network delivered late; or the pump died) is due
 # again, so a lost reply delays a step instead of losing it.
 POP_DUE = """

@@ -52,13 +52,13 @@ def is_sentinel(url: str) -> bool:
 
 def sentinel_nodes(url: str) -> list[tuple[str, int]]:
     """The (host, port) of each sentinel a ``sentinel://…;sentinel://…`` URL lists."""
-    return [(urlsplit(part).hostname or "127.0.0.1", urlsplit(part).port or DEFAULT_SENTINEL_PORT)
-            for part in url.split(";") if part.strip()]
+    parts = [urlsplit(part) for part in url.split(";") if part.strip()]
+    return [(part.hostname or "127.0.0.1", part.port or DEFAULT_SENTINEL_PORT) for part in parts]
 
 
 def url_password(url: str) -> str | None:
     """The password a Redis or sentinel URL carries (the first one that has any)."""
-    return next((urlsplit(part).password for part in url.split(";") if urlsplit(part).password), None)
+    return next((p for p in (urlsplit(part).password for part in url.split(";")) if p), None)
 
 
 def redis_client(url: str, sentinel: SentinelOptions | None = None) -> redis.Redis:
@@ -79,9 +79,7 @@ def redis_client(url: str, sentinel: SentinelOptions | None = None) -> redis.Red
 
 def broker_transport_options(sentinel: SentinelOptions | None) -> dict[str, Any]:
     """Celery's Redis transport options for vuq's connections (and Sentinel's, when used)."""
-    options: dict[str, Any] = {"socket_keepalive": True, "socket_keepalive_options": KEEPALIVE_OPTIONS,
-                               "socket_timeout": SOCKET_TIMEOUT_S, "socket_connect_timeout": CONNECT_TIMEOUT_S,
-                               "health_check_interval": HEALTH_CHECK_INTERVAL_S}
+    options: dict[str, Any] = {**_common(), "health_check_interval": HEALTH_CHECK_INTERVAL_S}
     if sentinel is not None:
         options["master_name"] = sentinel.master
         options["sentinel_kwargs"] = {**_common(), "password": sentinel.password}

@@ -58,4 +58,3 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                             "options": {"queue": settings.queue, "expires": float(settings.janitor_interval_s)}},
         },
     }
-

@@ -28,7 +28,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from workers.services import RedisProcess, RedisServer, ServiceError, redis_server_binary
-from workers.supervise import Child, free_port, wait_until
+from workers.supervise import Child, wait_until
 
 _PROBE_TIMEOUT_S = 1.0
 # The helpers' own probes: short timeouts and no retries (redis-py retries even a refused password,
@@ -62,10 +62,6 @@ class SentinelServer(RedisProcess):
     password: str | None = field(default=None, repr=False)  # the sentinel's own (requirepass)
     prefix: tuple[str, ...] = ()
     child: Child | None = None
-
-    def __post_init__(self) -> None:
-        self.port = self.port or free_port(self.host)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
 
     @property
     def address(self) -> tuple[str, int]:

@@ -51,6 +51,12 @@ class RedisProcess:
 
     child: Child | None
     data_dir: Path
+    host: str
+    port: int
+
+    def __post_init__(self) -> None:  # the dataclasses below: a free port unless given, the data dir made
+        self.port = self.port or free_port(self.host)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
 
     def _launch(self, name: str, argv: Sequence[str], client: redis.Redis, what: str) -> None:
         self.child = start(name, argv, os.environ, self.data_dir)
@@ -90,10 +96,6 @@ class RedisServer(RedisProcess):
     prefix: tuple[str, ...] = ()
     child: Child | None = None
     replica_of: tuple[str, int] | None = None
-
-    def __post_init__(self) -> None:
-        self.port = self.port or free_port(self.host)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
 
     @property
     def url(self) -> str:
