@@ -21,10 +21,10 @@ from typing import Any
 
 import redis
 
-from tasks.jobstore import JobStore
-from tasks.record import JobRecord
-from workers.localstack import LocalStack as Stack
-from workers.supervise import wait_until
+from tasks.job.record import JobRecord
+from tasks.job.store import JobStore
+from workers.lab.localstack import LocalStack as Stack
+from workers.lab.supervise import wait_until
 
 MIB = 1024 * 1024
 GIB = 1024 * MIB

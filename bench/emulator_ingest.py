@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from workers.services import running_emulator
+from workers.lab.services import running_emulator
 
 MIB = 1024 * 1024
 DEFAULT_SIZE_BYTES = 1024 * MIB

@@ -20,7 +20,7 @@ from typing import Any
 from bench import emulator_ingest
 from bench.common import MIB, REDIS_URL, bench_dir, flush_redis, machine, median, percentile, table, upload_requests
 from bench.common import verdict as met
-from workers.localstack import running_stack
+from workers.lab.localstack import running_stack
 
 DEFAULT_SIZE_BYTES = 512 * MIB
 # (pool, concurrency) measured: prefork is what vuq recommends; threads and solo show what the

@@ -17,7 +17,7 @@ the end):
    records, lease-free, plus their index entries; ``MEMORY USAGE`` of a record shown apart.
 3. **Cost vs history**: 1,000 uploading jobs, then 0, 100k and 1M finished ones next to
    them. At each level, the median of several runs of one janitor sweep
-   (``tasks.janitor.sweep``, no-op send, ``stale_after`` large, head from ``queue_head``),
+   (``tasks.pipeline.janitor.sweep``, no-op send, ``stale_after`` large, head from ``queue_head``),
    one metrics scrape (``RedisStateCollector.collect()`` consumed fully) and
    ``store.page(states=["uploading"], limit=50)`` (what ``vuq jobs --state uploading``
    reads), and each one's ratio to its 0-history figure (target: within 2x). The history is
@@ -51,15 +51,15 @@ from redis.commands.core import Script
 
 from bench.common import GIB, MIB, machine, median, table, verdict
 from tasks.constants import DEFAULT_JOB_RETENTION_S
-from tasks.janitor import queue_head, sweep
-from tasks.jobstore import NOW, JobStore
+from tasks.job.connections import redis_client
+from tasks.job.record import State
+from tasks.job.spec import new_job_id, parse_spec
+from tasks.job.store import NOW, JobStore
+from tasks.pipeline.janitor import queue_head, sweep
 from tasks.producer import enqueue_upload
-from tasks.record import State
-from tasks.redisconn import redis_client
 from tasks.settings import Settings
-from tasks.spec import new_job_id, parse_spec
+from workers.lab.services import RedisServer
 from workers.metrics import RedisStateCollector
-from workers.services import RedisServer
 
 QUEUE = "vuq-bench-history"  # nobody consumes it
 TOKEN = "to1tcmSFHeYY5KzyhOqVKMKb"  # the shape of an api.video delegated upload token
@@ -95,7 +95,7 @@ def _plan(i: int) -> tuple[int, int]:
 
 
 def uploading_fields(i: int) -> dict[str, object]:
-    """What a start and a few chunks leave on a record (``tasks.pipeline``)."""
+    """What a start and a few chunks leave on a record (``tasks.pipeline.upload``)."""
     size, chunks = _plan(i)
     sent = chunks // 2
     return {"state": State.UPLOADING, "size": size, "chunk_size": CHUNK_BYTES, "chunks_total": chunks,

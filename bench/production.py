@@ -52,9 +52,9 @@ from bench.common import (
     verdict,
     wait_all,
 )
+from tasks.apivideo.limiter import CLASSES
 from tasks.constants import MAX_CHUNK_BYTES
-from tasks.ratelimit import CLASSES
-from workers.localstack import running_stack
+from workers.lab.localstack import running_stack
 
 BIG_JOBS = 6
 BIG_BYTES = GIB

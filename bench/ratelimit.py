@@ -23,7 +23,7 @@ import time
 from typing import Any
 
 from bench.common import MIB, REDIS_URL, bench_dir, flush_redis, machine, table, upload_requests, verdict, wait_all
-from workers.localstack import running_stack
+from workers.lab.localstack import running_stack
 
 DEFAULT_JOBS = 40
 JOB_BYTES = 12 * MIB

@@ -36,8 +36,8 @@ from bench.common import (
     verdict,
     wait_all,
 )
-from workers.localstack import LocalStack as Stack
-from workers.localstack import running_stack
+from workers.lab.localstack import LocalStack as Stack
+from workers.lab.localstack import running_stack
 
 DEFAULT_JOBS = 200
 JOB_BYTES = 12 * MIB

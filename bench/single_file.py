@@ -36,8 +36,8 @@ from bench.common import (
     worker_peaks_kib,
 )
 from emulator.client import EmulatorClient as Emulator
-from workers.localstack import LocalStack as Stack
-from workers.localstack import running_stack
+from workers.lab.localstack import LocalStack as Stack
+from workers.lab.localstack import running_stack
 
 DEFAULT_SIZE_BYTES = 1 * GIB
 DEFAULT_CHUNK_BYTES = 50 * MIB

@@ -117,3 +117,12 @@ class Busy(Throttled):
     def __init__(self, holder: str, wait_s: float) -> None:
         super().__init__(wait_s)
         self.args = (f"the job is held by {holder}; asking again in {wait_s:.1f}s",)
+
+
+# HTTP answers worth another try (api.video, sources, callbacks); every other 4xx is final.
+RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+def is_retryable_status(status: int) -> bool:
+    """Whether an HTTP status is transient: retried, never a reason to fail the job."""
+    return status in RETRYABLE_STATUS or status >= 500

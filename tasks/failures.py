@@ -8,7 +8,7 @@ help, and whose message says why, in one line (Flower's exception column, the wo
 from __future__ import annotations
 
 from tasks.errors import PermanentError, VuqError
-from tasks.record import resume_command
+from tasks.job.record import resume_command
 
 
 class JobFailed(PermanentError):

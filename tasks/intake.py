@@ -15,10 +15,10 @@ from typing import Any
 
 from tasks.errors import SpecError
 from tasks.failures import JobFailed
-from tasks.pipeline import Pipeline
-from tasks.record import State
+from tasks.job.record import State
+from tasks.job.spec import parse_spec
+from tasks.pipeline.upload import Pipeline
 from tasks.redact import mask_secrets
-from tasks.spec import parse_spec
 
 log = logging.getLogger(__name__)
 

@@ -23,13 +23,13 @@ from kombu.exceptions import OperationalError
 
 from tasks.constants import TASK_START
 from tasks.errors import EnqueueError, SpecError
-from tasks.jobstore import JobStore
-from tasks.operations import resume
-from tasks.record import JobRecord, State
-from tasks.redisconn import SentinelOptions, broker_transport_options, redis_client, unreachable
+from tasks.job.connections import SentinelOptions, broker_transport_options, redis_client, unreachable
+from tasks.job.record import JobRecord, State
+from tasks.job.spec import new_job_id, parse_spec
+from tasks.job.store import JobStore
+from tasks.pipeline.message import Step, step_for
+from tasks.pipeline.operations import resume
 from tasks.settings import Settings, get_settings
-from tasks.spec import new_job_id, parse_spec
-from tasks.steps import Step, step_for
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def enqueue_upload(source: str, *, token: str | None = None, video: dict[str, An
 
 def resume_upload(job_id: str, token: str | None = None, settings: Settings | None = None) -> str:
     """Continue a failed job from its last acknowledged chunk (``token``: a new upload token).
-    Returns the task it continues with; ``tasks.operations.OperationError`` if it cannot."""
+    Returns the task it continues with; ``tasks.pipeline.operations.OperationError`` if it cannot."""
     settings = settings or get_settings()
     step = resume(job_store(settings), job_id, lambda s: send_step(s, settings), token)
     return step.task

@@ -15,14 +15,14 @@ import ssl
 
 import httpx
 
-from tasks.apiclient import ApiClient
-from tasks.auth import AccessTokens
-from tasks.guardedhttp import guarded_client
-from tasks.jobstore import JobStore
-from tasks.observer import NULL_OBSERVER, Observer
-from tasks.pipeline import Pipeline
-from tasks.ratelimit import FleetLimiter
-from tasks.redisconn import redis_client
+from tasks.apivideo.access_tokens import AccessTokens
+from tasks.apivideo.client import ApiClient
+from tasks.apivideo.limiter import FleetLimiter
+from tasks.job.connections import redis_client
+from tasks.job.store import JobStore
+from tasks.outbound.guarded_transport import guarded_client
+from tasks.pipeline.reports import NULL_OBSERVER, Observer
+from tasks.pipeline.upload import Pipeline
 from tasks.settings import Settings, get_settings
 
 _pipeline: Pipeline | None = None

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from tasks.apivideo.limiter import parse_rate_limits
 from tasks.constants import (
     DEFAULT_CHUNK_BYTES,
     DEFAULT_FAILED_JOB_RETENTION_S,
@@ -22,10 +23,9 @@ from tasks.constants import (
     MIN_CHUNK_BYTES,
 )
 from tasks.errors import ConfigError
-from tasks.netpolicy import IPNetwork, NetPolicy, parse_allowed_nets
-from tasks.ratelimit import parse_rate_limits
-from tasks.redisconn import SentinelOptions, is_sentinel, url_password
-from tasks.sizes import parse_size
+from tasks.job.connections import SentinelOptions, is_sentinel, url_password
+from tasks.job.sizes import parse_size
+from tasks.outbound.address_policy import IPNetwork, NetPolicy, parse_allowed_nets
 
 T = TypeVar("T")
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"

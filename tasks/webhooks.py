@@ -19,10 +19,9 @@ from typing import Any
 
 import httpx
 
-from tasks.errors import PermanentError, RetryableError
-from tasks.record import JobRecord
+from tasks.errors import PermanentError, RetryableError, is_retryable_status
+from tasks.job.record import JobRecord
 from tasks.redact import safe_url
-from tasks.retry import is_retryable_status
 
 SIGNATURE_HEADER = "X-Vuq-Signature"
 EVENT_HEADER = "X-Vuq-Event"

@@ -14,18 +14,18 @@ from celery.app.amqp import AMQP
 from celery.worker import state as worker_state
 
 from tasks import runtime
-from tasks.delayed import DelayedStepPump
-from tasks.jobstore import JobStore
+from tasks.job.connections import redis_client
+from tasks.job.store import JobStore
+from tasks.pipeline.deferred import DelayedStepPump
+from tasks.pipeline.message import Step
 from tasks.redact import mask_secrets
-from tasks.redisconn import redis_client
 from tasks.settings import get_settings
-from tasks.steps import Step
 from workers import metrics
 from workers.celeryconfig import celery_config
 from workers.health import ActivityWriter
 from workers.logs import install_redaction
 from workers.metrics import prepare_multiprocess_dir
-from workers.observers import Fanout, TaskEvents
+from workers.task_events import Fanout, TaskEvents
 
 
 class MaskingAMQP(AMQP):
@@ -42,7 +42,7 @@ class MaskingAMQP(AMQP):
 
 
 def create_app() -> Celery:
-    app = Celery("vuq", amqp=MaskingAMQP, include=["tasks.upload_tasks", "tasks.ops_tasks"])
+    app = Celery("vuq", amqp=MaskingAMQP, include=["tasks.uploads", "tasks.upkeep"])
     app.add_defaults(lambda: celery_config(get_settings()))  # read when Celery first needs it
     return app
 

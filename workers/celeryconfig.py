@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from tasks.constants import TASK_JANITOR
-from tasks.redisconn import broker_transport_options
+from tasks.job.connections import broker_transport_options
 from tasks.settings import Settings
 from workers import broker
 

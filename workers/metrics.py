@@ -16,9 +16,9 @@ import tempfile
 from collections.abc import Iterator
 from typing import Any
 
-from tasks.jobstore import JobStore
-from tasks.record import ACTIVE_STATES, State
-from tasks.redisconn import redis_client
+from tasks.job.connections import redis_client
+from tasks.job.record import ACTIVE_STATES, State
+from tasks.job.store import JobStore
 from tasks.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -14,17 +14,17 @@ from typing import Any
 import redis
 
 from tasks.constants import JOB_METADATA_KEY, MIB, TASK_CHUNK
-from tasks.jobstore import JobStore
-from tasks.pipeline import Step
+from tasks.job.connections import redis_client
+from tasks.job.store import JobStore
+from tasks.pipeline.upload import Step
 from tasks.producer import enqueue_upload, send_step
-from tasks.redisconn import redis_client
 from tasks.settings import Settings
 from tests.support.checks import chunks_in_order
 from tests.support.emulator import Emulator, running_emulator
 from tests.support.files import make_file
 from tests.support.secrets import places_showing, redis_outside_job_records
 from tests.support.workers import WorkerProcess, start_beat, start_worker, worker_env
-from workers.services import RedisServer
+from workers.lab.services import RedisServer
 
 API_KEY = "chaos-api-key-5b2e"
 QUEUE = "uploads"

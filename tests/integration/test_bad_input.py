@@ -31,8 +31,8 @@ import pytest
 
 from tasks.constants import JOB_INDEX_KEY, JOB_METADATA_KEY, MIB, REJECTED_KEY
 from tasks.errors import EnqueueError, SpecError
+from tasks.job.record import JobRecord, State
 from tasks.producer import enqueue_upload
-from tasks.record import JobRecord, State
 from tasks.settings import Settings
 from tests.support.checks import videos_of
 from tests.support.ports import free_port
@@ -463,7 +463,7 @@ def test_an_api_key_rejected_at_finalize_keeps_the_upload_and_resumes_once_fixed
 
     wrong.stop()
     keyed.add_worker(concurrency=1)
-    resumed = subprocess.run([sys.executable, "-m", "workers.cli", "resume", job_id], env=keyed.env,
+    resumed = subprocess.run([sys.executable, "-m", "workers.console", "resume", job_id], env=keyed.env,
                              capture_output=True, text=True, timeout=60, check=True).stdout
     assert "resumed at finalize" in resumed
     job = keyed.wait_final(job_id, FINAL_TIMEOUT_S)
@@ -512,7 +512,7 @@ def keyless(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterato
 
 
 def vuq_cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "workers.cli", *args], env=stack.env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "workers.console", *args], env=stack.env, capture_output=True,
                           text=True, timeout=120)
 
 
@@ -566,7 +566,7 @@ def test_the_same_job_id_is_one_job_and_another_spec_under_it_is_refused(bad: St
             enqueue_upload(source, settings=quiet, **{**spec, "video": {"title": "another"}})
         assert refused.value.field == "job_id" and job_id in str(refused.value)
         assert "different spec" in str(refused.value) and bad.store.redis.llen(quiet.queue) == 1
-        out = subprocess.run([sys.executable, "-m", "workers.cli", "enqueue", source, "--no-source-check",
+        out = subprocess.run([sys.executable, "-m", "workers.console", "enqueue", source, "--no-source-check",
                               "--job-id", job_id, "--title", "third"], env={**bad.env, "VUQ_QUEUE": quiet.queue},
                              capture_output=True, text=True, timeout=60)
         assert out.returncode == 2 and out.stderr.count("\n") == 1 and job_id in out.stderr, out.stderr

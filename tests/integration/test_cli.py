@@ -8,13 +8,13 @@ import sys
 
 from tasks.constants import MIB
 from tests.support.stack import Stack, running_stack
-from workers import supervise
+from workers.lab import supervise
 
 STATUS_FIELDS = {"job_id", "state", "video_id", "size", "bytes_sent", "chunks_total", "next_chunk", "error"}
 
 
 def vuq(stack: Stack, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "workers.cli", *args], env=stack.env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "workers.console", *args], env=stack.env, capture_output=True,
                           text=True, timeout=120, check=check)
 
 
@@ -65,7 +65,7 @@ def test_bad_chunk_size_is_refused_naming_the_field(stack: Stack) -> None:
 def test_vuq_worker_passes_celery_options_through(tmp_path, redis_url: str) -> None:
 
     with running_stack(tmp_path, redis_url, workers=0) as stack:
-        worker = supervise.start("cli-worker", [sys.executable, "-m", "workers.cli", "worker", "--concurrency", "1",
+        worker = supervise.start("cli-worker", [sys.executable, "-m", "workers.console", "worker", "--concurrency", "1",
                                                 "-n", "cli-worker@%h", "--loglevel", "INFO"], stack.env, stack.log_dir)
         stack.workers.append(worker)
         worker.wait_for(lambda log: " ready." in log, 30)

@@ -19,7 +19,7 @@ EVERY_COMMAND = [*JOB_COMMANDS, ["enqueue", "/videos/a.mp4", "--no-source-check"
 
 def vuq(*args: str, cwd: Path | None = None, **env: str) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("VUQ_")}
-    return subprocess.run([sys.executable, "-m", "workers.cli", *args], env={**base, **env}, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "workers.console", *args], env={**base, **env}, capture_output=True,
                           text=True, timeout=60, cwd=cwd)
 
 
@@ -102,7 +102,7 @@ def test_the_wrapped_tools_own_help_is_one_flag_away(command: str, flag: str, ex
 
 
 def test_importing_the_packages_reads_no_environment_and_connects_nowhere() -> None:
-    code = ("import tasks, workers, tasks.upload_tasks, tasks.ops_tasks, workers.cli, workers.localstack; "
+    code = ("import tasks, workers, tasks.uploads, tasks.upkeep, workers.console.cli, workers.lab.localstack; "
             "print('imported')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                          env={**os.environ, "VUQ_MAX_RETRIES": "abc", "VUQ_BROKER_URL": "redis://127.0.0.1:1/0"})

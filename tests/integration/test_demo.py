@@ -15,7 +15,7 @@ def test_demo_starts_a_private_redis_uploads_and_cleans_up(redis_url: str) -> No
     dead_port = free_port()  # nothing answers there, so the demo starts its own redis-server
     env = {k: v for k, v in os.environ.items() if not k.startswith("VUQ_")}
     env["VUQ_BROKER_URL"] = f"redis://127.0.0.1:{dead_port}/0"
-    out = subprocess.run([sys.executable, "-m", "workers.cli", "demo", "--size", "12MiB"], env=env,
+    out = subprocess.run([sys.executable, "-m", "workers.console", "demo", "--size", "12MiB"], env=env,
                          capture_output=True, text=True, timeout=240)
     assert out.returncode == 0, out.stdout + out.stderr
     assert re.search(r"^video\s+vi\w{22}$", out.stdout, re.M)

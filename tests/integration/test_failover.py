@@ -8,11 +8,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from tasks.constants import MIB
-from tasks.record import State
+from tasks.job.record import State
 from tests.support.checks import chunks_in_order, videos_of
+from tests.support.sentinel import start_sentinel_cluster
 from tests.support.stack import running_stack
 from tests.support.waiting import wait_for
-from workers.sentinel import start_sentinel_cluster
 
 PASSWORD = "failover-secret-31"
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tasks.constants import MIB
-from tasks.record import JobRecord, State
+from tasks.job.record import JobRecord, State
 from tests.support.stack import Stack, running_stack
 
 SMALL_JOBS = 12

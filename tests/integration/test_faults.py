@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 
 from tasks.constants import MIB
-from tasks.record import State
+from tasks.job.record import State
 from tests.support.checks import chunks_in_order
 from tests.support.stack import Stack
 from tests.support.waiting import wait_for

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tasks.constants import MIB, TASK_START
-from tasks.record import State
+from tasks.job.record import State
 from tests.support.ports import free_port
 from tests.support.stack import API_KEY, Stack
 from tests.support.waiting import wait_for
@@ -25,7 +25,7 @@ def flower(stack: Stack) -> Iterator[str]:
     port = free_port()
     env = {**stack.env, "VUQ_FLOWER_BASIC_AUTH": ":".join(AUTH)}
     log = open(stack.log_dir / "flower.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen([sys.executable, "-m", "workers.cli", "flower", f"--port={port}",
+    proc = subprocess.Popen([sys.executable, "-m", "workers.console", "flower", f"--port={port}",
                              "--address=127.0.0.1"], env=env, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
     url = f"http://127.0.0.1:{port}"
@@ -97,7 +97,7 @@ def test_flower_metrics_count_the_chunk_tasks(stack: Stack, flower: str) -> None
 
 def _flower_says(env: dict[str, str], *options: str) -> subprocess.CompletedProcess[str]:
     """Start `vuq flower` and stop it once it listens (or let it refuse); what it printed."""
-    proc = subprocess.Popen([sys.executable, "-m", "workers.cli", "flower", *options], env=env, text=True,
+    proc = subprocess.Popen([sys.executable, "-m", "workers.console", "flower", *options], env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     try:
         port = next(o.split("=", 1)[1] if "=" in o else options[i + 1] for i, o in enumerate(options)
@@ -114,7 +114,7 @@ def _flower_says(env: dict[str, str], *options: str) -> subprocess.CompletedProc
 
 def test_flower_refuses_to_serve_beyond_loopback_without_authentication(stack: Stack) -> None:
     env = {k: v for k, v in stack.env.items() if k != "VUQ_FLOWER_BASIC_AUTH"}
-    refused = subprocess.run([sys.executable, "-m", "workers.cli", "flower", f"--port={free_port()}",
+    refused = subprocess.run([sys.executable, "-m", "workers.console", "flower", f"--port={free_port()}",
                               "--address=0.0.0.0"], env=env, capture_output=True, text=True, timeout=60)
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1
     assert "without authentication" in refused.stderr and "--unauthenticated" in refused.stderr

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tasks.constants import MIB
-from tasks.record import State
+from tasks.job.record import State
 from tests.support.flower_page import (
     Row,
     browser_missing,
@@ -33,7 +33,7 @@ from tests.support.flower_page import (
 )
 from tests.support.ports import free_port
 from tests.support.stack import Stack, running_stack
-from workers.services import start_flower
+from workers.lab.services import start_flower
 
 pytestmark = pytest.mark.integration
 

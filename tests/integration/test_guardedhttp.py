@@ -1,4 +1,4 @@
-"""tasks.guardedhttp with real sockets, on the loopback interface only.
+"""tasks.outbound.guarded_transport with real sockets, on the loopback interface only.
 
 The guarded client against small HTTP(S) servers on 127.0.0.1 (and 127.0.0.2 where
 a second address is needed): refused by default, reached when 127.0.0.0/8 is
@@ -25,9 +25,9 @@ import httpx
 import pytest
 
 from tasks.errors import PermanentError
-from tasks.guardedhttp import GuardedTransport, guarded_client
-from tasks.netpolicy import BlockedAddress, NetPolicy, check_url
-from tasks.sources import HttpSource
+from tasks.outbound.address_policy import BlockedAddress, NetPolicy, check_url
+from tasks.outbound.guarded_transport import GuardedTransport, guarded_client
+from tasks.outbound.sources import HttpSource
 from tests.support.range_server import serving
 
 TIMEOUT = httpx.Timeout(5.0)

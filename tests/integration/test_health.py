@@ -28,7 +28,7 @@ def watched(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterato
 
 
 def health(stack: Stack, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "workers.cli", "health", *args], env={**stack.env, **env},
+    return subprocess.run([sys.executable, "-m", "workers.console", "health", *args], env={**stack.env, **env},
                           capture_output=True, text=True, timeout=60)
 
 

@@ -1,5 +1,5 @@
 """The fault-injection infrastructure itself: hosts as network namespaces whose links a test cuts
-(``tests.support.netns``), and a Redis Sentinel group that fails over (``workers.sentinel``)."""
+(``tests.support.netns``), and a Redis Sentinel group that fails over (``tests.support.sentinel``)."""
 
 from __future__ import annotations
 
@@ -21,11 +21,11 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
-from tasks.redisconn import sentinel_nodes, url_password
+from tasks.job.connections import sentinel_nodes, url_password
 from tests.support.netns import Host, Lab, skip_unless_lab
+from tests.support.sentinel import start_sentinel_cluster
 from tests.support.waiting import wait_for
-from workers.sentinel import start_sentinel_cluster
-from workers.services import RedisServer
+from workers.lab.services import RedisServer
 
 pytestmark = pytest.mark.integration
 

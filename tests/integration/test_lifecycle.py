@@ -15,16 +15,16 @@ import pytest
 import redis
 
 from tasks.constants import EXPIRY_KEY, JOB_INDEX_KEY, MIB, OUTBOX_KEY, STATE_INDEX_KEY
-from tasks.janitor import queue_head, resend_webhooks, sweep
+from tasks.job.connections import redis_client
+from tasks.job.record import ACTIVE_STATES, State
+from tasks.pipeline.janitor import queue_head, resend_webhooks, sweep
 from tasks.producer import enqueue_upload, send_step
-from tasks.record import ACTIVE_STATES, State
-from tasks.redisconn import redis_client
 from tasks.settings import Settings
 from tasks.webhooks import SIGNATURE_HEADER, verify
 from tests.support.receiver import receiving
 from tests.support.stack import Stack, running_stack
 from tests.support.waiting import wait_for
-from workers.services import RedisServer
+from workers.lab.services import RedisServer
 
 BACKLOG = 2000
 SKEWED_CLOCK = Path(__file__).resolve().parents[1] / "support" / "skewed_clock"

@@ -10,7 +10,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tasks.constants import MIB
-from tasks.record import State
+from tasks.job.record import State
 from tests.support.ports import free_port
 from tests.support.stack import Stack, running_stack
 from tests.support.waiting import wait_for

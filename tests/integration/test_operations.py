@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tasks.constants import MIB
-from tasks.record import State
+from tasks.job.record import State
 from tasks.webhooks import SIGNATURE_HEADER, verify
 from tests.support.checks import videos_of
 from tests.support.receiver import receiving
@@ -32,7 +32,7 @@ def ops(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[St
 
 
 def vuq(stack: Stack, *args: str) -> str:
-    return subprocess.run([sys.executable, "-m", "workers.cli", *args], env=stack.env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "workers.console", *args], env=stack.env, capture_output=True,
                           text=True, timeout=60, check=True).stdout
 
 
@@ -82,7 +82,7 @@ def test_listings_are_for_people(ops: Stack) -> None:
     path, _ = ops.file("listed-talk.mp4", 6 * MIB, seed=76)
     job_id = ops.enqueue(path, chunk_size="5MiB", video={"title": "A talk with a title that goes on and on " * 3})
     ops.wait_final(job_id)
-    table = subprocess.run([sys.executable, "-m", "workers.cli", "jobs", "--limit", "3"], env={**ops.env,
+    table = subprocess.run([sys.executable, "-m", "workers.console", "jobs", "--limit", "3"], env={**ops.env,
                            "COLUMNS": "140"}, capture_output=True, text=True, timeout=60, check=True).stdout
     head, *rows = table.splitlines()
     assert head.split() == ["JOB", "STATE", "PROGRESS", "SIZE", "AGE", "TITLE", "FILE", "ERROR"]
@@ -91,7 +91,7 @@ def test_listings_are_for_people(ops: Stack) -> None:
     assert "listed-talk.mp4"[:10] in mine and max(len(line) for line in table.splitlines()) <= 140
     shown = vuq(ops, "status", job_id)
     assert "title     A talk with" in shown and "age       " in shown and "2/2 chunks sent" in shown
-    fresh = subprocess.run([sys.executable, "-m", "workers.cli", "enqueue", str(path), "--json"], env=ops.env,
+    fresh = subprocess.run([sys.executable, "-m", "workers.console", "enqueue", str(path), "--json"], env=ops.env,
                            capture_output=True, text=True, timeout=60, check=True).stdout
     assert json.loads(fresh)["state"] == "queued"  # --json without --wait: the new job as JSON
 
@@ -131,7 +131,7 @@ def test_retry_failed_resumes_transient_failures_only(ops: Stack) -> None:
     empty.write_bytes(b"")
     hopeless = ops.enqueue(empty)
     assert ops.wait_final(hopeless).state == State.FAILED
-    out = subprocess.run([sys.executable, "-m", "workers.cli", "retry-failed"], env=ops.env, capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "workers.console", "retry-failed"], env=ops.env, capture_output=True,
                          text=True, timeout=60, check=True)
     resumed = out.stdout.split()
     assert flaky in resumed and hopeless not in resumed, out.stderr

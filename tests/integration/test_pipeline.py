@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from tasks.constants import JOB_METADATA_KEY, MIB, TASK_CHUNK
-from tasks.pipeline import Step
-from tasks.record import State
+from tasks.job.record import State
+from tasks.pipeline.upload import Step
 from tests.support.checks import chunks_in_order, videos_of
 from tests.support.events import capturing_events
 from tests.support.stack import Stack

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tasks.constants import MIB
-from tasks.record import State
+from tasks.job.record import State
 from tests.support.stack import Stack, running_stack
 
 LIMIT_PER_MINUTE = 6

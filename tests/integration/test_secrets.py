@@ -9,7 +9,7 @@ import sys
 from celery import Celery
 
 from tasks.constants import MIB, TASK_START
-from tasks.record import State
+from tasks.job.record import State
 from tests.support.events import capturing_events
 from tests.support.secrets import places_showing, redis_outside_job_records
 from tests.support.stack import API_KEY, Stack
@@ -51,6 +51,6 @@ def test_tokens_and_keys_never_show(stack: Stack, redis_url: str) -> None:
 
 
 def _vuq(stack: Stack, *args: str) -> str:
-    out = subprocess.run([sys.executable, "-m", "workers.cli", *args], env=stack.env, capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "workers.console", *args], env=stack.env, capture_output=True,
                          text=True, timeout=30, check=True)
     return out.stdout + out.stderr

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tasks.constants import MIB
-from tasks.record import State
+from tasks.job.record import State
 from tests.support.range_server import serving
 from tests.support.stack import Stack
 

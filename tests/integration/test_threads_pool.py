@@ -9,12 +9,12 @@ from collections import defaultdict
 from pathlib import Path
 
 from tasks.constants import MIB, TASK_CHUNK
-from tasks.record import JobRecord, State
-from tasks.steps import Step
+from tasks.job.record import JobRecord, State
+from tasks.pipeline.message import Step
 from tests.support.checks import chunks_in_order, videos_of
 from tests.support.stack import running_stack
 from tests.support.waiting import wait_for
-from workers.localstack import LocalStack
+from workers.lab.localstack import LocalStack
 
 CONTENDED = 4  # jobs whose running step gets two duplicate messages
 LEASE_TTL_S = 5  # api.video answers take up to 8 s here: only a lease renewed while waiting holds

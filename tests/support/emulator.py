@@ -1,4 +1,4 @@
-"""The emulator for tests (``workers.services.running_emulator``)::
+"""The emulator for tests (``workers.lab.services.running_emulator``)::
 
     with running_emulator(tmp_path / "emu", api_key="k", args=["--seed", "7"]) as emu:
         emu.url, emu.api_key, emu.data_dir, emu.proc
@@ -7,7 +7,7 @@
 """
 
 from emulator.client import basic_auth
-from workers.services import EmulatorProcess as Emulator
-from workers.services import running_emulator
+from workers.lab.services import EmulatorProcess as Emulator
+from workers.lab.services import running_emulator
 
 __all__ = ["Emulator", "basic_auth", "running_emulator"]

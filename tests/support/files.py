@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from workers.localstack import sample_file as make_file
+from workers.lab.localstack import sample_file as make_file
 
 __all__ = ["make_file", "sha256_of"]
 _BLOCK = 1 << 20

@@ -48,7 +48,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
-from workers.supervise import wait_until
+from workers.lab.supervise import wait_until
 
 PREFIX = "vuql"
 Network = Literal["redis", "api"]

@@ -14,17 +14,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tasks.jobstore import JobStore
+from tasks.job.connections import redis_client
+from tasks.job.record import JobRecord, State
+from tasks.job.store import JobStore
 from tasks.producer import enqueue_upload
-from tasks.record import JobRecord, State
-from tasks.redisconn import redis_client
 from tasks.settings import Settings
 from tests.support.checks import chunks_in_order, videos_of
 from tests.support.netns import Host, Lab
 from tests.support.workers import worker_env
-from workers.localstack import source_file, wait_final
-from workers.services import EmulatorProcess, RedisServer, start_beat, start_emulator, start_worker
-from workers.supervise import Child, stop_all, wait_until
+from workers.lab.localstack import source_file, wait_final
+from workers.lab.services import EmulatorProcess, RedisServer, start_beat, start_emulator, start_worker
+from workers.lab.supervise import Child, stop_all, wait_until
 
 API_KEY = "partition-api-key-77"
 

@@ -1,5 +1,5 @@
 """Free TCP ports on 127.0.0.1 for processes a test starts."""
 
-from workers.supervise import free_port
+from workers.lab.supervise import free_port
 
 __all__ = ["free_port"]

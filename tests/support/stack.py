@@ -1,4 +1,4 @@
-"""A whole vuq system for integration tests: ``workers.localstack`` with fast retries."""
+"""A whole vuq system for integration tests: ``workers.lab.localstack`` with fast retries."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.workers import TEST_RETRIES
-from workers.localstack import DEFAULT_API_KEY, LocalStack
-from workers.localstack import running_stack as _running_stack
+from workers.lab.localstack import DEFAULT_API_KEY, LocalStack
+from workers.lab.localstack import running_stack as _running_stack
 
 API_KEY = DEFAULT_API_KEY
 Stack = LocalStack
@@ -18,7 +18,7 @@ __all__ = ["API_KEY", "Stack", "running_stack"]
 
 @contextmanager
 def running_stack(tmp: Path, redis_url: str, **options: Any) -> Iterator[LocalStack]:
-    """``workers.localstack.running_stack`` with the tests' fast retries (options may override them)."""
+    """``workers.lab.localstack.running_stack`` with the tests' fast retries (options may override them)."""
     env = {**TEST_RETRIES, **{k: v for k, v in options.items() if k.startswith("VUQ_")}}
     rest = {k: v for k, v in options.items() if not k.startswith("VUQ_")}
     with _running_stack(tmp, redis_url, **rest, **env) as stack:

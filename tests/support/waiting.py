@@ -1,5 +1,5 @@
-"""Polling with a deadline: how tests wait, never by sleeping a guessed time (``workers.supervise``)."""
+"""Polling with a deadline: how tests wait, never by sleeping a guessed time (``workers.lab.supervise``)."""
 
-from workers.supervise import wait_until as wait_for
+from workers.lab.supervise import wait_until as wait_for
 
 __all__ = ["wait_for"]

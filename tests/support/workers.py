@@ -1,4 +1,4 @@
-"""Worker and beat processes for tests: ``workers.services`` with test-friendly settings."""
+"""Worker and beat processes for tests: ``workers.lab.services`` with test-friendly settings."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from workers import services
-from workers.services import start_beat, start_worker
-from workers.supervise import Child, stop_all
+from workers.lab import services
+from workers.lab.services import start_beat, start_worker
+from workers.lab.supervise import Child, stop_all
 
 WorkerProcess = Child
 # Fast retries and a generous bound: tests wait for jobs, not for backoff. Sources and callbacks

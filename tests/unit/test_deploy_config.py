@@ -20,11 +20,11 @@ import pytest
 import yaml
 
 from tasks.constants import DEFAULT_QUEUE
-from tasks.redisconn import CONNECT_TIMEOUT_S, SOCKET_TIMEOUT_S, is_sentinel, sentinel_nodes, url_password
+from tasks.job.connections import CONNECT_TIMEOUT_S, SOCKET_TIMEOUT_S, is_sentinel, sentinel_nodes, url_password
 from tasks.settings import Settings
-from workers.cli import build_parser
-from workers.clierrors import UsageError
-from workers.processes import flower_args, is_loopback
+from workers.console.cli import build_parser
+from workers.console.endings import UsageError
+from workers.console.launch import flower_args, is_loopback
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

@@ -1,4 +1,4 @@
-"""Children started through ``workers.supervise`` do not outlive the process that started them."""
+"""Children started through ``workers.lab.supervise`` do not outlive the process that started them."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from workers.supervise import start, stop_all, wait_until
+from workers.lab.supervise import start, stop_all, wait_until
 
 PARENT = """
 import sys, time
 from pathlib import Path
-from workers.supervise import start
+from workers.lab.supervise import start
 child = start("sleeper", [sys.executable, "-c", "import time; time.sleep(120)"], {}, Path(sys.argv[1]))
 print(child.pid, flush=True)
 time.sleep(120)

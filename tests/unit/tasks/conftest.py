@@ -14,8 +14,8 @@ import fakeredis
 import pytest
 import redis
 
-from tasks.jobstore import JobStore
-from tasks.steps import Step
+from tasks.job.store import JobStore
+from tasks.pipeline.message import Step
 from tests.support.redis_check import require_redis
 from tests.unit.tasks.helpers import FAKE, REAL, REAL_REDIS_URL, RedisFactory
 

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import redis
 
-from tasks.jobstore import Expect, JobStore
+from tasks.job.store import Expect, JobStore
 
 API_KEY = "apikey-Fake0123456789abcdefXYZ"
 UPLOAD_TOKEN = "to1a2B3c4D5e6F7g8H9i0JkL"  # api.video's upload-token shape: "to" + 22 characters

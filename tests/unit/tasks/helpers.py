@@ -16,8 +16,8 @@ import pytest
 import redis
 
 from tasks.constants import EXPIRY_KEY, JOB_INDEX_KEY, JOB_KEY, STATE_INDEX_KEY
-from tasks.jobstore import JobStore
-from tasks.record import JobRecord, State
+from tasks.job.record import JobRecord, State
+from tasks.job.store import JobStore
 
 RedisFactory = Callable[[], redis.Redis]
 

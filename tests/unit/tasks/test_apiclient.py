@@ -1,4 +1,4 @@
-"""tasks.apiclient: api.video answers and httpx failures become our errors, never with a token or key
+"""tasks.apivideo.client: api.video answers and httpx failures become our errors, never with a token or key
 inside; each request is paced by its rate-limit class (a near slot waited for, a far one deferred as
 ``Throttled``) and every answer's headers are shown to the pacer."""
 
@@ -12,8 +12,8 @@ from typing import Any, Protocol
 import httpx
 import pytest
 
-from tasks import apiclient
-from tasks.apiclient import READ, UPLOAD, WRITE, ApiClient
+from tasks.apivideo import client as apiclient
+from tasks.apivideo.client import READ, UPLOAD, WRITE, ApiClient
 from tasks.errors import ApiRejected, ApiUnavailable, Throttled, VuqError
 from tests.unit.tasks.fakes import RecordingPacer
 
@@ -232,7 +232,7 @@ def test_each_request_is_paced_and_observed_in_its_class(make_client: MakeClient
 
 @pytest.fixture
 def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """tasks.apiclient's waits for a slot, recorded instead of slept."""
+    """tasks.apivideo.client's waits for a slot, recorded instead of slept."""
     waited: list[float] = []
     monkeypatch.setattr(apiclient, "time", SimpleNamespace(sleep=waited.append))
     return waited

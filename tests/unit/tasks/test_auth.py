@@ -1,4 +1,4 @@
-"""tasks.auth.AccessTokens: one api.video access token for every worker, cached in Redis with a TTL of
+"""tasks.apivideo.access_tokens.AccessTokens: one api.video access token for every worker, cached in Redis with a TTL of
 its lifetime less a margin, authenticated by one caller at a time under redis-py's Lock, dropped and
 fetched once more after a 401, and never keyed or stored by the API key itself.
 """
@@ -13,8 +13,8 @@ from typing import Any, cast
 import fakeredis
 import pytest
 
-from tasks.apiclient import ApiClient
-from tasks.auth import AccessTokens
+from tasks.apivideo.access_tokens import AccessTokens
+from tasks.apivideo.client import ApiClient
 from tasks.constants import ACCESS_TOKEN_REFRESH_MARGIN_S
 from tasks.errors import ApiRejected, ApiUnavailable, ConfigError
 from tests.unit.tasks.fakes import wait_until
@@ -219,7 +219,7 @@ def test_a_caller_waits_for_the_peer_holding_the_lock(client: NotingRedis) -> No
 
 def test_a_caller_authenticates_itself_when_the_peer_never_finishes(client: NotingRedis,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("tasks.auth.ACCESS_TOKEN_WAIT_S", 0.2)
+    monkeypatch.setattr("tasks.apivideo.access_tokens.ACCESS_TOKEN_WAIT_S", 0.2)
     api = FakeApi()
     access = tokens(client, api)
     client.set(access.lock_key, "peer", px=30_000)

@@ -1,4 +1,4 @@
-"""tasks.delayed: deferred and retried steps published when due on Redis's clock, each exactly once,
+"""tasks.pipeline.deferred: deferred and retried steps published when due on Redis's clock, each exactly once,
 with their hand-off time, task id and retry count; and the pump thread that does it."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ import redis
 from kombu.exceptions import OperationalError
 
 from tasks.constants import DELAYED_KEY, TAKEN_KEY, TASK_CHUNK, TASK_FINALIZE, TASK_START
-from tasks.delayed import PUMP_BATCH, DelayedStepPump, publish_due
-from tasks.jobstore import JobStore
-from tasks.pipeline import expectation
-from tasks.steps import Step
+from tasks.job.store import JobStore
+from tasks.pipeline.deferred import PUMP_BATCH, DelayedStepPump, publish_due
+from tasks.pipeline.message import Step
+from tasks.pipeline.upload import expectation
 from tests.unit.tasks.fakes import wait_until
 
 Published = list[tuple[Step, str | None, int]]

@@ -1,4 +1,4 @@
-"""tasks.janitor: jobs nobody moves get their next step again, once; a long queue is not a lost step.
+"""tasks.pipeline.janitor: jobs nobody moves get their next step again, once; a long queue is not a lost step.
 
 ``needs_rescue`` is judged on records alone (pure); ``queue_head`` on a fake broker list of
 kombu-shaped messages; ``sweep`` and ``resend_webhooks`` end to end on a store, on fakeredis and on
@@ -28,10 +28,10 @@ from tasks.constants import (
     TASK_START,
     TASK_WEBHOOK,
 )
-from tasks.janitor import QUEUE_HEAD_PEEK, UNKNOWN, needs_rescue, queue_head, resend_webhooks, sweep
-from tasks.jobstore import JobStore
-from tasks.record import JobRecord, State
-from tasks.steps import Step
+from tasks.job.record import JobRecord, State
+from tasks.job.store import JobStore
+from tasks.pipeline.janitor import QUEUE_HEAD_PEEK, UNKNOWN, needs_rescue, queue_head, resend_webhooks, sweep
+from tasks.pipeline.message import Step
 from tests.unit.tasks.helpers import both_backends, expire, put_job, record
 
 T = 1_800_000_000.0  # "now" for the pure tests

@@ -1,4 +1,4 @@
-"""tasks.jobstore: the writes (create, claim, renew, update, schedule, later, pop_due, reject), each a
+"""tasks.job.store: the writes (create, claim, renew, update, schedule, later, pop_due, reject), each a
 Lua script, run on fakeredis and on a real Redis. Fences, leases, Redis's clock, and what a refused
 write leaves alone. The indexes, retention, the outbox and the listings are in test_lua_store.py."""
 
@@ -9,9 +9,9 @@ import json
 import pytest
 
 from tasks.constants import DELAYED_KEY, JOB_INDEX_KEY, JOB_KEY, LEASE_KEY, REJECTED_KEY, TASK_CHUNK, TASK_START
-from tasks.jobstore import NOW, Claim, Created, Expect, JobStore, Written
-from tasks.record import TOKEN_FIELD, State
-from tasks.steps import Step
+from tasks.job.record import TOKEN_FIELD, State
+from tasks.job.store import NOW, Claim, Created, Expect, JobStore, Written
+from tasks.pipeline.message import Step
 from tests.unit.tasks.helpers import RedisFactory, both_backends, indexed, put_job, raw, record
 
 pytestmark = both_backends

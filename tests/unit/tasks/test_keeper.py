@@ -1,4 +1,4 @@
-"""tasks.keeper.LeaseKeeper: the process's timer thread renews each held step's lease, takes back a
+"""tasks.pipeline.leases.LeaseKeeper: the process's timer thread renews each held step's lease, takes back a
 lapsed lease nobody took, gives up (``lost``) when another holder has it or the record moved on, rides
 out a Redis error, and renews nothing once the step's ``hold`` block ended. Short TTLs; every wait
 polls a condition with a deadline.
@@ -13,8 +13,8 @@ import pytest
 import redis
 
 from tasks.constants import JOB_KEY, LEASE_KEY, TASK_START
-from tasks.keeper import LOST, RECLAIMED, RENEWED, LeaseKeeper
-from tasks.pipeline import expectation
+from tasks.pipeline.leases import LOST, RECLAIMED, RENEWED, LeaseKeeper
+from tasks.pipeline.upload import expectation
 from tests.unit.tasks.fakes import CountingStore, wait_until
 
 TTL_S = 0.4  # renewed every 0.1 s
@@ -109,7 +109,7 @@ def test_it_keeps_going_through_a_redis_error(counting: CountingStore, caplog: p
     counting.fail_renewals = 3
     keeper = LeaseKeeper(counting, 2.0)
     keeper.interval_s = 0.05  # tick faster than the TTL needs, so three failures fit well inside it
-    with caplog.at_level(logging.INFO, logger="tasks.keeper"), keeper.hold("j1", "me", EXPECT) as held:
+    with caplog.at_level(logging.INFO, logger="tasks.pipeline.leases"), keeper.hold("j1", "me", EXPECT) as held:
         wait_until(lambda: len(counting.renewals) >= 2, what="renewals after the errors")
         assert counting.lease_holder("j1") == "me"
     assert counting.failures == 3 and counting.renewals[:2] == [RENEWED, RENEWED]

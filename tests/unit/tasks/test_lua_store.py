@@ -1,4 +1,4 @@
-"""tasks.lua through the store, on fakeredis and on a real Redis: what the scripts keep in step with
+"""tasks.job.scripts through the store, on fakeredis and on a real Redis: what the scripts keep in step with
 the records. The per-state indexes through every transition, retention of ended jobs (TTL, expiry
 entry, the token erased), the webhook outbox, pruning of expired entries, and the reads over the
 indexes (pages with a cursor, active jobs, counts, leases)."""
@@ -10,9 +10,9 @@ from collections.abc import Sequence
 import pytest
 
 from tasks.constants import EXPIRY_KEY, JOB_INDEX_KEY, JOB_KEY, OUTBOX_KEY, STATE_INDEX_KEY
-from tasks.jobindex import UnknownCursor
-from tasks.jobstore import NOW, JobStore
-from tasks.record import JobRecord, State
+from tasks.job.index import UnknownCursor
+from tasks.job.record import JobRecord, State
+from tasks.job.store import NOW, JobStore
 from tests.unit.tasks.helpers import assert_indexes_agree, both_backends, expire, put_job, raw, record, wait_until
 
 pytestmark = both_backends

@@ -1,4 +1,4 @@
-"""tasks.multipart: a streamed multipart/form-data body with an exact length."""
+"""tasks.apivideo.multipart: a streamed multipart/form-data body with an exact length."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tasks.multipart import multipart_body
+from tasks.apivideo.multipart import multipart_body
 
 
 def parse(content_type: str, body: bytes) -> dict[str, tuple[str | None, bytes]]:

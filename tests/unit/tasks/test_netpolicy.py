@@ -1,4 +1,4 @@
-"""tasks.netpolicy (and tasks.guardedhttp's backend): the address policy, literal hosts in every
+"""tasks.outbound.address_policy (and the guarded transport's backend): the address policy, literal hosts in every
 resolver form, enqueue-time URL checks.
 
 Pure logic: no socket is opened here (the connect-time guard's resolver and
@@ -20,8 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tasks.errors import PermanentError
-from tasks.guardedhttp import GuardedBackend, guarded_client
-from tasks.netpolicy import (
+from tasks.outbound.address_policy import (
     BlockedAddress,
     IPAddress,
     NetPolicy,
@@ -31,6 +30,7 @@ from tasks.netpolicy import (
     parse_allowed_nets,
     refusal,
 )
+from tasks.outbound.guarded_transport import GuardedBackend, guarded_client
 
 V4 = ipaddress.IPv4Address
 V6 = ipaddress.IPv6Address

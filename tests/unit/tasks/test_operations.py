@@ -1,4 +1,4 @@
-"""tasks.operations: next_step (pure), and resume, cancel and retry_failed over the store, on fakeredis
+"""tasks.pipeline.operations: next_step (pure), and resume, cancel and retry_failed over the store, on fakeredis
 and on a real Redis: each a write fenced by the state it expects, and the steps it sends."""
 
 from __future__ import annotations
@@ -9,8 +9,10 @@ from typing import Any
 import pytest
 
 from tasks.constants import EXPIRY_KEY, JOB_KEY, TASK_CHUNK, TASK_CLEANUP, TASK_FINALIZE, TASK_START, TASK_WEBHOOK
-from tasks.jobstore import JobStore
-from tasks.operations import (
+from tasks.job.record import NEEDS_TOKEN, JobRecord, State
+from tasks.job.store import JobStore
+from tasks.pipeline.message import Step
+from tasks.pipeline.operations import (
     SKIP_CHANGED,
     SKIP_PERMANENT,
     SKIP_TOKEN,
@@ -21,8 +23,6 @@ from tasks.operations import (
     resume,
     retry_failed,
 )
-from tasks.record import NEEDS_TOKEN, JobRecord, State
-from tasks.steps import Step
 from tests.unit.tasks.helpers import assert_indexes_agree, both_backends, put_job, raw, record
 
 Send = Callable[[Step], None]

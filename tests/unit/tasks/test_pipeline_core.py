@@ -1,4 +1,4 @@
-"""tasks.pipeline without Celery: Pipeline.start/chunk/finalize/fail over a JobStore on fakeredis, an
+"""tasks.pipeline.upload without Celery: Pipeline.start/chunk/finalize/fail over a JobStore on fakeredis, an
 ApiClient on a fake api.video (httpx.MockTransport), AccessTokens and local sources; plus the
 retry/defer/resume policy the Celery adapters apply (``_resumable``, ``backoff_s``, ``expectation``).
 
@@ -19,8 +19,9 @@ import httpx
 import pytest
 import redis
 
-from tasks.apiclient import UPLOAD, ApiClient
-from tasks.auth import AccessTokens
+from tasks.apivideo.access_tokens import AccessTokens
+from tasks.apivideo.client import UPLOAD, ApiClient
+from tasks.apivideo.limiter import FleetLimiter
 from tasks.constants import (
     JOB_METADATA_KEY,
     LEASE_KEY,
@@ -41,15 +42,14 @@ from tasks.errors import (
     SourceError,
     SpecError,
 )
-from tasks.jobstore import JobStore
-from tasks.keeper import LOST
-from tasks.pipeline import ChunkInFlight, LeaseLost, Pipeline, StepKeepsDying, expectation
-from tasks.ratelimit import FleetLimiter
-from tasks.record import JobRecord, State
-from tasks.retry import backoff_s
+from tasks.job.record import JobRecord, State
+from tasks.job.store import JobStore
+from tasks.pipeline.backoff import backoff_s
+from tasks.pipeline.leases import LOST
+from tasks.pipeline.message import Step
+from tasks.pipeline.upload import ChunkInFlight, LeaseLost, Pipeline, StepKeepsDying, expectation
 from tasks.settings import Settings
-from tasks.steps import Step
-from tasks.upload_tasks import _resumable
+from tasks.uploads import _resumable
 from tests.unit.tasks.fakes import (
     API_KEY,
     BASE_URL,
@@ -592,7 +592,7 @@ def test_the_keeper_holds_the_lease_through_a_slow_upload(build: Build, store: J
             seen.append((store.lease_holder("j1"), rival.holder, record(store).chunk_bytes))
 
     fake.hooks.append(slow)
-    with caplog.at_level(logging.WARNING, logger="tasks.keeper"):
+    with caplog.at_level(logging.WARNING, logger="tasks.pipeline.leases"):
         step = pipeline.start("j1", "w")
     assert seen == [("w", "w", CHUNK)]  # still ours when the answer came; the bytes sent were noted
     assert not [r for r in caplog.records if "taken back" in r.getMessage()]  # renewed in time, never lapsed

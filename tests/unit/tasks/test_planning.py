@@ -1,4 +1,4 @@
-"""tasks.planning: chunk ranges and their Content-Range headers."""
+"""tasks.apivideo.chunking: chunk ranges and their Content-Range headers."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tasks.apivideo.chunking import plan_chunks
 from tasks.constants import MAX_CHUNK_BYTES, MIB, MIN_CHUNK_BYTES
 from tasks.errors import SourceError, SpecError
-from tasks.planning import plan_chunks
 
 sizes = st.integers(min_value=1, max_value=2 * 1024 * MIB)
 chunk_sizes = st.integers(min_value=MIN_CHUNK_BYTES, max_value=MAX_CHUNK_BYTES)

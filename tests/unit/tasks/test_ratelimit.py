@@ -1,4 +1,4 @@
-"""tasks.ratelimit: the fleet's per-class limiter for api.video's budgets (upload, write, read), shared
+"""tasks.apivideo.limiter: the fleet's per-class limiter for api.video's budgets (upload, write, read), shared
 through Redis (fakeredis here), and parse_rate_limits for VUQ_RATE_LIMITS."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import fakeredis
 import pytest
 
-from tasks.ratelimit import UNLIMITED_PER_MINUTE, WINDOW_S, FleetLimiter, parse_rate_limits
+from tasks.apivideo.limiter import UNLIMITED_PER_MINUTE, WINDOW_S, FleetLimiter, parse_rate_limits
 
 ACCOUNT = "https://ws.api.video"
 

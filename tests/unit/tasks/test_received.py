@@ -1,4 +1,4 @@
-"""tasks.received: what api.video's status says it holds (received byte ranges, merged where they
+"""tasks.apivideo.upload_status: what api.video's status says it holds (received byte ranges, merged where they
 touch or overlap; everything once ingest is complete) against the chunks of a plan."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from tasks.planning import ChunkPlan
-from tasks.received import first_missing_chunk, range_received
+from tasks.apivideo.chunking import ChunkPlan
+from tasks.apivideo.upload_status import first_missing_chunk, range_received
 
 PLAN = ChunkPlan(300, 100)  # chunks 0-99, 100-199, 200-299
 

@@ -1,4 +1,4 @@
-"""tasks.record: reading a job hash, and its public form (no secret: URLs keep scheme, host and path;
+"""tasks.job.record: reading a job hash, and its public form (no secret: URLs keep scheme, host and path;
 the title and file shown; a resume hint only where a resume can help)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tasks.record import NEEDS_TOKEN, TOKEN_FIELD, JobRecord, State
+from tasks.job.record import NEEDS_TOKEN, TOKEN_FIELD, JobRecord, State
 from tasks.redact import MASK
 
 TOKEN = "to1a2B3c4D5e6F7g8H9i0JkL"

@@ -1,4 +1,4 @@
-"""tasks.retry: which statuses are retried, and the jittered backoff."""
+"""tasks.pipeline.backoff: which statuses are retried, and the jittered backoff."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tasks.retry import backoff_s, is_retryable_status
+from tasks.errors import is_retryable_status
+from tasks.pipeline.backoff import backoff_s
 
 
 @pytest.mark.parametrize("status", [408, 425, 429, 500, 502, 503, 504, 599])

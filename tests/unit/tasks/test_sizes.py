@@ -1,4 +1,4 @@
-"""tasks.sizes: sizes written by people."""
+"""tasks.job.sizes: sizes written by people."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tasks.constants import GIB, KIB, MIB
-from tasks.sizes import format_size, parse_size
+from tasks.job.sizes import format_size, parse_size
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""tasks.sources: local files confined to the allowed roots, read by byte range."""
+"""tasks.outbound.sources: local files confined to the allowed roots, read by byte range."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from tasks.errors import SourceError
-from tasks.sources import LocalSource, open_source
+from tasks.outbound.sources import LocalSource, open_source
 
 
 @pytest.fixture
@@ -39,7 +39,7 @@ def test_blocks_are_exactly_the_requested_range(video: Path, root: Path, start: 
 
 
 def test_blocks_are_at_most_a_stream_block(video: Path, root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("tasks.sources.STREAM_BLOCK_BYTES", 1000)
+    monkeypatch.setattr("tasks.outbound.sources.STREAM_BLOCK_BYTES", 1000)
     blocks = list(LocalSource(str(video), (root,)).blocks(0, 4096))
     assert [len(b) for b in blocks] == [1000, 1000, 1000, 1000, 96]
 

@@ -1,4 +1,4 @@
-"""tasks.spec: the job spec contract; every refusal names its field."""
+"""tasks.job.spec: the job spec contract; every refusal names its field."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from tasks.constants import MAX_METADATA_PAIRS, MAX_TAGS, MAX_TITLE_CHARS, MIB, SPEC_VERSION
 from tasks.errors import PermanentError, SpecError
-from tasks.spec import UploadSpec, parse_spec
+from tasks.job.spec import UploadSpec, parse_spec
 
 TOKEN = "to1234567890abcdefghijKL"
 

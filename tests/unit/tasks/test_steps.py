@@ -1,4 +1,4 @@
-"""tasks.steps: the step to enqueue, its label for Flower (job id, chunk as 'k/n', title, file name;
+"""tasks.pipeline.message: the step to enqueue, its label for Flower (job id, chunk as 'k/n', title, file name;
 never a secret; long text cut) and its delayed-set member form."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from tasks.constants import TASK_CHUNK, TASK_FINALIZE, TASK_START
-from tasks.record import JobRecord, State
-from tasks.steps import MAX_LABEL_TEXT, Sent, Step, label, step_for
+from tasks.job.record import JobRecord, State
+from tasks.pipeline.message import MAX_LABEL_TEXT, Sent, Step, label, step_for
 
 TOKEN = "to1a2B3c4D5e6F7g8H9i0JkL"
 

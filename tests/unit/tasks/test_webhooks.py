@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tasks.errors import PermanentError, RetryableError
-from tasks.record import TOKEN_FIELD, JobRecord
+from tasks.job.record import TOKEN_FIELD, JobRecord
 from tasks.webhooks import (
     DEFAULT_TOLERANCE_S,
     EVENT_HEADER,

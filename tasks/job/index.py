@@ -1,0 +1,130 @@
+"""Reading the job store: one record, pages of history, the active jobs, counts by state.
+
+Every job is in the index of its state (a sorted set by creation time, kept by the same
+scripts that change states), so what runs periodically or per scrape reads only the active
+jobs, and a page of history reads only that page, however much history there is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import cast
+
+import redis
+
+from tasks.constants import EXPIRY_KEY, JOB_INDEX_KEY, JOB_KEY, LEASE_KEY, OUTBOX_KEY, STATE_INDEX_KEY
+from tasks.job import scripts as lua
+from tasks.job.record import ACTIVE_STATES, TOKEN_FIELD, JobRecord, State
+
+# Every field a read returns; the token is never among them.
+RECORD_FIELDS = ("job_id", "state", "spec", "size", "chunk_size", "chunks_total", "next_chunk", "bytes_sent",
+                 "chunk_bytes", "video_id", "retries", "last_retry_reason", "error", "error_retryable",
+                 "error_reason", "error_needs", "created_at", "updated_at", "ended_at", "heartbeat_at",
+                 "handoff_at", "wake_at", "step_starts", "source_identity", "token_minted", "container_pending",
+                 "verify_upload", "callback", "cleanup", "queue")
+PRUNE_BATCH = 1000
+
+
+class UnknownCursor(LookupError):
+    """``before`` names a job that is not (or no longer) in the listing."""
+
+
+class JobIndex:
+    """Reads over the records and their indexes."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.redis = client
+        self._now = client.register_script(lua.NOW)
+        self._prune = client.register_script(lua.PRUNE)
+
+    def now(self) -> float:
+        """Redis's clock: the one every time in a record is compared with."""
+        return float(self._now(keys=[], args=[]))
+
+    def get(self, job_id: str) -> JobRecord | None:
+        records = self.records([job_id])
+        return records[0] if records else None
+
+    def has_token(self, job_id: str) -> bool:
+        return bool(self.redis.hexists(JOB_KEY.format(job_id=job_id), TOKEN_FIELD))
+
+    def lease_holder(self, job_id: str) -> str | None:
+        holder = self.redis.get(LEASE_KEY.format(job_id=job_id))
+        return str(holder) if holder else None
+
+    def records(self, job_ids: Sequence[str]) -> list[JobRecord]:
+        """The records of ``job_ids`` that exist, in order (one round trip)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hmget(JOB_KEY.format(job_id=job_id), RECORD_FIELDS)
+        found = []
+        for values in pipe.execute() if job_ids else []:
+            data = {k: v for k, v in zip(RECORD_FIELDS, values, strict=True) if v is not None}
+            if data.get("job_id") and data.get("state"):
+                found.append(JobRecord.from_hash(data))
+        return found
+
+    def page(self, states: Iterable[str] | None = None, limit: int = 100, before: str | None = None) -> list[JobRecord]:
+        """Newest first, at most ``limit``, optionally only in ``states`` and only older than the job
+        ``before`` (a cursor: the last id of the previous page). Reads that page, not the history."""
+        keys = [STATE_INDEX_KEY.format(state=State(s)) for s in states] if states else [JOB_INDEX_KEY]
+        top = "+inf"
+        if before is not None:
+            score = self.redis.zscore(JOB_INDEX_KEY, before)
+            if score is None:
+                raise UnknownCursor(f"no job {before!r} to list from")
+            top = repr(score)
+        entries: list[tuple[float, str]] = []
+        for key in keys:
+            found = cast(list[tuple[str, float]],
+                         self.redis.zrevrangebyscore(key, top, "-inf", start=0, num=limit + 64, withscores=True))
+            entries += [(float(score), str(job_id)) for job_id, score in found]
+        entries.sort(reverse=True)
+        if before is not None:  # entries with the cursor's own score come first; skip to past it
+            cursor_score = float(top)
+            entries = [e for e in entries if e[0] < cursor_score or (e[0] == cursor_score and e[1] < before)]
+        return self.records([job_id for _, job_id in entries[:limit]])
+
+    def active(self) -> list[JobRecord]:
+        """Every queued, uploading or finalizing job: what the janitor and the metrics read."""
+        ids: list[str] = []
+        for state in ACTIVE_STATES:
+            ids += self.ids_in(state)
+        return self.records(ids)
+
+    def ids_in(self, state: State) -> list[str]:
+        return [str(i) for i in cast(list[str], self.redis.zrange(STATE_INDEX_KEY.format(state=state), 0, -1))]
+
+    def counts(self) -> dict[str, int]:
+        """Jobs by state (a failed or done job counts until its record expires)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for state in State:
+            pipe.zcard(STATE_INDEX_KEY.format(state=state))
+        return {str(state): int(n) for state, n in zip(State, pipe.execute(), strict=True)}
+
+    def leases(self, job_ids: Sequence[str]) -> list[bool]:
+        """Whether each job's lease is held right now."""
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.exists(LEASE_KEY.format(job_id=job_id))
+        return [bool(n) for n in pipe.execute()] if job_ids else []
+
+    def prune_expired(self, limit: int = PRUNE_BATCH) -> int:
+        """Forget the index entries of records whose retention ran out; how many were pruned."""
+        keys = [JOB_INDEX_KEY, *(STATE_INDEX_KEY.format(state=s) for s in State), EXPIRY_KEY, OUTBOX_KEY]
+        return int(self._prune(keys=keys, args=[limit, JOB_KEY.format(job_id="")]))
+
+    # -- the webhook outbox: completion webhooks a job owes, recorded with its final state ------
+    def outbox_due(self, older_than_s: float, limit: int = 100) -> list[str]:
+        """Jobs whose webhook has been owed, with no delivery attempt, for ``older_than_s``."""
+        until = self.now() - older_than_s
+        return [str(i) for i in cast(list[str], self.redis.zrangebyscore(OUTBOX_KEY, "-inf", repr(until), start=0,
+                                                                          num=limit))]
+
+    def outbox_later(self, job_id: str, in_s: float) -> None:
+        """A delivery is under way (or due in ``in_s``): the janitor waits from then on."""
+        self.redis.zadd(OUTBOX_KEY, {job_id: self.now() + in_s}, xx=True)
+
+    def outbox_done(self, job_id: str) -> None:
+        """The webhook was delivered, or will never be."""
+        self.redis.zrem(OUTBOX_KEY, job_id)

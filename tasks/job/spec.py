@@ -1,0 +1,220 @@
+"""The job spec, the public contract a producer sends (README "Job spec, version 1").
+
+``parse_spec`` turns a JSON-shaped dict into an ``UploadSpec`` or raises a
+``SpecError`` that names the offending field. ``UploadSpec.public()`` is the spec
+without its token: the only form that is ever stored in a listing or shown.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from tasks.constants import (
+    MAX_CHUNK_BYTES,
+    MAX_DESCRIPTION_CHARS,
+    MAX_JOB_ID_CHARS,
+    MAX_METADATA_CHARS,
+    MAX_METADATA_PAIRS,
+    MAX_TAG_CHARS,
+    MAX_TAGS,
+    MAX_TITLE_CHARS,
+    MIN_CHUNK_BYTES,
+    SPEC_VERSION,
+)
+from tasks.errors import SpecError
+from tasks.job.sizes import parse_size
+from tasks.outbound.address_policy import BlockedAddress, NetPolicy, check_url
+from tasks.redact import mask_url
+
+SPEC_FIELDS = frozenset({"version", "source", "token", "video", "chunk_size", "job_id", "callback_url"})
+_BOOL_FIELDS = ("public", "panoramic", "mp4Support")
+VIDEO_FIELDS = frozenset({"title", "description", "tags", "metadata", "playerId", *_BOOL_FIELDS})
+_JOB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
+
+
+@dataclass(frozen=True)
+class UploadSpec:
+    """A validated job spec."""
+
+    source: str
+    token: str | None = None
+    video: dict[str, Any] = field(default_factory=dict)
+    chunk_size: int | None = None
+    job_id: str | None = None
+    callback_url: str | None = None
+
+    def fingerprint(self) -> str:
+        """What makes two enqueues of one ``job_id`` the same request (token included, hashed)."""
+        data = {**self.public(), "token": self.token}
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+    def public(self) -> dict[str, Any]:
+        """The spec as JSON, without the token."""
+        data: dict[str, Any] = {"version": SPEC_VERSION, "source": self.source, "video": self.video}
+        for name in ("chunk_size", "job_id", "callback_url"):
+            if getattr(self, name) is not None:
+                data[name] = getattr(self, name)
+        return data
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex
+
+
+def parse_spec(raw: Mapping[str, Any], policy: NetPolicy | None = None) -> UploadSpec:
+    """Validate ``raw``; every problem is a SpecError naming its field. http(s) sources and
+    callbacks that name a non-global address are refused unless ``policy`` allows them."""
+    policy = policy or NetPolicy()
+    if not isinstance(raw, Mapping):
+        raise SpecError("spec", f"must be an object, not {type(raw).__name__}")
+    unknown = sorted(set(raw) - SPEC_FIELDS)
+    if unknown:
+        raise SpecError(unknown[0], f"unknown field (allowed: {', '.join(sorted(SPEC_FIELDS))})")
+    version = raw.get("version", SPEC_VERSION)
+    if version != SPEC_VERSION:
+        raise SpecError("version", f"unsupported spec version {version!r} (this worker speaks 1)")
+    return UploadSpec(
+        source=_source(raw.get("source"), policy),
+        token=_optional_text(raw, "token", 512),
+        video=parse_video(raw.get("video") or {}),
+        chunk_size=_chunk_size(raw.get("chunk_size")),
+        job_id=_job_id(raw.get("job_id")),
+        callback_url=_callback_url(raw.get("callback_url"), policy),
+    )
+
+
+def parse_video(raw: Any) -> dict[str, Any]:
+    """Validate the metadata to patch; metadata pairs become api.video's [{key, value}] list."""
+    if not isinstance(raw, Mapping):
+        raise SpecError("video", f"must be an object, not {type(raw).__name__}")
+    unknown = sorted(set(raw) - VIDEO_FIELDS)
+    if unknown:
+        raise SpecError(f"video.{unknown[0]}", f"unknown field (allowed: {', '.join(sorted(VIDEO_FIELDS))})")
+    video: dict[str, Any] = {}
+    for name, limit in (("title", MAX_TITLE_CHARS), ("description", MAX_DESCRIPTION_CHARS)):
+        if raw.get(name) is not None:
+            video[name] = _text(f"video.{name}", raw[name], limit)
+    for name in _BOOL_FIELDS:
+        if raw.get(name) is not None:
+            if not isinstance(raw[name], bool):
+                raise SpecError(f"video.{name}", f"must be true or false, not {raw[name]!r}")
+            video[name] = raw[name]
+    if "playerId" in raw:
+        video["playerId"] = None if raw["playerId"] is None else _text("video.playerId", raw["playerId"], 64)
+    if raw.get("tags") is not None:
+        video["tags"] = _tags(raw["tags"])
+    if raw.get("metadata") is not None:
+        video["metadata"] = _metadata(raw["metadata"])
+    return video
+
+
+def _text(name: str, value: Any, limit: int) -> str:
+    if not isinstance(value, str):
+        raise SpecError(name, f"must be a string, not {type(value).__name__}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise SpecError(name, "is not valid UTF-8 text") from None
+    if len(value) > limit:
+        raise SpecError(name, f"is {len(value)} characters long; at most {limit} are allowed")
+    return value
+
+
+def _optional_text(raw: Mapping[str, Any], name: str, limit: int) -> str | None:
+    value = raw.get(name)
+    if value is None:
+        return None
+    text = _text(name, value, limit)
+    if not text.strip():
+        raise SpecError(name, "must not be empty")
+    return text
+
+
+def _checked_url(name: str, url: str, policy: NetPolicy) -> None:
+    try:
+        check_url(url, policy)
+    except (ValueError, BlockedAddress) as exc:
+        raise SpecError(name, str(exc)) from None
+
+
+def _source(value: Any, policy: NetPolicy) -> str:
+    if value is None:
+        raise SpecError("source", "is required: a path, a file:// URL or an http(s):// URL")
+    source = _text("source", value, 4096)
+    if not source.strip():
+        raise SpecError("source", "must not be empty")
+    scheme = urlsplit(source).scheme.lower()
+    if scheme not in ("", "file", "http", "https"):
+        raise SpecError("source", f"unsupported scheme {scheme!r} (use a path, file://, http:// or https://)")
+    if scheme in ("http", "https"):
+        _checked_url("source", source, policy)
+    return source
+
+
+def _chunk_size(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise SpecError("chunk_size", f"must be a number of bytes or a size like '50MiB', not {value!r}")
+    try:
+        size = parse_size(value)
+    except ValueError as exc:
+        raise SpecError("chunk_size", str(exc)) from None
+    if not MIN_CHUNK_BYTES <= size <= MAX_CHUNK_BYTES:
+        raise SpecError("chunk_size", f"{size} bytes is outside 5 MiB..128 MiB ({MIN_CHUNK_BYTES}..{MAX_CHUNK_BYTES})")
+    return size
+
+
+def _job_id(value: Any) -> str | None:
+    if value is None:
+        return None
+    job_id = _text("job_id", value, MAX_JOB_ID_CHARS)
+    if not _JOB_ID_RE.match(job_id):
+        raise SpecError("job_id", "may hold only letters, digits and . _ : - (and must start with a letter or digit)")
+    return job_id
+
+
+def _callback_url(value: Any, policy: NetPolicy) -> str | None:
+    if value is None:
+        return None
+    url = _text("callback_url", value, 2048)
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        raise SpecError("callback_url", f"must be an http:// or https:// URL, not {mask_url(url)!r}")
+    _checked_url("callback_url", url, policy)
+    return url
+
+
+def _tags(value: Any) -> list[str]:
+    if not isinstance(value, list | tuple):
+        raise SpecError("video.tags", f"must be a list of strings, not {type(value).__name__}")
+    if len(value) > MAX_TAGS:
+        raise SpecError("video.tags", f"has {len(value)} tags; at most {MAX_TAGS} are allowed")
+    return [_text(f"video.tags[{i}]", tag, MAX_TAG_CHARS) for i, tag in enumerate(value)]
+
+
+def _metadata(value: Any) -> list[dict[str, str]]:
+    if isinstance(value, Mapping):
+        pairs = [{"key": k, "value": v} for k, v in value.items()]
+    elif isinstance(value, list | tuple):
+        pairs = list(value)
+    else:
+        raise SpecError("video.metadata", "must be an object of strings or a list of {key, value}")
+    if len(pairs) > MAX_METADATA_PAIRS:
+        raise SpecError("video.metadata", f"has {len(pairs)} pairs; at most {MAX_METADATA_PAIRS} are allowed")
+    result = []
+    for i, pair in enumerate(pairs):
+        if not isinstance(pair, Mapping) or set(pair) != {"key", "value"}:
+            raise SpecError(f"video.metadata[{i}]", "must be an object with exactly 'key' and 'value'")
+        key = _text(f"video.metadata[{i}].key", pair["key"], MAX_METADATA_CHARS)
+        if not key:
+            raise SpecError(f"video.metadata[{i}].key", "must not be empty")
+        result.append({"key": key, "value": _text(f"video.metadata[{key}]", pair["value"], MAX_METADATA_CHARS)})
+    return result

@@ -1,0 +1,241 @@
+"""The Redis job store: records, leases and fenced updates.
+
+Every write that changes a job is one Lua script (``tasks.job.scripts``): atomic, one round trip,
+and fenced. A worker's write names its lease (``holder``); an operator's or the janitor's
+names the state (and cursor) it expects. A write whose fence does not hold changes
+nothing, so a duplicated, late or stale message can never move a job it does not hold.
+A step whose lease lapsed while nobody else took the job may ``reclaim`` it, provided the
+record is still where the step expects it. Reads and listings are in ``tasks.job.index``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import redis
+
+from tasks.constants import (
+    DEFAULT_FAILED_JOB_RETENTION_S,
+    DEFAULT_JOB_RETENTION_S,
+    DELAYED_KEY,
+    EXPIRY_KEY,
+    JOB_INDEX_KEY,
+    JOB_KEY,
+    LEASE_KEY,
+    OUTBOX_KEY,
+    REJECTED_KEY,
+    STATE_INDEX_KEY,
+    TAKEN_KEY,
+    TAKEN_STEP_TIMEOUT_S,
+)
+from tasks.job import scripts as lua
+from tasks.job.index import JobIndex
+from tasks.job.record import TOKEN_FIELD, JobRecord, State
+from tasks.pipeline.message import Step
+
+Expect = Mapping[str, Iterable[object]]
+REPLICATION_WAIT_MS = 1000
+NOW = "\x00@now"  # a field value written as Redis's current time (no real value starts with NUL)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The outcome of ``claim``: the record if the lease is ours, else who holds it."""
+
+    record: JobRecord | None
+    holder: str | None = None  # who holds the lease, when it is not ours
+    holder_ttl_s: float = 0.0
+    mismatch: str | None = None  # which expectation the record did not meet ("next_chunk is 7")
+    token: str | None = field(default=None, repr=False)  # read in the same round trip as the record
+
+
+@dataclass(frozen=True)
+class Written:
+    """The outcome of a fenced write: whether it happened, why not, and Redis's time if it did."""
+
+    ok: bool
+    why: str = ""
+    at: float | None = None
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+@dataclass(frozen=True)
+class Created:
+    """The outcome of ``create``: new, or the existing job's spec hash and state."""
+
+    created: bool
+    at: float | None = None
+    spec_hash: str = ""
+    state: str = ""
+    replicated: int = 0
+
+    def __bool__(self) -> bool:
+        return self.created
+
+    def conflicts(self, spec_hash: str) -> bool:
+        """The id was in use by a job with another spec (an idempotency key used twice)."""
+        return not self.created and bool(self.spec_hash) and self.spec_hash != spec_hash
+
+
+class JobStore(JobIndex):
+    """Job records in Redis. ``client`` must decode responses (``decode_responses=True``).
+    Ended jobs expire after ``keep_done_s`` (done, cancelled) or ``keep_failed_s`` (failed); 0 keeps."""
+
+    def __init__(self, client: redis.Redis, keep_done_s: int = DEFAULT_JOB_RETENTION_S,
+                 keep_failed_s: int = DEFAULT_FAILED_JOB_RETENTION_S) -> None:
+        super().__init__(client)
+        self.keep = [keep_done_s, keep_failed_s]
+        self._create = client.register_script(lua.CREATE)
+        self._claim = client.register_script(lua.CLAIM)
+        self._renew = client.register_script(lua.RENEW)
+        self._update = client.register_script(lua.UPDATE)
+        self._schedule = client.register_script(lua.SCHEDULE)
+        self._pop_due = client.register_script(lua.POP_DUE)
+        self._forget = client.register_script(lua.FORGET)
+
+    def create(self, job_id: str, spec: dict[str, object], token: str | None, spec_hash: str = "",
+               notify: bool = True, replicas: int = 0, **fields: object) -> Created:
+        """Create a queued job atomically (or, with ``state=…`` in ``fields``, one that starts there);
+        an id in use is left alone and its spec hash and state returned. ``notify``: the job owes
+        its ``callback_url`` a webhook when it ends. ``replicas``: wait (up to a second) until that
+        many replicas hold the write (``Created.replicated`` says how many did)."""
+        values: dict[str, object] = {"spec": json.dumps(spec, sort_keys=True), "next_chunk": 0, "bytes_sent": 0,
+                                     "retries": 0, "spec_hash": spec_hash, **fields}
+        if notify and spec.get("callback_url"):
+            values["webhook"] = "1"
+        if token:
+            values[TOKEN_FIELD] = token
+        args: list[str | int] = [*self.keep, job_id, *_flatten(values)]
+        if replicas:  # WAIT covers the writes of its own connection: one pipeline, one connection
+            pipe = self.redis.pipeline(transaction=False)
+            self._create(keys=job_keys(job_id), args=args, client=pipe)
+            pipe.execute_command("WAIT", replicas, REPLICATION_WAIT_MS)
+            result, acked = pipe.execute()
+        else:
+            result, acked = self._create(keys=job_keys(job_id), args=args), 0
+        if result[0] == 1:
+            return Created(True, at=float(result[1]), replicated=int(acked))
+        return Created(False, spec_hash=result[1], state=result[2])
+
+    def forget(self, job_id: str) -> bool:
+        """Undo a create whose start message could not be sent (a queued job nobody picked up)."""
+        return bool(self._forget(keys=job_keys(job_id), args=[]))
+
+    def claim(self, job_id: str, holder: str, ttl_s: float, expect: Expect | None = None) -> Claim:
+        """Take (or extend) the job's lease and read its record, in one step; only if every
+        ``expect`` field has one of its values (so a stale message never holds the lease)."""
+        args = [holder, _ms(ttl_s), *_expectations(expect)]
+        status, *rest = self._claim(keys=job_keys(job_id), args=args)
+        if status == 1:
+            data = dict(zip(rest[0][::2], rest[0][1::2], strict=True))
+            return Claim(JobRecord.from_hash(data), token=data.get(TOKEN_FIELD) or None)
+        if status == 2:
+            return Claim(None, mismatch=rest[0])
+        if status == 0:
+            return Claim(None, holder=rest[0], holder_ttl_s=max(0, int(rest[1])) / 1000)
+        return Claim(None, mismatch="no such job")
+
+    def renew(self, job_id: str, holder: str, ttl_s: float, expect: Expect | None = None,
+              streamed: int | None = None) -> int:
+        """Extend our lease and beat the heartbeat (noting ``streamed`` bytes of the current chunk):
+        1 renewed, 2 reclaimed (it had lapsed, nobody took it, ``expect`` holds), 0 lost, -1 gone."""
+        args = [holder, _ms(ttl_s), "" if streamed is None else streamed, *_expectations(expect)]
+        return int(self._renew(keys=job_keys(job_id), args=args))
+
+    def release(self, job_id: str, holder: str) -> bool:
+        """Drop our lease (only ours)."""
+        return bool(self.update(job_id, holder, {}, release=True))
+
+    def update(self, job_id: str, holder: str | None, changes: Mapping[str, object], expect: Expect | None = None,
+               release: bool = False, reclaim: bool = False, exclusive: bool = False, ttl_s: float = 60) -> Written:
+        """Write ``changes`` if the fence holds: ``holder`` holds the lease (or, with ``reclaim``, it
+        lapsed and nobody took it) and every ``expect`` field has one of its values. ``holder=None``
+        is an operator's or the janitor's write, fenced by ``expect`` alone (``exclusive``: and only
+        while no worker holds the job). A state change moves the indexes and applies retention."""
+        flags = ("r" if release else "") + ("c" if reclaim else "") + ("x" if exclusive else "")
+        args = [*self.keep, holder or "", flags, _ms(ttl_s), *_expectations(expect), *_flatten(changes)]
+        return _written(*self._update(keys=job_keys(job_id), args=args))
+
+    def schedule(self, job_id: str, holder: str, step: Step, delay_s: float, expect: Expect | None = None,
+                 retry_reason: str | None = None, task_id: str | None = None, retries: int = 0) -> Written:
+        """Put ``step`` in the delayed set for ``delay_s`` (Redis's clock) and release our lease, in
+        one write; ``retry_reason`` counts it as a retry. Fenced like ``update``."""
+        member = step.to_member(task_id, retries)
+        args = [holder, f"{max(0.0, delay_s):.3f}", member, "1" if retry_reason else "0", retry_reason or "",
+                *_expectations(expect)]
+        return _written(*self._schedule(keys=job_keys(job_id), args=args))
+
+    def later(self, step: Step, delay_s: float, task_id: str | None = None, retries: int = 0) -> None:
+        """Publish ``step`` again in ``delay_s`` (Redis's clock), touching nothing of the job's
+        (its lease belongs to another worker)."""
+        self.redis.zadd(DELAYED_KEY, {step.to_member(task_id, retries): self.now() + delay_s})
+
+    def give_back(self, members: list[str]) -> None:
+        """Put delayed steps taken by ``pop_due`` but not published back in the set, due at once."""
+        if members:
+            pipe = self.redis.pipeline()  # MULTI: in one set or the other, never both or neither
+            pipe.zrem(TAKEN_KEY, *members)
+            pipe.zadd(DELAYED_KEY, dict.fromkeys(members, 0))
+            pipe.execute()
+
+    def pop_due(self, limit: int = 100, taken_timeout_s: float = TAKEN_STEP_TIMEOUT_S) -> tuple[float, list[str]]:
+        """Take the delayed steps that are due (each once, fleet-wide, until ``confirm``); Redis's
+        time and them. Steps taken over ``taken_timeout_s`` ago and never confirmed are due again."""
+        now, due = self._pop_due(keys=[DELAYED_KEY, TAKEN_KEY],
+                                 args=[limit, JOB_KEY.format(job_id=""), taken_timeout_s])
+        return float(now), list(due)
+
+    def confirm(self, member: str) -> None:
+        """A step taken by ``pop_due`` was published: it leaves the taken set."""
+        self.redis.zrem(TAKEN_KEY, member)
+
+    def reject(self, message_id: str, claimed_id: str, spec: object, error: str, ttl_s: int) -> None:
+        """Keep a spec refused for an id already in use under its own record; the job is untouched."""
+        key = REJECTED_KEY.format(message_id=message_id)
+        pipe = self.redis.pipeline()
+        pipe.hset(key, mapping={"job_id": claimed_id, "error": error, "spec": json.dumps(spec, sort_keys=True)})
+        if ttl_s > 0:
+            pipe.expire(key, ttl_s)
+        pipe.execute()
+
+
+def job_keys(job_id: str) -> list[str]:
+    """KEYS of every job script, in the order ``tasks.job.scripts`` reads them."""
+    return [JOB_KEY.format(job_id=job_id), LEASE_KEY.format(job_id=job_id), JOB_INDEX_KEY,
+            *(STATE_INDEX_KEY.format(state=s) for s in State), EXPIRY_KEY, OUTBOX_KEY, DELAYED_KEY]
+
+
+def _expectations(expect: Expect | None) -> list[str | int]:
+    """``{field: allowed values}`` as the scripts read it: count, then field, n, values…"""
+    args: list[str | int] = [len(expect or {})]
+    for name, allowed in (expect or {}).items():
+        values = [_text(v) for v in allowed]
+        args += [name, len(values), *values]
+    return args
+
+
+def _written(status: int, why: str) -> Written:
+    """A fenced script's reply: {1, Redis's time} written, else {0 or -1, why not}."""
+    return Written(True, at=float(why)) if status == 1 else Written(False, why=str(why))
+
+
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
+
+
+def _text(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, float):
+        return f"{value:.6f}"
+    return str(value)
+
+
+def _flatten(fields: Mapping[str, object]) -> list[str]:
+    return [item for name, value in fields.items() for item in (name, _text(value))]

@@ -1,0 +1,303 @@
+"""Keeping sources and callbacks off internal networks (SSRF): cloud metadata, loopback, private ranges.
+
+Whoever can enqueue a job chooses a source URL the workers read and upload, and a
+callback URL they POST to. Without a guard, ``http://169.254.169.254/...`` (cloud
+metadata) or ``http://10.0.0.5:6379/`` would be fetched from inside the network.
+The guard works at two moments:
+
+* Enqueue time, ``check_url``: only http(s), a host must be present, and a host that
+  is an address literal (in any form a resolver accepts: ``2852039166``,
+  ``0xa9.0xfe.0xa9.0xfe``, ``0251.0376.0251.0376``, ``127.1``, ``[::ffff:a9fe:a9fe]``...)
+  or a ``localhost`` name is judged by ``NetPolicy``. Real host names pass: what
+  they resolve to can change at any moment (DNS rebinding), so they are judged at:
+* Connect time, ``tasks.outbound.guarded_transport.GuardedBackend``: an httpcore network backend that resolves the
+  host itself, drops every address the policy refuses, and connects to a permitted
+  one by IP, so the address judged is the address connected to, whatever DNS says
+  a second later, and a redirect to a private address fails the same way.
+
+``NetPolicy`` refuses every address that is not global (loopback, RFC 1918,
+fc00::/7, link-local, 100.64.0.0/10, multicast, reserved, unspecified...) unless
+it lies in a network of ``VUQ_ALLOWED_PRIVATE_NETS``. IPv4 addresses embedded in
+IPv6 (``::ffff:a.b.c.d``, ``::a.b.c.d``, ``::ffff:0:a.b.c.d``, 6to4 ``2002::/16``,
+NAT64 ``64:ff9b::/96``) are judged by their IPv4 address. A refusal is
+``BlockedAddress``, a ``PermanentError``: the job fails at once, it is not retried.
+
+The connect-time half lives in ``tasks.outbound.guarded_transport``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import unicodedata
+from contextlib import suppress
+from dataclasses import dataclass
+from typing import TypeAlias
+from urllib.parse import unquote, urlsplit
+
+import httpx
+
+from tasks.errors import PermanentError
+from tasks.redact import redact, safe_url
+
+IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+SETTING = "VUQ_ALLOWED_PRIVATE_NETS"
+ALLOWED_SCHEMES = ("http", "https")
+
+_SHARED_SPACE = ipaddress.IPv4Network("100.64.0.0/10")  # RFC 6598, carrier-grade NAT
+_RFC1918 = tuple(ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
+_ULA = ipaddress.IPv6Network("fc00::/7")
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052 well-known prefix
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")  # deprecated ::a.b.c.d
+_IPV4_TRANSLATED = ipaddress.IPv6Network("::ffff:0:0:0/96")  # RFC 2765 SIIT
+# Not global, whatever this Python's ``is_global`` says (its tables changed across 3.11..3.13).
+_ALSO_NOT_GLOBAL = (ipaddress.IPv6Network("64:ff9b:1::/48"),)  # RFC 8215 local-use NAT64
+
+# One part of a BSD (inet_aton) / WHATWG IPv4 literal: 0x-hex, 0-octal or decimal.
+_IPV4_PART = re.compile(r"0[xX][0-9a-fA-F]*|0[0-7]*|[1-9][0-9]*", re.ASCII)
+_DOTS = str.maketrans({"\u3002": ".", "\uff0e": ".", "\uff61": "."})  # what UTS 46 maps to "."
+
+
+class BlockedAddress(PermanentError):
+    """A URL's host is, or resolves only to, an address the NetPolicy refuses (not retried)."""
+
+    reason = "blocked_address"
+
+    def __init__(self, subject: str, kind: str, address: IPAddress | None = None) -> None:
+        super().__init__(f"{subject} is {kind}; vuq refuses non-global addresses unless {SETTING} "
+                         "allows them (add its network there if this is intended)")
+        self.subject = subject
+        self.kind = kind
+        self.address = address
+
+    def __reduce__(self) -> tuple[type[BlockedAddress], tuple[str, str, IPAddress | None]]:
+        return type(self), (self.subject, self.kind, self.address)
+
+
+def parse_allowed_nets(text: str) -> tuple[IPNetwork, ...]:
+    """The networks of a comma-separated CIDR list (``VUQ_ALLOWED_PRIVATE_NETS``); "" is none.
+
+    A bare address is its own /32 (/128). ValueError names the bad entry, including
+    one with host bits set (``10.1.2.3/8``), which is more likely a typo than a wish.
+    """
+    nets: list[IPNetwork] = []
+    for raw in text.split(","):
+        entry = raw.strip()
+        if not entry:
+            continue
+        try:
+            nets.append(ipaddress.ip_network(entry, strict=True))
+        except ValueError as exc:
+            hint = ""
+            with suppress(ValueError):
+                hint = f" (did you mean {ipaddress.ip_network(entry, strict=False)}?)"
+            raise ValueError(f"{entry!r} is not a network in CIDR notation like 10.0.0.0/8 or fd00::/8: "
+                             f"{exc}{hint}") from None
+    return tuple(nets)
+
+
+def embedded_ipv4(ip: IPAddress) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address carries (mapped, compatible, translated, 6to4, NAT64), if any."""
+    if isinstance(ip, ipaddress.IPv4Address):
+        return None
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip in _NAT64 or ip in _IPV4_TRANSLATED or (ip in _IPV4_COMPATIBLE and int(ip) > 1):  # not :: or ::1
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
+def refusal(ip: IPAddress) -> str | None:
+    """Why ``ip`` is not a global address ("a link-local address"...), or None for a global one.
+
+    An address with an embedded IPv4 address is judged by that address alone.
+    """
+    ip = embedded_ipv4(ip) or ip
+    if ip.is_unspecified:
+        return "an unspecified address"
+    if ip.is_loopback:
+        return "a loopback address"
+    if ip.is_link_local:
+        return "a link-local address"
+    if ip.is_multicast:
+        return "a multicast address"
+    if isinstance(ip, ipaddress.IPv4Address):
+        if ip in _SHARED_SPACE:
+            return "a shared address space (100.64.0.0/10, carrier-grade NAT) address"
+        if any(ip in net for net in _RFC1918):
+            return "a private address"
+    else:
+        if ip in _ULA:
+            return "a private (unique local) address"
+        if ip.is_site_local:
+            return "a site-local address"
+        if any(ip in net for net in _ALSO_NOT_GLOBAL):
+            return "a non-global (special-purpose) address"
+    if ip.is_reserved:
+        return "a reserved address"
+    if not ip.is_global or ip.is_private:
+        return "a non-global (special-purpose) address"
+    return None
+
+
+@dataclass(frozen=True)
+class NetPolicy:
+    """Which addresses workers may connect to: global ones, plus the allowed private networks."""
+
+    allowed_private: tuple[IPNetwork, ...] = ()
+
+    @classmethod
+    def from_setting(cls, text: str) -> NetPolicy:
+        """The policy of a ``VUQ_ALLOWED_PRIVATE_NETS`` value; ValueError names a bad entry."""
+        return cls(parse_allowed_nets(text))
+
+    def allows(self, ip: IPAddress) -> bool:
+        """Whether ``ip`` lies in an allowed network (itself or its embedded IPv4 address)."""
+        embedded = embedded_ipv4(ip)
+        return any(ip in net or (embedded is not None and embedded in net) for net in self.allowed_private)
+
+    def permits(self, ip: IPAddress) -> bool:
+        """Whether a connection to ``ip`` may be made (``check`` without the exception)."""
+        return self.allows(ip) or refusal(ip) is None
+
+    def check(self, ip: IPAddress, *, label: str | None = None) -> None:
+        """Raise BlockedAddress unless ``ip`` is global or allowed; ``label`` says where it came from."""
+        if self.allows(ip):
+            return
+        kind = refusal(ip)
+        if kind is None:
+            return
+        named = label if label is not None and label != str(ip) else str(ip)
+        details = [str(ip)] if named != str(ip) else []
+        embedded = embedded_ipv4(ip)
+        if embedded is not None:
+            details.append(f"IPv4 {embedded}")
+        subject = f"{named} ({', '.join(details)})" if details else named
+        raise BlockedAddress(subject, kind, ip)
+
+
+def literal_address(host: str) -> IPAddress | None:
+    """The address a URL host denotes when it is an address literal; None for a host name.
+
+    IPv4 follows the BSD ``inet_aton`` rules (which getaddrinfo applies) and WHATWG
+    URL host parsing: 1 to 4 parts, each decimal, 0-octal or 0x-hex, the last part
+    filling the remaining bytes (``127.1``, ``10.1.2``, ``2852039166``), with one
+    trailing dot allowed. Unlike some libcs' ``inet_aton`` nothing may follow.
+    IPv6 may be in brackets, with a zone id (``%eth0`` or URL-encoded ``%25eth0``).
+    Percent-escapes, full-width digits and ideographic dots are decoded first, as a
+    browser would.
+    """
+    text = _normalize(host)
+    bracketed = text.startswith("[") and text.endswith("]")
+    if bracketed:
+        text = text[1:-1]
+    if not text:
+        return None
+    if bracketed or ":" in text:
+        try:
+            return ipaddress.IPv6Address(text)
+        except ValueError:
+            return None
+    return _parse_ipv4(text)
+
+
+def _normalize(host: str) -> str:
+    """A host as a browser reads it: percent-decoded, NFKC (full-width digits), ideographic dots, lower case."""
+    return unicodedata.normalize("NFKC", unquote(host)).translate(_DOTS).lower()
+
+
+def _ipv4_number(part: str) -> int | None:
+    if not _IPV4_PART.fullmatch(part):
+        return None
+    if part[:2] in ("0x", "0X"):
+        return int(part[2:] or "0", 16)
+    if part.startswith("0"):
+        return int(part, 8)
+    return int(part) if len(part) <= 10 else None  # longer is out of range anyway
+
+
+def _ipv4_parts(text: str) -> list[str]:
+    parts = text.split(".")
+    if len(parts) > 1 and parts[-1] == "":
+        parts.pop()  # one trailing dot, as in an absolute name
+    return parts
+
+
+def _parse_ipv4(text: str) -> ipaddress.IPv4Address | None:
+    parts = _ipv4_parts(text)
+    if not 1 <= len(parts) <= 4:
+        return None
+    numbers = [_ipv4_number(part) for part in parts]
+    if any(n is None for n in numbers):
+        return None
+    *head, last = (n for n in numbers if n is not None)
+    if any(n > 0xFF for n in head) or last >= 1 << (8 * (5 - len(parts))):
+        return None
+    value = last
+    for i, n in enumerate(head):
+        value |= n << (8 * (3 - i))
+    return ipaddress.IPv4Address(value)
+
+
+def _ends_in_number(text: str) -> bool:
+    """WHATWG's test: a host whose last label is numeric is meant as IPv4 (and invalid if it is not one)."""
+    last = _ipv4_parts(text)[-1]
+    return bool(last) and ((last.isascii() and last.isdigit()) or _ipv4_number(last) is not None)
+
+
+def _is_localhost(text: str) -> bool:
+    name = text.rstrip(".")
+    return name == "localhost" or name.endswith(".localhost")
+
+
+def check_url(url: str, policy: NetPolicy) -> None:
+    """Refuse, at enqueue time, a source or callback URL that is not http(s) or names a refused address.
+
+    ValueError for a URL that is malformed, not http(s) or without a host;
+    BlockedAddress for an address literal (any form) or a ``localhost`` name the
+    policy refuses. Host names pass: they are judged at connect time.
+    """
+    shown = safe_url(url)
+    try:
+        parts = urlsplit(url)
+        hostname = parts.hostname
+        _ = parts.port  # raises ValueError for a bad port
+    except ValueError as exc:
+        raise ValueError(f"{shown!r} is not a valid URL: {redact(str(exc))}") from None
+    scheme = parts.scheme.lower()
+    if scheme not in ALLOWED_SCHEMES:
+        named = f"scheme {scheme!r}" if scheme else "no scheme"
+        raise ValueError(f"{shown!r} has {named}; only http:// and https:// URLs are allowed")
+    if not hostname:
+        raise ValueError(f"{shown!r} has no host")
+    _check_host(hostname, shown, policy)
+    try:
+        client_host = httpx.URL(url).host  # what the worker's client will connect to, if parsers disagree
+    except httpx.InvalidURL as exc:
+        raise ValueError(f"{shown!r} is not a valid URL: {redact(str(exc))}") from None
+    if client_host != hostname:
+        _check_host(client_host, shown, policy)
+
+
+def _check_host(host: str, shown: str, policy: NetPolicy) -> None:
+    text = _normalize(host)
+    if not text:
+        raise ValueError(f"{shown!r} has no host")
+    if any(c.isspace() or unicodedata.category(c)[0] == "C" for c in text):
+        raise ValueError(f"{shown!r}: the host {host!r} holds whitespace or control characters")
+    address = literal_address(host)
+    if address is not None:
+        policy.check(address, label=host)
+        return
+    if ":" in text or "[" in text:
+        raise ValueError(f"{shown!r}: the host {host!r} is not a valid IPv6 address")
+    if _ends_in_number(text):
+        raise ValueError(f"{shown!r}: the host {host!r} looks like an IPv4 address but is not a valid one")
+    if _is_localhost(text):
+        loopback = (ipaddress.IPv4Address("127.0.0.1"), ipaddress.IPv6Address("::1"))
+        if not any(policy.permits(ip) for ip in loopback):
+            raise BlockedAddress(host, "a loopback name")

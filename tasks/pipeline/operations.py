@@ -1,0 +1,110 @@
+"""Operator actions on jobs: resume, cancel, retry the failed ones. Plain functions over the store,
+each a write fenced by the state it expects."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from tasks.constants import TASK_CHUNK, TASK_CLEANUP, TASK_FINALIZE, TASK_START, TASK_WEBHOOK
+from tasks.job.record import NEEDS_TOKEN, TOKEN_FIELD, JobRecord, State
+from tasks.job.store import NOW, JobStore
+from tasks.pipeline.message import Step, step_for
+
+Send = Callable[[Step], None]
+CANCELLABLE = (State.QUEUED, State.UPLOADING)
+
+
+class OperationError(Exception):
+    """An operator action that does not apply to the job as it is (the message says why)."""
+
+
+def next_step(job: JobRecord) -> tuple[Step, State]:
+    """Where a job continues from its record's cursor, and the state it is in meanwhile."""
+    if job.next_chunk == 0:
+        return step_for(job, TASK_START), State.QUEUED
+    if job.chunks_total is not None and job.next_chunk >= job.chunks_total:
+        return step_for(job, TASK_FINALIZE), State.FINALIZING
+    return step_for(job, TASK_CHUNK, job.next_chunk), State.UPLOADING
+
+
+def resume(store: JobStore, job_id: str, send: Send, token: str | None = None) -> Step:
+    """Continue a failed job from the last acknowledged chunk; ``token`` replaces its upload token."""
+    job = _get(store, job_id)
+    if job.state != State.FAILED:
+        raise OperationError(f"job {job_id} is {job.state}; only failed jobs can be resumed")
+    if job.error_needs == NEEDS_TOKEN and not token:
+        raise OperationError(f"job {job_id} needs a new upload token: vuq resume {job_id} --token-file FILE")
+    step, state = next_step(job)
+    changes = {"state": state, "error": "", "error_retryable": "", "error_reason": "", "error_needs": "",
+               "handoff_at": NOW, "wake_at": ""}
+    if token:
+        changes[TOKEN_FIELD] = token
+    written = store.update(job_id, None, changes, expect={"state": [State.FAILED]})
+    if not written:
+        raise OperationError(f"job {job_id} changed while resuming it; look again")
+    send(replace(step, handoff_at=written.at))
+    return step
+
+
+def cancel(store: JobStore, job_id: str, send: Send | None = None, keep_video: bool = False) -> str:
+    """Stop a queued or uploading job at its next chunk; it stays cancelled. The partial video vuq
+    created is deleted by a worker holding an API key, unless ``keep_video``. Returns what happens
+    to the video."""
+    job = _get(store, job_id)
+    if job.state not in CANCELLABLE:
+        raise OperationError(f"job {job_id} is {job.state}; only queued or uploading jobs can be cancelled")
+    has_video = bool(job.video_id or job.container_pending)
+    cleanup = ("kept (--keep-video)" if keep_video else "deleting") if has_video else "no video was created"
+    written = store.update(job_id, None, {"state": State.CANCELLED, "error": "cancelled by an operator",
+                                          "cleanup": cleanup}, expect={"state": list(CANCELLABLE)})
+    if not written:
+        raise OperationError(f"job {job_id} changed while cancelling it; look again")
+    if send is not None:
+        if cleanup == "deleting":
+            send(Step(TASK_CLEANUP, job_id))
+        if job.spec.get("callback_url"):
+            send(Step(TASK_WEBHOOK, job_id))
+    return cleanup
+
+
+@dataclass
+class RetryOutcome:
+    """What ``retry_failed`` did: the jobs it resumed, and how many it skipped, by reason."""
+
+    resumed: list[str] = field(default_factory=list)
+    skipped: dict[str, int] = field(default_factory=dict)
+
+    def skip(self, reason: str) -> None:
+        self.skipped[reason] = self.skipped.get(reason, 0) + 1
+
+
+SKIP_PERMANENT = "not resumable: the source, spec or request must change (--all to try anyway)"
+SKIP_TOKEN = "need a new upload token: vuq resume JOB --token-file FILE"
+SKIP_CHANGED = "changed while resuming"
+
+
+def retry_failed(store: JobStore, send: Send, include_permanent: bool = False) -> RetryOutcome:
+    """Resume every failed job whose error may go away on retry (or every one, if asked);
+    reads only the failed jobs."""
+    outcome = RetryOutcome()
+    for job in store.records(store.ids_in(State.FAILED)):
+        if job.error_needs == NEEDS_TOKEN:
+            outcome.skip(SKIP_TOKEN)
+        elif not (include_permanent or job.error_retryable):
+            outcome.skip(SKIP_PERMANENT)
+        else:
+            try:
+                resume(store, job.job_id, send)
+            except OperationError:
+                outcome.skip(SKIP_CHANGED)
+                continue
+            outcome.resumed.append(job.job_id)
+    return outcome
+
+
+def _get(store: JobStore, job_id: str) -> JobRecord:
+    job = store.get(job_id)
+    if job is None:
+        raise OperationError(f"no job {job_id!r}")
+    return job

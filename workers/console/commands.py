@@ -1,0 +1,140 @@
+"""What the ``vuq`` subcommands do, apart from argument parsing.
+
+JSON output is ``JobRecord.public()``: times are seconds since the Unix epoch on Redis's
+clock. Tables are for people: sized to the terminal, newest first, one line a job.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from typing import Any
+
+from tasks.job.index import UnknownCursor
+from tasks.job.record import JobRecord, State
+from tasks.job.store import JobStore
+from tasks.outbound.sources import check_local_source
+from tasks.pipeline.operations import OperationError
+from tasks.pipeline.operations import cancel as cancel_job
+from tasks.pipeline.operations import resume as resume_job
+from tasks.pipeline.operations import retry_failed as retry_failed_jobs
+from tasks.producer import enqueue_upload, job_store, send_step
+from tasks.settings import get_settings
+from workers.console.endings import CommandError
+from workers.console.listing import describe, table
+from workers.console.progress import follow
+from workers.health import check as check_health
+
+STATES = [str(s) for s in State]
+
+
+def _store() -> JobStore:
+    return job_store(get_settings())
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True))
+
+
+def enqueue(spec: dict[str, Any], wait: bool, as_json: bool, check_source: bool = True) -> int:
+    """Enqueue; print the job id (or the job as JSON), or follow it to its end with ``wait``."""
+    settings = get_settings()
+    if check_source:  # a file this machine can see, and that the workers would refuse, fails here
+        check_local_source(spec["source"], settings.allowed_roots)
+    job_id = enqueue_upload(**spec, settings=settings)
+    if wait:
+        print(f"job {job_id} enqueued", file=sys.stderr)
+        return _finish(follow(_store(), job_id), as_json)
+    if as_json:
+        _print_json(_get(job_id).public())
+    else:
+        print(job_id)
+    return 0
+
+
+def _get(job_id: str) -> JobRecord:
+    job = _store().get(job_id)
+    if job is None:
+        raise CommandError(f"no job {job_id!r}")
+    return job
+
+
+def watch(job_id: str, as_json: bool) -> int:
+    try:
+        return _finish(follow(_store(), job_id), as_json)
+    except LookupError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def _finish(job: JobRecord, as_json: bool) -> int:
+    _show(job, as_json)
+    return 0 if job.state == State.DONE else 1
+
+
+def status(job_id: str, as_json: bool) -> int:
+    _show(_get(job_id), as_json)
+    return 0
+
+
+def _show(job: JobRecord, as_json: bool) -> None:
+    if as_json:
+        _print_json(job.public())
+    else:
+        print(describe(job, _store().now()))
+
+
+def jobs(states: list[str] | None, limit: int, before: str | None, as_json: bool) -> int:
+    """One page of jobs, newest first; the next page starts ``--before`` the last one shown."""
+    store = _store()
+    try:
+        records = store.page(states=states, limit=limit, before=before)
+    except UnknownCursor as exc:
+        raise CommandError(str(exc)) from None
+    if as_json:
+        _print_json([job.public() for job in records])
+    else:
+        width = shutil.get_terminal_size((120, 24)).columns
+        print(table(records, store.now(), width))
+    if len(records) == limit:
+        more = " ".join([f"--state {s}" for s in states or []] + [f"--limit {limit}", f"--before {records[-1].job_id}"])
+        print(f"more: vuq jobs {more}", file=sys.stderr)
+    return 0
+
+
+def resume(job_id: str, token: str | None) -> int:
+    try:
+        step = resume_job(_store(), job_id, send_step, token)
+    except OperationError as exc:
+        raise CommandError(str(exc)) from None
+    where = f"chunk {step.chunk + 1}" if step.chunk is not None else step.task.rsplit(".", 1)[-1]
+    print(f"job {job_id}: resumed at {where}" + (" with a new upload token" if token else ""))
+    return 0
+
+
+def cancel(job_id: str, keep_video: bool) -> int:
+    try:
+        video = cancel_job(_store(), job_id, send_step, keep_video)
+    except OperationError as exc:
+        raise CommandError(str(exc)) from None
+    print(f"job {job_id}: cancelled; video: {video}")
+    return 0
+
+
+def health(idle_s: int | None, node: str | None) -> int:
+    healthy, line = check_health(get_settings(), idle_s, node)
+    if not healthy:
+        raise CommandError(line)
+    print(line)
+    return 0
+
+
+def retry_failed(include_permanent: bool) -> int:
+    outcome = retry_failed_jobs(_store(), send_step, include_permanent)
+    for job_id in outcome.resumed:
+        print(job_id)
+    skipped = sum(outcome.skipped.values())
+    why = "; ".join(f"{n} {reason}" for reason, n in sorted(outcome.skipped.items()))
+    print(f"{len(outcome.resumed)} job(s) resumed, {skipped} skipped" + (f": {why}" if why else ""), file=sys.stderr)
+    return 0
+

@@ -1,0 +1,53 @@
+"""What the workers do with the pipeline's reports: task events for Flower, and metrics."""
+
+from __future__ import annotations
+
+from celery import current_task
+
+from tasks.pipeline.reports import Observer
+
+
+class TaskEvents:
+    """Sends ``task-progress`` events from the running task (at most one a second while a chunk
+    streams, and once it is acknowledged), so Flower shows a PROGRESS state."""
+
+    def progress(self, job_id: str, index: int, total: int, streamed: int, length: int) -> None:
+        task = current_task
+        if task is not None and task.request.id:
+            task.send_event("task-progress", job_id=job_id, chunk=index, chunks_total=total,
+                            progress=f"{index + 1}/{total}", streamed=streamed, length=length)
+
+    def chunk_sent(self, job_id: str, index: int, total: int, size: int, seconds: float) -> None:
+        task = current_task
+        if task is not None and task.request.id:
+            task.send_event("task-progress", job_id=job_id, chunk=index, chunks_total=total,
+                            progress=f"{index + 1}/{total}")
+
+    def state(self, job_id: str, state: str) -> None:
+        pass
+
+    def retry(self, job_id: str, reason: str) -> None:
+        pass
+
+
+class Fanout:
+    """Passes every report on to several observers."""
+
+    def __init__(self, *observers: Observer) -> None:
+        self.observers = observers
+
+    def progress(self, job_id: str, index: int, total: int, streamed: int, length: int) -> None:
+        for observer in self.observers:
+            observer.progress(job_id, index, total, streamed, length)
+
+    def chunk_sent(self, job_id: str, index: int, total: int, size: int, seconds: float) -> None:
+        for observer in self.observers:
+            observer.chunk_sent(job_id, index, total, size, seconds)
+
+    def state(self, job_id: str, state: str) -> None:
+        for observer in self.observers:
+            observer.state(job_id, state)
+
+    def retry(self, job_id: str, reason: str) -> None:
+        for observer in self.observers:
+            observer.retry(job_id, reason)
