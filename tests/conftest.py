@@ -17,7 +17,9 @@ from tests.support.redis_check import require_redis
 # job store's unit tests 10, 9, 8), so one process's flush never meets another's tests.
 XDIST_INDEX = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
 TEST_REDIS_DB = int(os.environ.get("VUQ_TEST_REDIS_DB", str(13 + XDIST_INDEX)))
-TEST_REDIS_URL = f"redis://127.0.0.1:6379/{TEST_REDIS_DB}"
+# VUQ_TEST_REDIS (host:port) points a second checkout's run at a Redis of its own.
+TEST_REDIS = os.environ.get("VUQ_TEST_REDIS", "127.0.0.1:6379")
+TEST_REDIS_URL = f"redis://{TEST_REDIS}/{TEST_REDIS_DB}"
 # The test process itself (producers, event receivers) talks to the test database.
 os.environ["VUQ_BROKER_URL"] = TEST_REDIS_URL
 os.environ.pop("VUQ_REDIS_URL", None)

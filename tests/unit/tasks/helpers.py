@@ -23,7 +23,8 @@ RedisFactory = Callable[[], redis.Redis]
 
 FAKE, REAL = "fakeredis", "redis"
 # Database 10 belongs to the unit tests; it is flushed before every test that uses it.
-REAL_REDIS_URL = f"redis://127.0.0.1:6379/{10 - int(os.environ.get('PYTEST_XDIST_WORKER', 'gw0')[2:] or 0)}"
+_XDIST_INDEX = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0)
+REAL_REDIS_URL = f"redis://{os.environ.get('VUQ_TEST_REDIS', '127.0.0.1:6379')}/{10 - _XDIST_INDEX}"
 both_backends = pytest.mark.parametrize("redis_backend", [FAKE, REAL], indirect=True)
 
 
