@@ -104,8 +104,8 @@ class Throttled(VuqError):
 
     reason = "throttled"
 
-    def __init__(self, wait_s: float, klass: str = "upload") -> None:
-        super().__init__(f"api.video {klass} rate limit reached; next slot in {wait_s:.1f}s")
+    def __init__(self, wait_s: float, request_class: str = "upload") -> None:
+        super().__init__(f"api.video {request_class} rate limit reached; next slot in {wait_s:.1f}s")
         self.wait_s = wait_s
 
 

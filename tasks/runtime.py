@@ -21,13 +21,13 @@ from tasks.apivideo.limiter import FleetLimiter
 from tasks.job.connections import redis_client
 from tasks.job.store import JobStore
 from tasks.outbound.guarded_transport import guarded_client
-from tasks.pipeline.reports import NULL_OBSERVER, Observer
+from tasks.pipeline.reports import NULL_REPORTER, Reporter
 from tasks.pipeline.upload import Pipeline
 from tasks.settings import Settings, get_settings
 
 _pipeline: Pipeline | None = None
 _pid: int | None = None
-_observer: Observer = NULL_OBSERVER
+_reporter: Reporter = NULL_REPORTER
 _ssl_context: ssl.SSLContext | None = None
 HTTP_LIMITS = httpx.Limits(max_connections=32, max_keepalive_connections=16)
 
@@ -46,7 +46,7 @@ def ssl_context() -> ssl.SSLContext:
     return _ssl_context
 
 
-def build_pipeline(settings: Settings, observer: Observer = NULL_OBSERVER) -> Pipeline:
+def build_pipeline(settings: Settings, reporter: Reporter = NULL_REPORTER) -> Pipeline:
     store = JobStore(redis_client(settings.redis_url, settings.sentinel), settings.job_retention_s,
                      settings.failed_job_retention_s)
     limiter = FleetLimiter(store.redis, settings.api_base_url, settings.rate_limits)
@@ -54,7 +54,7 @@ def build_pipeline(settings: Settings, observer: Observer = NULL_OBSERVER) -> Pi
                     settings.api_base_url, pacer=limiter)
     sources = guarded_client(settings.net_policy, http_timeout(settings), HTTP_LIMITS, ssl_context=ssl_context())
     return Pipeline(settings=settings, store=store, api=api, tokens=AccessTokens(store.redis, api, settings.api_key),
-                    sources=sources, limiter=limiter, observer=observer)
+                    sources=sources, limiter=limiter, reporter=reporter)
 
 
 def new_holder() -> str:
@@ -62,19 +62,19 @@ def new_holder() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(6)}"
 
 
-def set_observer(observer: Observer) -> None:
+def set_reporter(reporter: Reporter) -> None:
     """Install what reports chunk, state and retry events (metrics, task events)."""
-    global _observer
-    _observer = observer
+    global _reporter
+    _reporter = reporter
     if _pipeline is not None:
-        _pipeline.observer = observer
+        _pipeline.reporter = reporter
 
 
 def pipeline() -> Pipeline:
     """This process's pipeline; rebuilt in a forked child so no socket is shared across processes."""
     global _pipeline, _pid
     if _pipeline is None or _pid != os.getpid():
-        _pipeline, _pid = build_pipeline(get_settings(), _observer), os.getpid()
+        _pipeline, _pid = build_pipeline(get_settings(), _reporter), os.getpid()
     return _pipeline
 
 

@@ -94,11 +94,11 @@ def _delete_video(job_id: str, video_id: str | None) -> str:
     if not tokens.available:
         return "video kept: the workers hold no API key"
     if not video_id:  # asked for, never recorded: look for it by its tag
-        found = tokens.call(lambda auth: api.find_videos(auth, {JOB_METADATA_KEY: job_id}))
+        found = tokens.call(lambda authorization: api.find_videos(authorization, {JOB_METADATA_KEY: job_id}))
         video_id = str(found[0]["videoId"]) if found else None
     if not video_id:
         return "no video was created"
-    tokens.call(lambda auth: api.delete_video(auth, video_id or ""))
+    tokens.call(lambda authorization: api.delete_video(authorization, video_id or ""))
     return f"video {video_id} deleted"
 
 

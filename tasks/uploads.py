@@ -132,7 +132,7 @@ def run_step(task: Task, step: Step, body: Callable[[str], Step | None]) -> None
     if following is not None:
         enqueue(task, following)
         if following.sent is not None:
-            pipeline.observer.chunk_sent(step.job_id, *vars(following.sent).values())
+            pipeline.reporter.chunk_sent(step.job_id, *vars(following.sent).values())
 
 
 def enqueue(task: Task, step: Step) -> None:
@@ -167,7 +167,7 @@ def _retry(task: Task, step: Step, holder: str, error: RetryableError) -> None:
     delay = backoff_s(attempt, settings.retry_backoff_s, settings.retry_backoff_max_s, error.retry_after_s)
     if not _schedule(task, step, holder, delay, error.reason):
         return
-    runtime.pipeline().observer.retry(step.job_id, error.reason)
+    runtime.pipeline().reporter.retry(step.job_id, error.reason)
     log.warning("job %s: %s; retry %d/%d in %.1fs", step.job_id, error, attempt + 1, settings.max_retries, delay)
     raise Retry(str(error), exc=error, when=delay)
 

@@ -58,12 +58,12 @@ def _worker_starts(**_: Any) -> None:
     # The chain's own chunk messages need no task-sent event (Flower shows them once received);
     # it would be one more publish between two chunks. Producers and Flower keep sending them.
     app.conf.task_send_sent_event = False
-    observers: list[Any] = [TaskEvents()]
+    reporters: list[Any] = [TaskEvents()]
     if settings.metrics_port:
         prepare_multiprocess_dir()
         metrics.serve(settings)
-        observers.append(metrics.metrics())
-    runtime.set_observer(Fanout(*observers))
+        reporters.append(metrics.metrics())
+    runtime.set_reporter(Fanout(*reporters))
 
 
 _pump: DelayedStepPump | None = None

@@ -45,7 +45,7 @@ def prepare_multiprocess_dir() -> str:
 
 
 class Metrics:
-    """The pipeline's own metrics; one instance per process, fed through the Observer hooks."""
+    """The pipeline's own metrics; one instance per process, fed through the Reporter hooks."""
 
     def __init__(self) -> None:
         from prometheus_client import Counter, Histogram

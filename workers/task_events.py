@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import current_task
 
-from tasks.pipeline.reports import Observer
+from tasks.pipeline.reports import Reporter
 
 
 class TaskEvents:
@@ -31,23 +31,23 @@ class TaskEvents:
 
 
 class Fanout:
-    """Passes every report on to several observers."""
+    """Passes every report on to several reporters."""
 
-    def __init__(self, *observers: Observer) -> None:
-        self.observers = observers
+    def __init__(self, *reporters: Reporter) -> None:
+        self.reporters = reporters
 
     def progress(self, job_id: str, index: int, total: int, streamed: int, length: int) -> None:
-        for observer in self.observers:
-            observer.progress(job_id, index, total, streamed, length)
+        for reporter in self.reporters:
+            reporter.progress(job_id, index, total, streamed, length)
 
     def chunk_sent(self, job_id: str, index: int, total: int, size: int, seconds: float) -> None:
-        for observer in self.observers:
-            observer.chunk_sent(job_id, index, total, size, seconds)
+        for reporter in self.reporters:
+            reporter.chunk_sent(job_id, index, total, size, seconds)
 
     def state(self, job_id: str, state: str) -> None:
-        for observer in self.observers:
-            observer.state(job_id, state)
+        for reporter in self.reporters:
+            reporter.state(job_id, state)
 
     def retry(self, job_id: str, reason: str) -> None:
-        for observer in self.observers:
-            observer.retry(job_id, reason)
+        for reporter in self.reporters:
+            reporter.retry(job_id, reason)

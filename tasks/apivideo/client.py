@@ -39,10 +39,10 @@ TOKEN_REJECTED_SLUGS = frozenset({"authentication-invalid-upload-token", "authen
 class Pacer(Protocol):
     """The fleet's shared limiter (``tasks.apivideo.limiter``): asked before each request, told each answer."""
 
-    def acquire(self, klass: str) -> float:
+    def acquire(self, request_class: str) -> float:
         """0 to go now, or how many seconds until this class has a slot."""
 
-    def observe(self, klass: str, status: int, headers: Mapping[str, str]) -> None:
+    def observe(self, request_class: str, status: int, headers: Mapping[str, str]) -> None:
         """Learn from an answer's ``X-RateLimit-*`` headers."""
 
 
@@ -65,43 +65,44 @@ class ApiClient:
         return self._call("POST", "/upload", UPLOAD, params={"token": token}, headers=headers,
                           content=body.parts, secrets=(token,))
 
-    # -- API-key operations (``auth`` is an Authorization header value) ----------------
+    # -- API-key operations (``authorization``: an Authorization header value) ----------------
     def authenticate(self, api_key: str) -> dict[str, Any]:
         return self._call("POST", "/auth/api-key", WRITE, json={"apiKey": api_key}, secrets=(api_key,))
 
-    def create_upload_token(self, auth: str, ttl_s: int) -> str:
-        return str(self._call("POST", "/upload-tokens", WRITE, auth=auth, json={"ttl": ttl_s})["token"])
+    def create_upload_token(self, authorization: str, ttl_s: int) -> str:
+        answer = self._call("POST", "/upload-tokens", WRITE, authorization=authorization, json={"ttl": ttl_s})
+        return str(answer["token"])
 
-    def create_video(self, auth: str, payload: dict[str, Any]) -> dict[str, Any]:
-        return self._call("POST", "/videos", WRITE, auth=auth, json=payload)
+    def create_video(self, authorization: str, payload: dict[str, Any]) -> dict[str, Any]:
+        return self._call("POST", "/videos", WRITE, authorization=authorization, json=payload)
 
-    def find_videos(self, auth: str, metadata: dict[str, str]) -> list[dict[str, Any]]:
+    def find_videos(self, authorization: str, metadata: dict[str, str]) -> list[dict[str, Any]]:
         params = {f"metadata[{k}]": v for k, v in metadata.items()}
-        return list(self._call("GET", "/videos", READ, auth=auth, params=params)["data"])
+        return list(self._call("GET", "/videos", READ, authorization=authorization, params=params)["data"])
 
-    def video_status(self, auth: str, video_id: str) -> dict[str, Any]:
+    def video_status(self, authorization: str, video_id: str) -> dict[str, Any]:
         """What api.video holds of an upload (its received byte ranges)."""
-        return self._call("GET", f"/videos/{video_id}/status", READ, auth=auth)
+        return self._call("GET", f"/videos/{video_id}/status", READ, authorization=authorization)
 
-    def patch_video(self, auth: str, video_id: str, payload: dict[str, Any]) -> dict[str, Any]:
-        return self._call("PATCH", f"/videos/{video_id}", WRITE, auth=auth, json=payload)
+    def patch_video(self, authorization: str, video_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+        return self._call("PATCH", f"/videos/{video_id}", WRITE, authorization=authorization, json=payload)
 
-    def delete_video(self, auth: str, video_id: str) -> None:
+    def delete_video(self, authorization: str, video_id: str) -> None:
         """Delete a video (a cancelled job's partial upload); one already gone is not an error."""
         try:
-            self._call("DELETE", f"/videos/{video_id}", WRITE, auth=auth)
+            self._call("DELETE", f"/videos/{video_id}", WRITE, authorization=authorization)
         except ApiRejected as exc:
             if exc.status != 404:
                 raise
 
     # -- the one place that talks HTTP ------------------------------------------------
-    def _call(self, method: str, path: str, klass: str, *, auth: str | None = None,
+    def _call(self, method: str, path: str, request_class: str, *, authorization: str | None = None,
               secrets: tuple[str, ...] = (), **kwargs: Any) -> Any:
         headers = kwargs.pop("headers", {})
-        if auth:
-            headers["Authorization"] = auth
+        if authorization:
+            headers["Authorization"] = authorization
         shown = f"{method} {redact(path, secrets)}"  # a path may hold a token (/upload-tokens/{token})
-        self._pace(klass)
+        self._pace(request_class)
         try:
             response = self.http.request(method, self.base_url + path, headers=headers, **kwargs)
         except httpx.TimeoutException as exc:
@@ -111,18 +112,18 @@ class ApiClient:
             raise ApiUnavailable(f"api.video {shown} failed: {type(exc).__name__}: {detail}",
                                  reason="connection") from None
         if self.pacer is not None:
-            self.pacer.observe(klass, response.status_code, response.headers)
+            self.pacer.observe(request_class, response.status_code, response.headers)
         if response.is_success:
             return response.json() if response.content else {}
         raise _error(shown, response, secrets)
 
-    def _pace(self, klass: str) -> None:
-        """Wait a moment for a slot of the fleet's budget for ``klass``; defer the step if it is far off."""
+    def _pace(self, request_class: str) -> None:
+        """Wait a moment for a slot of the fleet's budget for ``request_class``; defer the step if it is far off."""
         if self.pacer is None:
             return
-        while (wait_s := self.pacer.acquire(klass)) > 0:
+        while (wait_s := self.pacer.acquire(request_class)) > 0:
             if wait_s > MAX_INLINE_WAIT_S:
-                raise Throttled(wait_s, klass)
+                raise Throttled(wait_s, request_class)
             time.sleep(wait_s)  # pacing one request to its slot, seconds away; not a retry
 
 

@@ -26,8 +26,8 @@ WINDOW_S = 60.0
 CLASSES = (UPLOAD, WRITE, READ)
 # api.video's limits are 40-500 a minute; above this nothing is paced (only 429s block)
 UNLIMITED_PER_MINUTE = 10_000
-RATE_LIMIT_KEY = KEY_PREFIX + "ratelimit:{account}:{klass}"
-RATE_STATE_KEY = KEY_PREFIX + "ratelimit-state:{account}:{klass}"
+RATE_LIMIT_KEY = KEY_PREFIX + "ratelimit:{account}:{request_class}"
+RATE_STATE_KEY = KEY_PREFIX + "ratelimit-state:{account}:{request_class}"
 
 _ACQUIRE = """
 local t = redis.call('TIME')
@@ -73,13 +73,14 @@ def parse_rate_limits(text: str) -> dict[str, int]:
     """``upload=100,write=200,read=500`` (any subset); ValueError names what is wrong."""
     limits: dict[str, int] = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
-        klass, sep, value = item.partition("=")
-        klass = klass.strip()
-        if not sep or klass not in CLASSES:
+        request_class, sep, value = item.partition("=")
+        request_class = request_class.strip()
+        if not sep or request_class not in CLASSES:
             raise ValueError(f"{item!r} is not CLASS=N with CLASS one of {', '.join(CLASSES)}")
         if not value.strip().isdigit() or int(value) < 1:
-            raise ValueError(f"{klass}: {value.strip()!r} is not a whole number of requests a minute, at least 1")
-        limits[klass] = int(value)
+            raise ValueError(f"{request_class}: {value.strip()!r} is not a whole number of requests a minute, "
+                             "at least 1")
+        limits[request_class] = int(value)
     return limits
 
 
@@ -90,36 +91,37 @@ class FleetLimiter:
         account_id = hashlib.sha256(account.encode()).hexdigest()[:16]
         self.redis = client
         self.configured = dict(configured or {})
-        self.keys = {k: (RATE_LIMIT_KEY.format(account=account_id, klass=k),
-                         RATE_STATE_KEY.format(account=account_id, klass=k)) for k in CLASSES}
+        self.keys = {k: (RATE_LIMIT_KEY.format(account=account_id, request_class=k),
+                         RATE_STATE_KEY.format(account=account_id, request_class=k)) for k in CLASSES}
         self.learned: dict[str, int] = {}  # this process's last view, to skip needless writes
         self._acquire = client.register_script(_ACQUIRE)
         self._block = client.register_script(_BLOCK)
         self._usage = client.register_script(_USAGE)
 
-    def acquire(self, klass: str) -> float:
-        """Take a slot of ``klass`` now and return 0, or return how many seconds to wait first."""
-        configured = self.configured.get(klass, 0)
-        if not configured and self.learned.get(klass, 0) >= UNLIMITED_PER_MINUTE:
+    def acquire(self, request_class: str) -> float:
+        """Take a slot of ``request_class`` now and return 0, or return how many seconds to wait first."""
+        configured = self.configured.get(request_class, 0)
+        if not configured and self.learned.get(request_class, 0) >= UNLIMITED_PER_MINUTE:
             return 0.0  # a limit no fleet reaches (the emulator's default): no round trip
-        wait = self._acquire(keys=list(self.keys[klass]), args=[WINDOW_S, configured, secrets.token_hex(8)])
+        wait = self._acquire(keys=list(self.keys[request_class]), args=[WINDOW_S, configured, secrets.token_hex(8)])
         return float(wait)
 
-    def observe(self, klass: str, status: int, headers: Mapping[str, str]) -> None:
+    def observe(self, request_class: str, status: int, headers: Mapping[str, str]) -> None:
         """Learn from an answer's rate-limit headers."""
         limit = _integer(headers.get("x-ratelimit-limit"))
-        _, state_key = self.keys[klass]
-        if limit and klass not in self.configured and limit != self.learned.get(klass):
+        _, state_key = self.keys[request_class]
+        if limit and request_class not in self.configured and limit != self.learned.get(request_class):
             self.redis.hset(state_key, "limit", limit)
-            self.learned[klass] = limit
+            self.learned[request_class] = limit
         remaining = _integer(headers.get("x-ratelimit-remaining"))
         retry_after = _integer(headers.get("x-ratelimit-retry-after"))
         if retry_after is not None and (status == 429 or remaining == 0):
             self._block(keys=[state_key], args=[retry_after])
 
-    def usage(self, klass: str) -> tuple[int, int]:
-        """Requests of ``klass`` in the last minute, and its limit (0: not known yet)."""
-        used, limit = self._usage(keys=list(self.keys[klass]), args=[WINDOW_S, self.configured.get(klass, 0)])
+    def usage(self, request_class: str) -> tuple[int, int]:
+        """Requests of ``request_class`` in the last minute, and its limit (0: not known yet)."""
+        configured = self.configured.get(request_class, 0)
+        used, limit = self._usage(keys=list(self.keys[request_class]), args=[WINDOW_S, configured])
         return int(used), int(limit)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 
 
-class Observer(Protocol):
+class Reporter(Protocol):
     def progress(self, job_id: str, index: int, total: int, streamed: int, length: int) -> None:
         """Chunk ``index`` (of ``total``) is streaming: ``streamed`` of its ``length`` bytes are out."""
 
@@ -16,7 +16,7 @@ class Observer(Protocol):
     def retry(self, job_id: str, reason: str) -> None: ...
 
 
-class NullObserver:
+class NullReporter:
     def progress(self, job_id: str, index: int, total: int, streamed: int, length: int) -> None:
         pass
 
@@ -30,4 +30,4 @@ class NullObserver:
         pass
 
 
-NULL_OBSERVER: Observer = NullObserver()
+NULL_REPORTER: Reporter = NullReporter()

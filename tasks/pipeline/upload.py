@@ -31,7 +31,7 @@ from tasks.job.store import NOW, Expect, JobStore, Written
 from tasks.outbound.sources import Source, open_source
 from tasks.pipeline.leases import Held, LeaseKeeper
 from tasks.pipeline.message import Sent, Step, step_for
-from tasks.pipeline.reports import NULL_OBSERVER, Observer
+from tasks.pipeline.reports import NULL_REPORTER, Reporter
 from tasks.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ class Pipeline:
     tokens: AccessTokens
     sources: httpx.Client
     limiter: FleetLimiter | None = None
-    observer: Observer = field(default=NULL_OBSERVER)
+    reporter: Reporter = field(default=NULL_REPORTER)
     keeper: LeaseKeeper | None = None  # the process's; made from the store and the lease TTL if not given
 
     def __post_init__(self) -> None:
@@ -133,9 +133,9 @@ class Pipeline:
                 if not job.video_id:
                     raise PermanentError("no video id was recorded for this job")
                 video["metadata"] = [*video.get("metadata", []), {"key": JOB_METADATA_KEY, "value": job_id}]
-                self.tokens.call(lambda auth: self.api.patch_video(auth, job.video_id or "", video))
+                self.tokens.call(lambda authorization: self.api.patch_video(authorization, job.video_id or "", video))
             self._write(job_id, holder, {"state": State.DONE, "error": ""}, expect, release=True)
-            self.observer.state(job_id, State.DONE)
+            self.reporter.state(job_id, State.DONE)
             log.info("job %s: done, video %s", job_id, job.video_id)
             return callback_step(job)
 
@@ -152,7 +152,7 @@ class Pipeline:
         if not written:
             log.info("job %s: not marked failed (%s): %s", job_id, written.why, error)
             return False, None
-        self.observer.state(job_id, State.FAILED)
+        self.reporter.state(job_id, State.FAILED)
         hint = f"resumable: {resume_command(job_id, needs)}" if resumable else "not resumable"
         log.warning("job %s: failed: %s (%s)", job_id, error, hint)
         job = self.store.get(job_id)
@@ -208,7 +208,7 @@ class Pipeline:
     def _mint_token(self, job: JobRecord, holder: str, expect: Expect) -> str:
         if not self.tokens.available:
             raise ConfigError("the job has no upload token and the workers hold no API key to mint one")
-        token = self.tokens.call(lambda auth: self.api.create_upload_token(auth, MINTED_TOKEN_TTL_S))
+        token = self.tokens.call(lambda authorization: self.api.create_upload_token(authorization, MINTED_TOKEN_TTL_S))
         self._write(job.job_id, holder, {"secret:token": token, "token_minted": True}, expect)
         return token
 
@@ -220,14 +220,14 @@ class Pipeline:
             return None
         tag = {JOB_METADATA_KEY: job.job_id}
         if job.container_pending:
-            found = self.tokens.call(lambda auth: self.api.find_videos(auth, tag))
+            found = self.tokens.call(lambda authorization: self.api.find_videos(authorization, tag))
             if found:
                 return self._keep_container(job, holder, expect, str(found[0]["videoId"]))
         self._write(job.job_id, holder, {"container_pending": True}, expect)
         video = job.spec.get("video") or {}
         payload = {"title": video.get("title") or f"vuq job {job.job_id}",
                    "metadata": [{"key": JOB_METADATA_KEY, "value": job.job_id}]}
-        created = self.tokens.call(lambda auth: self.api.create_video(auth, payload))
+        created = self.tokens.call(lambda authorization: self.api.create_video(authorization, payload))
         return self._keep_container(job, holder, expect, str(created["videoId"]))
 
     def _keep_container(self, job: JobRecord, holder: str, expect: Expect, video_id: str) -> str:
@@ -295,7 +295,7 @@ class Pipeline:
 
     def _status(self, job: JobRecord) -> dict[str, Any]:
         """What api.video holds of the job's upload (API-key auth)."""
-        return self.tokens.call(lambda auth: self.api.video_status(auth, job.video_id or ""))
+        return self.tokens.call(lambda authorization: self.api.video_status(authorization, job.video_id or ""))
 
     def _streaming(self, job: JobRecord, index: int, plan: ChunkPlan, blocks: Iterator[bytes],
                    keeper: Held) -> Iterator[bytes]:
@@ -309,7 +309,7 @@ class Pipeline:
             streamed += len(block)
             keeper.streamed = streamed
             if time.monotonic() >= due:
-                self.observer.progress(job.job_id, index, plan.count, streamed, plan.length(index))
+                self.reporter.progress(job.job_id, index, plan.count, streamed, plan.length(index))
                 due = time.monotonic() + PROGRESS_EVERY_S
 
 

@@ -260,12 +260,12 @@ class RecordingPacer:
         self.acquired: list[str] = []
         self.observed: list[tuple[str, int, dict[str, str]]] = []
 
-    def acquire(self, klass: str) -> float:
-        self.acquired.append(klass)
+    def acquire(self, request_class: str) -> float:
+        self.acquired.append(request_class)
         return self.waits.pop(0) if self.waits else 0.0
 
-    def observe(self, klass: str, status: int, headers: Mapping[str, str]) -> None:
-        self.observed.append((klass, status, dict(headers)))
+    def observe(self, request_class: str, status: int, headers: Mapping[str, str]) -> None:
+        self.observed.append((request_class, status, dict(headers)))
 
 
 class CountingStore(JobStore):

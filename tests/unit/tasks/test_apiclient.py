@@ -213,10 +213,10 @@ CALLS: list[tuple[str, Callable[[ApiClient], object], str, str, str]] = [
 ]
 
 
-@pytest.mark.parametrize(("name", "call", "method", "path", "klass"), CALLS, ids=[c[0] for c in CALLS])
+@pytest.mark.parametrize(("name", "call", "method", "path", "request_class"), CALLS, ids=[c[0] for c in CALLS])
 def test_each_request_is_paced_and_observed_in_its_class(make_client: MakeClient, name: str,
                                                          call: Callable[[ApiClient], object], method: str,
-                                                         path: str, klass: str) -> None:
+                                                         path: str, request_class: str) -> None:
     seen: list[httpx.Request] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -226,8 +226,8 @@ def test_each_request_is_paced_and_observed_in_its_class(make_client: MakeClient
     pacer = RecordingPacer()
     call(make_client(handler, pacer))
     assert [(r.method, r.url.path) for r in seen] == [(method, path)]
-    assert pacer.acquired == [klass]
-    assert [(k, status) for k, status, _ in pacer.observed] == [(klass, 204 if method == "DELETE" else 200)]
+    assert pacer.acquired == [request_class]
+    assert [(k, status) for k, status, _ in pacer.observed] == [(request_class, 204 if method == "DELETE" else 200)]
 
 
 @pytest.fixture
@@ -282,8 +282,8 @@ def test_the_pacer_sees_every_answer_s_rate_limit_headers(make_client: MakeClien
         upload(api)
     else:
         failure(api)
-    ((klass, seen_status, seen_headers),) = pacer.observed
-    assert (klass, seen_status) == (UPLOAD, status)
+    ((request_class, seen_status, seen_headers),) = pacer.observed
+    assert (request_class, seen_status) == (UPLOAD, status)
     expected = {"x-ratelimit-limit": "100", "x-ratelimit-remaining": "0", "x-ratelimit-retry-after": "12"}
     assert expected.items() <= {k.lower(): v for k, v in seen_headers.items()}.items()
 

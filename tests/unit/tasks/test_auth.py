@@ -129,8 +129,8 @@ def test_a_401_drops_the_token_and_authenticates_once_more(client: NotingRedis) 
     access = tokens(client, api)
     seen: list[str] = []
 
-    def operation(auth: str) -> str:
-        seen.append(auth)
+    def operation(authorization: str) -> str:
+        seen.append(authorization)
         if len(seen) == 1:
             raise ApiRejected(401, "Unauthorized")
         return "patched"
@@ -145,8 +145,8 @@ def test_a_second_401_is_raised(client: NotingRedis) -> None:
     api = FakeApi()
     seen: list[str] = []
 
-    def operation(auth: str) -> str:
-        seen.append(auth)
+    def operation(authorization: str) -> str:
+        seen.append(authorization)
         raise ApiRejected(401, "Unauthorized")
 
     with pytest.raises(ApiRejected):
@@ -159,7 +159,7 @@ def test_other_errors_do_not_authenticate_again(client: NotingRedis, error: Exce
     api = FakeApi()
     access = tokens(client, api)
 
-    def operation(auth: str) -> str:
+    def operation(authorization: str) -> str:
         raise error
 
     with pytest.raises(type(error)):

@@ -22,8 +22,8 @@ def limiter(server: fakeredis.FakeServer, configured: dict[str, int] | None = No
     return FleetLimiter(fakeredis.FakeRedis(server=server, decode_responses=True), account, configured)
 
 
-def admitted(fleet: list[FleetLimiter], klass: str, tries: int) -> int:
-    return sum(1 for n in range(tries) if fleet[n % len(fleet)].acquire(klass) == 0)
+def admitted(fleet: list[FleetLimiter], request_class: str, tries: int) -> int:
+    return sum(1 for n in range(tries) if fleet[n % len(fleet)].acquire(request_class) == 0)
 
 
 # -- per class -----------------------------------------------------------------------------
