@@ -52,7 +52,7 @@ from redis.commands.core import Script
 from bench.common import GIB, MIB, machine, median, table, verdict
 from tasks.constants import DEFAULT_JOB_RETENTION_S
 from tasks.job.connections import redis_client
-from tasks.job.record import State
+from tasks.job.record import TOKEN_FIELD, State
 from tasks.job.spec import new_job_id, parse_spec
 from tasks.job.store import NOW, JobStore
 from tasks.pipeline.janitor import queue_head, sweep
@@ -243,7 +243,7 @@ def bytes_per_job(client: redis.Redis, store: JobStore, source_dir: str, n: int)
         first = f"vuq:job:{ids[0]}"
         rows.append({"kind": kind, "jobs": n, "bytes": (after - before) / n, "record": record,
                      "encoding": client.object("encoding", first), "ttl": client.ttl(first) > 0,
-                     "token": store.has_token(ids[0]), "seconds": seconds})
+                     "token": bool(client.hexists(first, TOKEN_FIELD)), "seconds": seconds})
     return rows
 
 

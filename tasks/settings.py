@@ -30,8 +30,6 @@ from tasks.outbound.address_policy import IPNetwork, NetPolicy, parse_allowed_ne
 T = TypeVar("T")
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_API_BASE_URL = "http://127.0.0.1:8765"
-PRODUCTION_API_BASE_URL = "https://ws.api.video"
-SANDBOX_API_BASE_URL = "https://sandbox.api.video"
 DEFAULT_BEAT_SCHEDULE = "~/.local/state/vuq/celerybeat-schedule"
 
 
@@ -241,9 +239,3 @@ def get_settings() -> Settings:
     if _settings is None:
         _settings = Settings.from_env()
     return _settings
-
-
-def set_settings(settings: Settings | None) -> None:
-    """Install settings explicitly (tests, embedding); None re-reads the environment next time."""
-    global _settings
-    _settings = settings

@@ -14,7 +14,7 @@ import redis
 
 from tasks.constants import EXPIRY_KEY, JOB_INDEX_KEY, JOB_KEY, LEASE_KEY, OUTBOX_KEY, STATE_INDEX_KEY
 from tasks.job import scripts as lua
-from tasks.job.record import ACTIVE_STATES, TOKEN_FIELD, JobRecord, State
+from tasks.job.record import ACTIVE_STATES, JobRecord, State
 
 # Every field a read returns; the token is never among them.
 RECORD_FIELDS = ("job_id", "state", "spec", "size", "chunk_size", "chunks_total", "next_chunk", "bytes_sent",
@@ -44,9 +44,6 @@ class JobIndex:
     def get(self, job_id: str) -> JobRecord | None:
         records = self.records([job_id])
         return records[0] if records else None
-
-    def has_token(self, job_id: str) -> bool:
-        return bool(self.redis.hexists(JOB_KEY.format(job_id=job_id), TOKEN_FIELD))
 
     def lease_holder(self, job_id: str) -> str | None:
         holder = self.redis.get(LEASE_KEY.format(job_id=job_id))

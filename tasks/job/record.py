@@ -67,7 +67,6 @@ class JobRecord:
     wake_at: float | None = None  # when a deferred or retried step is due
     step_starts: int = 0  # claims of the current step since it last stopped in order
     source_identity: str | None = None
-    has_token: bool = False
     token_minted: bool = False
     container_pending: bool = False  # a container was asked for; after a crash, look for it
     verify_upload: bool = False  # a chunk was taken as "already received": check before done
@@ -96,7 +95,7 @@ class JobRecord:
             error_needs=text("error_needs"), created_at=real("created_at") or 0.0,
             updated_at=real("updated_at") or 0.0, ended_at=real("ended_at"), heartbeat_at=real("heartbeat_at"),
             handoff_at=real("handoff_at"), wake_at=real("wake_at"), step_starts=num("step_starts") or 0,
-            source_identity=text("source_identity"), has_token=bool(data.get(TOKEN_FIELD)),
+            source_identity=text("source_identity"),
             token_minted=data.get("token_minted") == "1", container_pending=data.get("container_pending") == "1",
             verify_upload=data.get("verify_upload") == "1", callback=text("callback"), cleanup=text("cleanup"),
             queue=text("queue"),

@@ -59,8 +59,10 @@ local function moved(old, new, t, keep_done, keep_failed)
     if new ~= 'failed' then redis.call('HDEL', KEYS[1], 'secret:token') end
     local keep = tonumber(new == 'failed' and keep_failed or keep_done)
     if keep > 0 then
-      redis.call('PEXPIREAT', KEYS[1], math.floor((t + keep) * 1000))
-      redis.call('ZADD', KEYS[10], t + keep, id)
+      -- the index entry is due the very millisecond the record goes, never a moment after it
+      local expires_ms = math.floor((t + keep) * 1000)
+      redis.call('PEXPIREAT', KEYS[1], expires_ms)
+      redis.call('ZADD', KEYS[10], expires_ms / 1000, id)
     end
     if redis.call('HGET', KEYS[1], 'webhook') == '1' then redis.call('ZADD', KEYS[11], t, id) end
   elseif FINAL[old] then

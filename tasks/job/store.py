@@ -146,10 +146,6 @@ class JobStore(JobIndex):
         args = [holder, _ms(ttl_s), "" if streamed is None else streamed, *_expectations(expect)]
         return int(self._renew(keys=job_keys(job_id), args=args))
 
-    def release(self, job_id: str, holder: str) -> bool:
-        """Drop our lease (only ours)."""
-        return bool(self.update(job_id, holder, {}, release=True))
-
     def update(self, job_id: str, holder: str | None, changes: Mapping[str, object], expect: Expect | None = None,
                release: bool = False, reclaim: bool = False, exclusive: bool = False, ttl_s: float = 60) -> Written:
         """Write ``changes`` if the fence holds: ``holder`` holds the lease (or, with ``reclaim``, it

@@ -150,11 +150,6 @@ class NetPolicy:
 
     allowed_private: tuple[IPNetwork, ...] = ()
 
-    @classmethod
-    def from_setting(cls, text: str) -> NetPolicy:
-        """The policy of a ``VUQ_ALLOWED_PRIVATE_NETS`` value; ValueError names a bad entry."""
-        return cls(parse_allowed_nets(text))
-
     def allows(self, ip: IPAddress) -> bool:
         """Whether ``ip`` lies in an allowed network (itself or its embedded IPv4 address)."""
         embedded = embedded_ipv4(ip)

@@ -37,7 +37,6 @@ class Held:
     expect: Expect
     streamed: int | None = None  # bytes of the current chunk sent so far
     lost: threading.Event = field(default_factory=threading.Event)
-    reclaims: int = 0
     active: bool = True
     lock: threading.Lock = field(default_factory=threading.Lock)
     unreachable: bool = False
@@ -52,7 +51,6 @@ class LeaseKeeper:
         self._held: set[Held] = set()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self.ticks = 0  # rounds of renewals done (tests wait on it)
 
     @contextmanager
     def hold(self, job_id: str, holder: str, expect: Expect) -> Iterator[Held]:
@@ -77,7 +75,6 @@ class LeaseKeeper:
                 held = list(self._held)
             for one in held:
                 self._renew(one)
-            self.ticks += 1
 
     def _renew(self, held: Held) -> None:
         with held.lock:
@@ -95,7 +92,6 @@ class LeaseKeeper:
             log.info("job %s: Redis answers again", held.job_id)
             held.unreachable = False
         if result == RECLAIMED:
-            held.reclaims += 1
             log.warning("job %s: the lease had lapsed and nobody took the job; taken back", held.job_id)
         elif result != RENEWED:
             held.lost.set()

@@ -38,7 +38,7 @@ from tests.support.checks import videos_of
 from tests.support.ports import free_port
 from tests.support.range_server import serving
 from tests.support.receiver import receiving
-from tests.support.secrets import places_showing
+from tests.support.secrets import has_token, places_showing
 from tests.support.stack import Stack, running_stack
 from tests.support.waiting import wait_for
 
@@ -395,7 +395,7 @@ def test_a_malformed_spec_from_another_language_fails_its_job(bad: Stack, foreig
     job = bad.wait_final(job_id, FINAL_TIMEOUT_S)
     assert job.state == State.FAILED and (job.error or "").startswith(error), job.error
     assert job.retries == 0 and not job.error_retryable
-    assert not bad.store.has_token(job_id)  # a rejected spec's token is not kept
+    assert not has_token(bad.store, job_id)  # a rejected spec's token is not kept
 
 
 def test_a_malformed_spec_without_a_job_id_is_recorded_under_its_task_id(bad: Stack,
@@ -405,7 +405,7 @@ def test_a_malformed_spec_without_a_job_id_is_recorded_under_its_task_id(bad: St
                       queue=bad.settings.queue)
     job = bad.wait_final(task_id, FINAL_TIMEOUT_S)
     assert job.state == State.FAILED and (job.error or "").startswith("source: is required"), job.error
-    assert job.retries == 0 and not bad.store.has_token(task_id)
+    assert job.retries == 0 and not has_token(bad.store, task_id)
 
 
 # -- Redis unavailable at enqueue -------------------------------------------------------------------
@@ -428,7 +428,7 @@ def test_enqueue_with_the_broker_down_leaves_no_half_written_job(bad: Stack) -> 
                        settings=settings)
     assert "cannot reach the broker (Redis) at " + dead.removeprefix("redis://").removesuffix("/0") in str(
         refused.value), refused.value
-    assert bad.store.get(job_id) is None and not bad.store.has_token(job_id)
+    assert bad.store.get(job_id) is None and not has_token(bad.store, job_id)
     assert bad.store.redis.zscore(JOB_INDEX_KEY, job_id) is None
 
 

@@ -25,7 +25,7 @@ import httpx
 import pytest
 
 from tasks.errors import PermanentError
-from tasks.outbound.address_policy import BlockedAddress, NetPolicy, check_url
+from tasks.outbound.address_policy import BlockedAddress, NetPolicy, check_url, parse_allowed_nets
 from tasks.outbound.guarded_transport import GuardedTransport, guarded_client
 from tasks.outbound.sources import HttpSource
 from tests.support.range_server import serving
@@ -33,8 +33,8 @@ from tests.support.range_server import serving
 TIMEOUT = httpx.Timeout(5.0)
 LIMITS = httpx.Limits(max_connections=4, max_keepalive_connections=2)
 DEFAULT = NetPolicy()
-LOOPBACK = NetPolicy.from_setting("127.0.0.0/8")
-ONLY_127_0_0_1 = NetPolicy.from_setting("127.0.0.1/32")
+LOOPBACK = NetPolicy(parse_allowed_nets("127.0.0.0/8"))
+ONLY_127_0_0_1 = NetPolicy(parse_allowed_nets("127.0.0.1/32"))
 
 
 @dataclass

@@ -15,6 +15,7 @@ from tasks.job.record import State
 from tasks.webhooks import SIGNATURE_HEADER, verify
 from tests.support.checks import videos_of
 from tests.support.receiver import receiving
+from tests.support.secrets import has_token
 from tests.support.stack import Stack, running_stack
 from tests.support.waiting import wait_for
 from tests.support.workers import start_beat
@@ -51,7 +52,7 @@ def _cancel_mid_upload(ops: Stack, name: str, *options: str) -> tuple[str, str]:
     finally:
         ops.emulator.set_faults(latency_ms=[0, 0])
     assert job.state == State.CANCELLED and job.next_chunk < 12 and job.video_id
-    assert not ops.store.has_token(job_id)  # erased the moment it was cancelled
+    assert not has_token(ops.store, job_id)  # erased the moment it was cancelled
     return job_id, said
 
 

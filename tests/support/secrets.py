@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import redis
 
+from tasks.constants import JOB_KEY
+from tasks.job.record import TOKEN_FIELD
+from tasks.job.store import JobStore
+
 
 def redis_outside_job_records(url: str) -> str:
     """Every value in the Redis database except the job records (which hold the token by design)."""
@@ -21,3 +25,8 @@ def redis_outside_job_records(url: str) -> str:
 def places_showing(secrets: list[str], haystacks: dict[str, str]) -> list[str]:
     """The names of the haystacks that contain any of ``secrets``."""
     return [where for where, text in haystacks.items() if any(s in text for s in secrets)]
+
+
+def has_token(store: JobStore, job_id: str) -> bool:
+    """Whether the job's record still holds an upload token (reads never return it)."""
+    return bool(store.redis.hexists(JOB_KEY.format(job_id=job_id), TOKEN_FIELD))

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import redis
@@ -15,7 +17,7 @@ import redis
 from tasks.constants import JOB_KEY, LEASE_KEY, TASK_START
 from tasks.pipeline.leases import LOST, RECLAIMED, RENEWED, LeaseKeeper
 from tasks.pipeline.upload import expectation
-from tests.unit.tasks.fakes import CountingStore, wait_until
+from tests.unit.tasks.fakes import CLOCK_JOB, CountingStore, wait_until
 
 TTL_S = 0.4  # renewed every 0.1 s
 EXPECT = expectation(TASK_START)
@@ -33,10 +35,19 @@ def lapse(store: CountingStore) -> None:
     store.redis.delete(LEASE_KEY.format(job_id="j1"))
 
 
-def ticks_after(keeper: LeaseKeeper, rounds: int) -> None:
-    """Wait until the keeper's thread has done ``rounds`` more rounds of renewals."""
-    start = keeper.ticks
-    wait_until(lambda: keeper.ticks >= start + rounds, what=f"{rounds} more rounds")
+@contextmanager
+def clock(keeper: LeaseKeeper, counting: CountingStore) -> Iterator[None]:
+    """Hold one more lease on ``keeper``: its renewals show the keeper's rounds going by."""
+    assert counting.create(CLOCK_JOB, {"source": "/videos/clock.mp4", "video": {}}, None).created
+    assert counting.claim(CLOCK_JOB, "clock", keeper.ttl_s, EXPECT).record is not None
+    with keeper.hold(CLOCK_JOB, "clock", EXPECT):
+        yield
+
+
+def rounds_after(counting: CountingStore, rounds: int) -> None:
+    """Wait until the keeper's thread has done ``rounds`` more rounds (renewed the clock's lease)."""
+    start = counting.clock_renewals
+    wait_until(lambda: counting.clock_renewals >= start + rounds, what=f"{rounds} more rounds")
 
 
 @pytest.mark.parametrize(("ttl_s", "interval_s"), [(60, 1.0), (4, 1.0), (2, 0.5), (TTL_S, 0.1)])
@@ -55,8 +66,8 @@ def test_it_renews_on_its_timer_so_the_lease_outlives_its_ttl(counting: Counting
         assert 0 < counting.redis.pttl(LEASE_KEY.format(job_id="j1")) <= TTL_S * 1000
     assert elapsed > TTL_S  # the lease lived past its TTL because it was renewed...
     assert elapsed >= 5 * keeper.interval_s * 0.9  # ...on the timer, not in a busy loop
-    assert set(counting.renewals) == {RENEWED}
-    assert not held.lost.is_set() and held.reclaims == 0
+    assert set(counting.renewals) == {RENEWED}  # never lost, never taken back
+    assert not held.lost.is_set()
 
 
 def test_it_notes_the_bytes_streamed_and_the_heartbeat(counting: CountingStore) -> None:
@@ -71,7 +82,7 @@ def test_it_notes_the_bytes_streamed_and_the_heartbeat(counting: CountingStore) 
 def test_it_takes_back_a_lapsed_lease_nobody_took(counting: CountingStore) -> None:
     lapse(counting)
     with LeaseKeeper(counting, TTL_S).hold("j1", "me", EXPECT) as held:
-        wait_until(lambda: held.reclaims >= 1, what="a reclaim")
+        wait_until(lambda: RECLAIMED in counting.renewals, what="a reclaim")
         assert counting.lease_holder("j1") == "me"
         wait_until(lambda: len(counting.renewals) >= 2, what="a renewal after the reclaim")
     assert counting.renewals[:2] == [RECLAIMED, RENEWED]
@@ -82,9 +93,9 @@ def test_a_lease_another_holder_took_is_lost(counting: CountingStore) -> None:
     lapse(counting)
     assert counting.claim("j1", "other", 5, EXPECT).record is not None
     keeper = LeaseKeeper(counting, TTL_S)
-    with keeper.hold("j1", "me", EXPECT) as held:
+    with clock(keeper, counting), keeper.hold("j1", "me", EXPECT) as held:
         wait_until(held.lost.is_set, what="lost")
-        ticks_after(keeper, 2)  # it gave up on this lease: no more renewals
+        rounds_after(counting, 2)  # it gave up on this lease: no more renewals
     assert counting.renewals == [LOST]
     assert counting.lease_holder("j1") == "other"
 
@@ -94,7 +105,7 @@ def test_a_lapsed_lease_of_a_record_that_moved_on_is_lost_not_taken(counting: Co
     assert counting.update("j1", None, {"next_chunk": 3})  # another step ran meanwhile
     with LeaseKeeper(counting, TTL_S).hold("j1", "me", EXPECT) as held:
         wait_until(held.lost.is_set, what="lost")
-    assert held.reclaims == 0 and counting.lease_holder("j1") is None
+    assert RECLAIMED not in counting.renewals and counting.lease_holder("j1") is None
 
 
 def test_a_job_that_is_gone_is_lost(counting: CountingStore) -> None:
@@ -121,20 +132,22 @@ def test_it_keeps_going_through_a_redis_error(counting: CountingStore, caplog: p
 
 def test_the_end_of_a_hold_is_immediate_and_nothing_is_renewed_after_it(counting: CountingStore) -> None:
     keeper = LeaseKeeper(counting, 60)  # a one-second interval
-    with keeper.hold("j1", "me", EXPECT):
-        stopping = time.monotonic()
-    assert time.monotonic() - stopping < 0.1  # no thread to join: a step's end costs no wait
-    ticks_after(keeper, 1)
+    with clock(keeper, counting):
+        with keeper.hold("j1", "me", EXPECT):
+            stopping = time.monotonic()
+        assert time.monotonic() - stopping < 0.1  # no thread to join: a step's end costs no wait
+        rounds_after(counting, 1)
     assert counting.renewals == []
 
 
 def test_nothing_is_renewed_after_the_step_raised(counting: CountingStore) -> None:
     keeper = LeaseKeeper(counting, TTL_S)
-    with pytest.raises(RuntimeError), keeper.hold("j1", "me", EXPECT):
-        wait_until(lambda: len(counting.renewals) >= 1, what="a renewal")
-        raise RuntimeError("the step failed")
-    done = len(counting.renewals)
-    ticks_after(keeper, 2)
+    with clock(keeper, counting):
+        with pytest.raises(RuntimeError), keeper.hold("j1", "me", EXPECT):
+            wait_until(lambda: len(counting.renewals) >= 1, what="a renewal")
+            raise RuntimeError("the step failed")
+        done = len(counting.renewals)
+        rounds_after(counting, 2)
     assert len(counting.renewals) == done
     assert counting.lease_holder("j1") == "me"  # the lease stays for the adapter to release or reschedule
 

@@ -216,7 +216,7 @@ def test_allowed_networks_let_their_addresses_through_and_no_others() -> None:
 
 
 def test_allowed_ipv6_and_host_networks() -> None:
-    policy = NetPolicy.from_setting("fd00::/8, 10.1.2.3")
+    policy = NetPolicy(parse_allowed_nets("fd00::/8, 10.1.2.3"))
     policy.check(V6("fd12::5"))
     policy.check(V4("10.1.2.3"))
     with pytest.raises(BlockedAddress):

@@ -50,6 +50,7 @@ from tasks.pipeline.message import Step
 from tasks.pipeline.upload import ChunkInFlight, LeaseLost, Pipeline, StepKeepsDying, expectation
 from tasks.settings import Settings
 from tasks.uploads import _resumable
+from tests.support.secrets import has_token
 from tests.unit.tasks.fakes import (
     API_KEY,
     BASE_URL,
@@ -180,7 +181,7 @@ def test_a_job_goes_from_start_through_each_chunk_to_done(build: Build, store: J
     assert pipeline.finalize("j1", "w3") is None  # no callback_url: nothing follows
     job = record(store)
     assert job.state is State.DONE and job.error is None
-    assert not store.has_token("j1")  # erased the moment the job is done
+    assert not has_token(store, "j1")  # erased the moment the job is done
 
     video = fake.videos[str(job.video_id)]
     assert [u.content_range for u in fake.uploads] == RANGES
@@ -506,7 +507,7 @@ def test_a_lapsed_lease_nobody_took_is_reclaimed_to_record_the_failure(build: Bu
     assert (job.state, job.error_reason, job.error_retryable, job.error_needs) == (State.FAILED, "api_rejected",
                                                                                    True, "token")
     assert job.error is not None and "invalid or expired" in job.error
-    assert job.next_chunk == 1 and store.has_token("j1")  # the cursor and token stay: resumable
+    assert job.next_chunk == 1 and has_token(store, "j1")  # the cursor and token stay: resumable
     assert store.lease_holder("j1") is None
     assert job.resume_hint() == "vuq resume j1 --token-file FILE (a new upload token)"
 
@@ -610,7 +611,7 @@ def test_a_lease_lost_during_the_upload_stops_the_step_even_if_it_came_free_agai
             lapse(counting)
             assert counting.claim("j1", "rival", 5, expectation(TASK_START)).record is not None
             wait_until(lambda: LOST in counting.renewals, what="the keeper to see the rival")
-            assert counting.release("j1", "rival")  # the rival stops; the lease is free again
+            assert counting.update("j1", "rival", {}, release=True)  # the rival stops; the lease is free again
 
     fake.hooks.append(taken_and_dropped)
     with pytest.raises(LeaseLost):

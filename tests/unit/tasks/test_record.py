@@ -28,7 +28,6 @@ def test_from_hash_reads_types_and_defaults() -> None:
     assert (record.size, record.next_chunk, record.bytes_sent, record.retries) == (10, 2, 0, 0)
     assert record.error is None and record.chunks_total is None and record.wake_at is None
     assert record.heartbeat_at == 5.5
-    assert record.has_token
     assert record.public()["error_retryable"] is None  # only meaningful next to an error
     assert record.public()["source"] == "/v"
 
@@ -48,7 +47,7 @@ def test_the_public_form_never_holds_the_token() -> None:
     record = JobRecord.from_hash({"job_id": "j1", "state": "uploading", TOKEN_FIELD: TOKEN,
                                   "spec": json.dumps({"source": "/v.mp4"})})
     assert TOKEN not in json.dumps(record.public())
-    assert "token" not in record.public() and "has_token" not in record.public()
+    assert "token" not in record.public()
 
 
 def test_the_public_form_masks_the_source_url() -> None:

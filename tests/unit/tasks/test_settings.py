@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from tasks import settings as settings_module
 from tasks.constants import DEFAULT_CHUNK_BYTES, DEFAULT_QUEUE, MIB
 from tasks.errors import ConfigError
-from tasks.settings import DEFAULT_API_BASE_URL, DEFAULT_BROKER_URL, Settings, get_settings, set_settings
+from tasks.settings import DEFAULT_API_BASE_URL, DEFAULT_BROKER_URL, Settings, get_settings
 
 API_KEY = "apikey-0123456789abcdef"
 
@@ -123,10 +124,9 @@ def test_nan_is_not_a_number_of_seconds() -> None:
     assert "VUQ_HTTP_IO_TIMEOUT_S" in config_error({"VUQ_HTTP_IO_TIMEOUT_S": "nan"})
 
 
-def test_get_settings_is_cached_and_set_settings_installs() -> None:
-    custom = Settings(queue="special")
-    set_settings(custom)
-    try:
-        assert get_settings() is custom
-    finally:
-        set_settings(None)
+def test_get_settings_reads_the_environment_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(settings_module, "_settings", None)
+    monkeypatch.setenv("VUQ_QUEUE", "special")
+    first = get_settings()
+    monkeypatch.setenv("VUQ_QUEUE", "other")
+    assert first.queue == "special" and get_settings() is first
