@@ -23,10 +23,10 @@ from kombu.exceptions import OperationalError
 
 from tasks.constants import TASK_START
 from tasks.errors import EnqueueError, SpecError
-from tasks.job.connections import SentinelOptions, broker_transport_options, redis_client, unreachable
+from tasks.job.connections import SentinelOptions, broker_transport_options, unreachable
 from tasks.job.record import JobRecord, State
 from tasks.job.spec import new_job_id, parse_spec
-from tasks.job.store import JobStore
+from tasks.job.store import job_store
 from tasks.pipeline.message import Step, step_for
 from tasks.pipeline.operations import resume
 from tasks.settings import Settings, get_settings
@@ -69,12 +69,12 @@ def enqueue_upload(source: str, *, token: str | None = None, video: dict[str, An
     return job_id
 
 
-def resume_upload(job_id: str, token: str | None = None, settings: Settings | None = None) -> str:
+def resume_upload(job_id: str, token: str | None = None, settings: Settings | None = None) -> Step:
     """Continue a failed job from its last acknowledged chunk (``token``: a new upload token).
-    Returns the task it continues with; ``tasks.pipeline.operations.OperationError`` if it cannot."""
+    Returns the step it continues with (its ``task`` and ``chunk``); ``OperationError`` (the message
+    says why) when the job is not failed or needs a new token."""
     settings = settings or get_settings()
-    step = resume(job_store(settings), job_id, lambda s: send_step(s, settings), token)
-    return step.task
+    return resume(job_store(settings), job_id, lambda s: send_step(s, settings), token)
 
 
 def send_step(step: Step, settings: Settings | None = None) -> None:
@@ -88,16 +88,6 @@ def send_step(step: Step, settings: Settings | None = None) -> None:
             step.task, queue=settings.queue, retry=True, retry_policy={"max_retries": 2}, **step.message())
     except (OperationalError, redis.RedisError, OSError) as exc:
         raise EnqueueError(unreachable(settings.broker_url, exc, "the broker (Redis)")) from None
-
-
-def job_store(settings: Settings) -> JobStore:
-    """One store (and Redis connection pool) per Redis and retention for the process."""
-    return _store(settings.redis_url, settings.sentinel, settings.job_retention_s, settings.failed_job_retention_s)
-
-
-@cache
-def _store(redis_url: str, sentinel: SentinelOptions | None, keep_done_s: int, keep_failed_s: int) -> JobStore:
-    return JobStore(redis_client(redis_url, sentinel), keep_done_s, keep_failed_s)
 
 
 @cache

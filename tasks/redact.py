@@ -42,25 +42,16 @@ def _masked_url_match(match: re.Match[str]) -> str:
 
 
 def mask_url(url: str) -> str:
-    """An http(s) URL fit to show: scheme, host and path kept; user info and query masked.
-    Anything else (a local path) is returned as it is."""
+    """A URL fit to show anywhere (records, logs, error messages): scheme, host and path kept, user
+    info and query string masked (``https://***@host/v.mp4?***``), the fragment dropped; any scheme
+    (a ``redis://`` password is user info). A local path is returned as it is."""
     parts = urlsplit(url)
-    if parts.scheme.lower() not in ("http", "https"):
+    if not parts.scheme or "://" not in url:
         return url
     netloc = parts.netloc
     if "@" in netloc:
         netloc = f"{MASK}@" + netloc.rsplit("@", 1)[1]
     return urlunsplit((parts.scheme, netloc, parts.path, MASK if parts.query else "", ""))
-
-
-def safe_url(url: str) -> str:
-    """A URL fit for logs and error messages: no query string, no user info."""
-    head, _, _ = url.partition("?")
-    scheme, sep, rest = head.partition("://")
-    netloc, slash, path = rest.partition("/")
-    if sep and "@" in netloc:
-        rest = netloc.rsplit("@", 1)[1] + slash + path
-    return f"{scheme}{sep}{rest}" if sep else head
 
 
 SECRET_KEYS = frozenset({"token", "api_key", "apiKey", "refreshToken", "access_token", "refresh_token"})

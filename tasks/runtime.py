@@ -18,8 +18,7 @@ import httpx
 from tasks.apivideo.access_tokens import AccessTokens
 from tasks.apivideo.client import ApiClient
 from tasks.apivideo.limiter import FleetLimiter
-from tasks.job.connections import redis_client
-from tasks.job.store import JobStore
+from tasks.job.store import job_store
 from tasks.outbound.guarded_transport import guarded_client
 from tasks.pipeline.reports import NULL_REPORTER, Reporter
 from tasks.pipeline.upload import Pipeline
@@ -47,8 +46,7 @@ def ssl_context() -> ssl.SSLContext:
 
 
 def build_pipeline(settings: Settings, reporter: Reporter = NULL_REPORTER) -> Pipeline:
-    store = JobStore(redis_client(settings.redis_url, settings.sentinel), settings.job_retention_s,
-                     settings.failed_job_retention_s)
+    store = job_store(settings)
     limiter = FleetLimiter(store.redis, settings.api_base_url, settings.rate_limits)
     api = ApiClient(httpx.Client(timeout=http_timeout(settings), limits=HTTP_LIMITS, verify=ssl_context()),
                     settings.api_base_url, pacer=limiter)

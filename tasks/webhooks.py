@@ -21,7 +21,7 @@ import httpx
 
 from tasks.errors import PermanentError, RetryableError, is_retryable_status
 from tasks.job.record import JobRecord
-from tasks.redact import safe_url
+from tasks.redact import mask_url
 
 SIGNATURE_HEADER = "X-Vuq-Signature"
 EVENT_HEADER = "X-Vuq-Event"
@@ -65,7 +65,7 @@ def deliver(http: httpx.Client, url: str, job: JobRecord, secret: str | None, ti
     headers = {"Content-Type": "application/json", EVENT_HEADER: f"job.{job.state}", JOB_HEADER: job.job_id}
     if secret:
         headers[SIGNATURE_HEADER] = sign(body, secret, timestamp)
-    target = safe_url(url)
+    target = mask_url(url)
     try:
         response = http.post(url, content=body, headers=headers, timeout=TIMEOUT_S)
     except httpx.TransportError as exc:

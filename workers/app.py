@@ -14,8 +14,7 @@ from celery.app.amqp import AMQP
 from celery.worker import state as worker_state
 
 from tasks import runtime
-from tasks.job.connections import redis_client
-from tasks.job.store import JobStore
+from tasks.job.store import job_store
 from tasks.pipeline.deferred import DelayedStepPump
 from tasks.pipeline.message import Step
 from tasks.redact import mask_secrets
@@ -85,7 +84,7 @@ def _start_pump(sender: Any = None, **_: Any) -> None:
         app.send_task(step.task, queue=step.queue or settings.queue, task_id=task_id, retries=retries,
                       **step.message())
 
-    _pump = DelayedStepPump(lambda: JobStore(redis_client(settings.redis_url, settings.sentinel)), publish)
+    _pump = DelayedStepPump(lambda: job_store(settings), publish)
     _pump.start()
 
 

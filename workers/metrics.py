@@ -16,9 +16,8 @@ import tempfile
 from collections.abc import Iterator
 from typing import Any
 
-from tasks.job.connections import redis_client
 from tasks.job.record import ACTIVE_STATES, State
-from tasks.job.store import JobStore
+from tasks.job.store import job_store
 from tasks.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -78,7 +77,7 @@ class RedisStateCollector:
     scraped: counts by state, and the leases of the active jobs only (never the history)."""
 
     def __init__(self, settings: Settings) -> None:
-        self.store = JobStore(redis_client(settings.redis_url, settings.sentinel))
+        self.store = job_store(settings)
 
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import GaugeMetricFamily

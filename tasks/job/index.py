@@ -13,7 +13,7 @@ from typing import cast
 import redis
 
 from tasks.constants import EXPIRY_KEY, JOB_INDEX_KEY, JOB_KEY, LEASE_KEY, OUTBOX_KEY, STATE_INDEX_KEY
-from tasks.job import scripts as lua
+from tasks.job import scripts
 from tasks.job.record import ACTIVE_STATES, JobRecord, State
 
 # Every field a read returns; the token is never among them.
@@ -34,8 +34,8 @@ class JobIndex:
 
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
-        self._now = client.register_script(lua.NOW)
-        self._prune = client.register_script(lua.PRUNE)
+        self._now = client.register_script(scripts.NOW)
+        self._prune = client.register_script(scripts.PRUNE)
 
     def now(self) -> float:
         """Redis's clock: the one every time in a record is compared with."""

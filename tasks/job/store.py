@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cache
+from typing import TYPE_CHECKING
 
 import redis
 
@@ -30,10 +32,14 @@ from tasks.constants import (
     TAKEN_KEY,
     TAKEN_STEP_TIMEOUT_S,
 )
-from tasks.job import scripts as lua
+from tasks.job import scripts
+from tasks.job.connections import SentinelOptions, redis_client
 from tasks.job.index import JobIndex
 from tasks.job.record import TOKEN_FIELD, JobRecord, State
 from tasks.pipeline.message import Step
+
+if TYPE_CHECKING:
+    from tasks.settings import Settings
 
 Expect = Mapping[str, Iterable[object]]
 REPLICATION_WAIT_MS = 1000
@@ -89,13 +95,13 @@ class JobStore(JobIndex):
                  keep_failed_s: int = DEFAULT_FAILED_JOB_RETENTION_S) -> None:
         super().__init__(client)
         self.keep = [keep_done_s, keep_failed_s]
-        self._create = client.register_script(lua.CREATE)
-        self._claim = client.register_script(lua.CLAIM)
-        self._renew = client.register_script(lua.RENEW)
-        self._update = client.register_script(lua.UPDATE)
-        self._schedule = client.register_script(lua.SCHEDULE)
-        self._pop_due = client.register_script(lua.POP_DUE)
-        self._forget = client.register_script(lua.FORGET)
+        self._create = client.register_script(scripts.CREATE)
+        self._claim = client.register_script(scripts.CLAIM)
+        self._renew = client.register_script(scripts.RENEW)
+        self._update = client.register_script(scripts.UPDATE)
+        self._schedule = client.register_script(scripts.SCHEDULE)
+        self._pop_due = client.register_script(scripts.POP_DUE)
+        self._forget = client.register_script(scripts.FORGET)
 
     def create(self, job_id: str, spec: dict[str, object], token: str | None, spec_hash: str = "",
                notify: bool = True, replicas: int = 0, **fields: object) -> Created:
@@ -197,6 +203,17 @@ class JobStore(JobIndex):
         if ttl_s > 0:
             pipe.expire(key, ttl_s)
         pipe.execute()
+
+
+def job_store(settings: Settings) -> JobStore:
+    """The store of these settings' Redis and retention: one per process (one connection pool),
+    whoever asks (producers, the tasks, operator commands, the delayed-step pump, metrics)."""
+    return _store(settings.redis_url, settings.sentinel, settings.job_retention_s, settings.failed_job_retention_s)
+
+
+@cache
+def _store(redis_url: str, sentinel: SentinelOptions | None, keep_done_s: int, keep_failed_s: int) -> JobStore:
+    return JobStore(redis_client(redis_url, sentinel), keep_done_s, keep_failed_s)
 
 
 def job_keys(job_id: str) -> list[str]:

@@ -38,7 +38,7 @@ from urllib.parse import unquote, urlsplit
 import httpx
 
 from tasks.errors import PermanentError
-from tasks.redact import redact, safe_url
+from tasks.redact import mask_url, redact
 
 IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -256,7 +256,7 @@ def check_url(url: str, policy: NetPolicy) -> None:
     BlockedAddress for an address literal (any form) or a ``localhost`` name the
     policy refuses. Host names pass: they are judged at connect time.
     """
-    shown = safe_url(url)
+    shown = mask_url(url)
     try:
         parts = urlsplit(url)
         hostname = parts.hostname

@@ -18,7 +18,7 @@ import httpx
 
 from tasks.constants import STREAM_BLOCK_BYTES
 from tasks.errors import SourceError, SourceUnavailable, SpecError, is_retryable_status
-from tasks.redact import safe_url
+from tasks.redact import mask_url
 
 
 @dataclass(frozen=True)
@@ -129,7 +129,7 @@ class HttpSource:
     def __init__(self, url: str, http: httpx.Client) -> None:
         self.url = url
         self.http = http
-        self.description = safe_url(url)
+        self.description = mask_url(url)
 
     def info(self) -> SourceInfo:
         with self._get(0, 1) as response:

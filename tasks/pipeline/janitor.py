@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Callable
 from dataclasses import replace
 
 import redis
@@ -26,12 +25,11 @@ import redis
 from tasks.constants import HANDOFF_HEADER, TASK_WEBHOOK
 from tasks.job.record import JobRecord
 from tasks.job.store import NOW, JobStore
-from tasks.pipeline.message import Step
+from tasks.pipeline.message import Send, Step
 from tasks.pipeline.operations import next_step
 
 log = logging.getLogger(__name__)
 QUEUE_HEAD_PEEK = 20  # messages looked at from the oldest end for one that carries a hand-off time
-Send = Callable[[Step], None]
 UNKNOWN = math.nan  # the queue's oldest messages carry no hand-off time: nothing can be told
 
 

@@ -8,6 +8,7 @@ chunk as ``k/n`` (1-based), the title and the source's file name, never a secret
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,6 +64,9 @@ class Step:
         data = json.loads(member)
         step = cls(data["task"], data["job_id"], data.get("chunk"), data.get("label"), queue=data.get("queue"))
         return step, data.get("id"), int(data.get("retries") or 0)
+
+
+Send = Callable[[Step], None]  # publishes a step (a producer, the janitor, an operator command)
 
 
 def label(job: JobRecord, task: str, chunk: int | None = None) -> str:

@@ -3,15 +3,13 @@ each a write fenced by the state it expects."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from tasks.constants import TASK_CHUNK, TASK_CLEANUP, TASK_FINALIZE, TASK_START, TASK_WEBHOOK
-from tasks.job.record import NEEDS_TOKEN, TOKEN_FIELD, JobRecord, State
+from tasks.job.record import NEEDS_TOKEN, TOKEN_FIELD, JobRecord, State, resume_command
 from tasks.job.store import NOW, JobStore
-from tasks.pipeline.message import Step, step_for
+from tasks.pipeline.message import Send, Step, step_for
 
-Send = Callable[[Step], None]
 CANCELLABLE = (State.QUEUED, State.UPLOADING)
 
 
@@ -34,7 +32,7 @@ def resume(store: JobStore, job_id: str, send: Send, token: str | None = None) -
     if job.state != State.FAILED:
         raise OperationError(f"job {job_id} is {job.state}; only failed jobs can be resumed")
     if job.error_needs == NEEDS_TOKEN and not token:
-        raise OperationError(f"job {job_id} needs a new upload token: vuq resume {job_id} --token-file FILE")
+        raise OperationError(f"job {job_id} needs a new upload token: {resume_command(job_id, NEEDS_TOKEN)}")
     step, state = next_step(job)
     changes = {"state": state, "error": "", "error_retryable": "", "error_reason": "", "error_needs": "",
                "handoff_at": NOW, "wake_at": ""}
@@ -80,7 +78,7 @@ class RetryOutcome:
 
 
 SKIP_PERMANENT = "not resumable: the source, spec or request must change (--all to try anyway)"
-SKIP_TOKEN = "need a new upload token: vuq resume JOB --token-file FILE"
+SKIP_TOKEN = f"need a new upload token: {resume_command('JOB', NEEDS_TOKEN)}"
 SKIP_CHANGED = "changed while resuming"
 
 

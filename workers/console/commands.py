@@ -13,13 +13,12 @@ from typing import Any
 
 from tasks.job.index import UnknownCursor
 from tasks.job.record import JobRecord, State
-from tasks.job.store import JobStore
+from tasks.job.store import JobStore, job_store
 from tasks.outbound.sources import check_local_source
 from tasks.pipeline.operations import OperationError
 from tasks.pipeline.operations import cancel as cancel_job
-from tasks.pipeline.operations import resume as resume_job
 from tasks.pipeline.operations import retry_failed as retry_failed_jobs
-from tasks.producer import enqueue_upload, job_store, send_step
+from tasks.producer import enqueue_upload, resume_upload, send_step
 from tasks.settings import get_settings
 from workers.console.endings import CommandError
 from workers.console.listing import describe, table
@@ -104,7 +103,7 @@ def jobs(states: list[str] | None, limit: int, before: str | None, as_json: bool
 
 def resume(job_id: str, token: str | None) -> int:
     try:
-        step = resume_job(_store(), job_id, send_step, token)
+        step = resume_upload(job_id, token)
     except OperationError as exc:
         raise CommandError(str(exc)) from None
     where = f"chunk {step.chunk + 1}" if step.chunk is not None else step.task.rsplit(".", 1)[-1]

@@ -14,9 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tasks.job.connections import redis_client
 from tasks.job.record import JobRecord
-from tasks.job.store import JobStore
+from tasks.job.store import JobStore, job_store
 from tasks.pipeline.upload import Step
 from tasks.producer import enqueue_upload, send_step
 from tasks.settings import Settings
@@ -120,7 +119,7 @@ def running_stack(tmp: Path, redis_url: str, workers: int = 2, concurrency: int 
         stack.callback(emu.stop)
         env = worker_env(redis_url, emu.url, api_key, [root], queue, **extra_env)
         settings = Settings.from_env({k: v for k, v in env.items() if k != "VUQ_API_KEY"})  # the producer's view
-        system = LocalStack(emu, settings, JobStore(redis_client(redis_url, settings.sentinel)), root, env, log_dir,
+        system = LocalStack(emu, settings, job_store(settings), root, env, log_dir,
                             worker_prefix=tuple(worker_prefix), pool=pool)
         stack.callback(system.stop_workers)
         for _ in range(workers):
