@@ -51,6 +51,9 @@ ACCESS_TOKEN_REFRESH_MARGIN_S: Final = 120
 ACCESS_TOKEN_LOCK_TTL_S: Final = 30
 ACCESS_TOKEN_WAIT_S: Final = 10
 
+# What a failed job needs before a resume can succeed (its record's error_needs): a new upload token.
+NEEDS_TOKEN: Final = "token"
+
 # Metadata key that tags the container a job creates, so a crashed start finds it again.
 JOB_METADATA_KEY: Final = "vuq-job-id"
 

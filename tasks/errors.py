@@ -1,29 +1,37 @@
-"""The pipeline's exceptions: one base class, two branches.
+"""The pipeline's exceptions: one base class, five branches, and what each means for a job.
 
     VuqError
-     ├── RetryableError        transient: try the same step again later
-     │    ├── ApiUnavailable   connection error, timeout, 5xx, 429 from api.video
+     ├── RetryableError          transient: the same step is tried again later (backoff, bounded)
+     │    ├── ApiUnavailable     connection error, timeout, 5xx, 429 from api.video
      │    ├── SourceUnavailable  the source could not be read just now
-     │    └── ChunkInFlight    (pipeline) "range overlap" for a range api.video does not hold yet
-     ├── PermanentError        the job fails at once, with this message in its record
-     │    ├── SpecError        a bad field in the job spec (names the field)
-     │    ├── SourceError      the source is missing, unreadable, outside the roots, changed
-     │    ├── ApiRejected      api.video answered 4xx (its error title is kept)
-     │    ├── ConfigError      the worker's own settings are wrong
-     │    ├── BlockedAddress   (netpolicy) a source or callback on a refused address
-     │    ├── StepKeepsDying   (pipeline) a step started again and again, never finished
-     │    └── JobFailed        (failures) how a task ends when its job failed; resumable or not
-     ├── Throttled             not an error: wait (the fleet's api.video budget), then go on
-     │    └── Busy             another worker holds the job's lease just now: ask again shortly
-     ├── LeaseLost             (pipeline) the job moved on under this step: stop quietly
-     └── EnqueueError          (producer side) the job could not be enqueued; nothing was left written
+     │    ├── StepTimedOut       the step ran past its soft time limit
+     │    └── RangeArriving      "range overlap" for a range api.video does not hold yet
+     ├── PermanentError          the job fails at once, with this message in its record
+     │    ├── SpecError          a bad field in the job spec (names the field)
+     │    ├── SourceError        the source is missing, unreadable, outside the roots, changed
+     │    ├── ApiRejected        api.video answered 4xx (its error title is kept)
+     │    ├── ConfigError        the worker's own settings are wrong                    [resumable]
+     │    ├── BlockedAddress     (tasks.outbound) a source or callback on a refused address
+     │    ├── StepKeepsDying     a step started again and again, never finished          [resumable]
+     │    ├── GaveUp             a retryable error outlasted VUQ_MAX_RETRIES               [resumable]
+     │    ├── InternalError      a bug: an exception vuq did not expect                   [resumable]
+     │    └── JobFailed          how a task ends when its job failed (Flower's exception column)
+     │         └── JobFailedResumable
+     ├── Throttled               not an error: wait (the fleet's api.video budget), then go on
+     │    └── Busy               another worker holds the job's lease just now: ask again shortly
+     ├── LeaseLost               the job moved on under this step: stop quietly
+     └── EnqueueError            (producer side) the job could not be enqueued; nothing was left written
 
-Retry decisions are made on the class, never on message text. httpx and Redis
-exceptions are translated at the boundary modules that talk to them, and no
-message ever carries a token or an API key.
+A ``PermanentError`` says itself whether ``vuq resume`` can help (``resumable``) and what a resume
+needs first (``needs``: a new upload token), so the decision is made once, where the error is
+made: retry decisions are made on the class, never on message text. httpx and Redis exceptions
+are translated at the boundary modules that talk to them, and no message ever carries a token or
+an API key.
 """
 
 from __future__ import annotations
+
+from tasks.constants import NEEDS_TOKEN
 
 
 class VuqError(Exception):
@@ -49,10 +57,31 @@ class SourceUnavailable(RetryableError):
     """The source could not be read this time (an http source's network error or 5xx)."""
 
 
+class StepTimedOut(RetryableError):
+    """The step ran past its soft time limit (the task runner interrupted it)."""
+
+    def __init__(self) -> None:
+        super().__init__("the step ran past its soft time limit", reason="time_limit")
+
+
+class RangeArriving(RetryableError):
+    """api.video answered "already received" for a range it does not hold yet: another request is
+    still delivering it. Retried shortly; the cursor does not move until api.video holds it."""
+
+    reason = "in_flight"
+
+    def __init__(self, job_id: str, index: int) -> None:
+        super().__init__(f"job {job_id}: chunk {index + 1} is still arriving through another request",
+                         reason=self.reason)
+
+
 class PermanentError(VuqError):
-    """The job cannot succeed by retrying the same step; it fails with this message."""
+    """The job cannot succeed by retrying the same step; it fails with this message. ``resumable``:
+    whether ``vuq resume`` can continue it once the cause is fixed; ``needs``: what it needs first."""
 
     reason = "permanent"
+    resumable = False
+    needs: str | None = None
 
 
 class SpecError(PermanentError, ValueError):
@@ -73,23 +102,76 @@ class SourceError(PermanentError):
 
 
 class ApiRejected(PermanentError):
-    """api.video refused the request with a 4xx other than 429."""
+    """api.video refused the request with a 4xx other than 429. A refused upload token or API key
+    is resumable (with a new token, or once the workers' key is fixed); other refusals are not."""
 
     reason = "api_rejected"
 
-    def __init__(self, status: int, title: str, slug: str = "", name: str = "") -> None:
+    def __init__(self, status: int, title: str, slug: str = "", name: str = "", *, token_refused: bool = False
+                 ) -> None:
         field = f" (field {name!r})" if name else ""
         super().__init__(f"api.video answered {status}: {title}{field}")
         self.status = status
         self.title = title
         self.slug = slug
         self.name = name
+        self.token_refused = token_refused
+        # a rejected API key answers 401, or 400 authentication-invalid-user-credentials on /auth/api-key
+        self.resumable = token_refused or status in (401, 403) or slug.startswith("authentication-")
+        self.needs = NEEDS_TOKEN if token_refused else None
 
 
 class ConfigError(PermanentError):
     """A VUQ_* setting is missing or invalid; the message names the variable."""
 
     reason = "config"
+    resumable = True
+
+
+class StepKeepsDying(PermanentError):
+    """The same step was started again and again and never finished: its worker died each time
+    (out of memory, killed). The job fails, resumable, instead of looping."""
+
+    reason = "worker_lost"
+    resumable = True
+
+    def __init__(self, starts: int) -> None:
+        super().__init__(f"this step was started {starts} times and never finished: its worker died each time "
+                         "(out of memory? killed?); look at the workers, then resume")
+
+
+class GaveUp(PermanentError):
+    """A retryable error came back on every try: the job fails, resumable, with its reason."""
+
+    resumable = True
+
+    def __init__(self, attempts: int, error: RetryableError) -> None:
+        super().__init__(f"gave up after {attempts} attempts: {error}")
+        self.reason = error.reason
+
+
+class InternalError(PermanentError):
+    """An exception vuq did not expect (a bug): the job fails resumable; the traceback is logged once."""
+
+    reason = "internal"
+    resumable = True
+
+
+class JobFailed(PermanentError):
+    """How a task ends when its job failed and a resume cannot help: the source, spec or request
+    must change. The message says why, in one line (Flower's exception column, the worker log)."""
+
+    reason = "job_failed"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[type[JobFailed], tuple[str]]:
+        return type(self), (str(self),)
+
+
+class JobFailedResumable(JobFailed):
+    """The job failed and `vuq resume` continues it from its cursor once the cause is fixed."""
 
 
 class EnqueueError(VuqError):
@@ -117,6 +199,10 @@ class Busy(Throttled):
     def __init__(self, holder: str, wait_s: float) -> None:
         super().__init__(wait_s)
         self.args = (f"the job is held by {holder}; asking again in {wait_s:.1f}s",)
+
+
+class LeaseLost(VuqError):
+    """Another worker took the job over, or it was cancelled, while this step ran; stop quietly."""
 
 
 # HTTP answers worth another try (api.video, sources, callbacks); every other 4xx is final.

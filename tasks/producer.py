@@ -45,12 +45,11 @@ def enqueue_upload(source: str, *, token: str | None = None, video: dict[str, An
     settings = settings or get_settings()
     spec = parse_spec({"source": source, "token": token, "video": video or {}, "chunk_size": chunk_size,
                        "job_id": job_id, "callback_url": callback_url}, settings.net_policy)
-    job_id = spec.job_id or new_job_id()
+    spec = replace(spec, job_id=spec.job_id or new_job_id())
+    job_id = str(spec.job_id)
     store = job_store(settings)
-    public = {**spec.public(), "job_id": job_id}
     try:
-        created = store.create(job_id, public, spec.token, spec.fingerprint(), queue=settings.queue,
-                               replicas=1 if settings.sentinel else 0)
+        created = store.create(spec, queue=settings.queue, replicas=1 if settings.sentinel else 0)
     except redis.RedisError as exc:
         raise EnqueueError(unreachable(settings.redis_url, exc)) from None
     if created.created and settings.sentinel and not created.replicated:
@@ -60,7 +59,7 @@ def enqueue_upload(source: str, *, token: str | None = None, video: dict[str, An
             raise SpecError("job_id", f"{job_id!r} already names a job with a different spec ({created.state}); "
                                       "use another job_id, or the same spec to get that job")
         return job_id  # the same request again: the same job, no second message
-    start = step_for(JobRecord(job_id, State.QUEUED, public), TASK_START)
+    start = step_for(JobRecord(job_id, State.QUEUED, spec), TASK_START)
     try:
         send_step(replace(start, handoff_at=created.at), settings)
     except EnqueueError:

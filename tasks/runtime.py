@@ -9,8 +9,6 @@ lease holder id (``new_holder``).
 from __future__ import annotations
 
 import os
-import secrets
-import socket
 import ssl
 
 import httpx
@@ -53,11 +51,6 @@ def build_pipeline(settings: Settings, reporter: Reporter = NULL_REPORTER) -> Pi
     sources = guarded_client(settings.net_policy, http_timeout(settings), HTTP_LIMITS, ssl_context=ssl_context())
     return Pipeline(settings=settings, store=store, api=api, tokens=AccessTokens(store.redis, api, settings.api_key),
                     sources=sources, limiter=limiter, reporter=reporter)
-
-
-def new_holder() -> str:
-    """A lease holder id unique to one task execution (threads and gevent pools share a process)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(6)}"
 
 
 def set_reporter(reporter: Reporter) -> None:

@@ -32,7 +32,7 @@ def webhook(self: Task, job_id: str) -> None:
     pipeline = runtime.pipeline()
     store, settings = pipeline.store, pipeline.settings
     job = store.get(job_id)
-    url = job.spec.get("callback_url") if job else None
+    url = job.spec.callback_url if job else None
     if job is None or not url or not job.state.final:  # expired, or resumed since: nothing owed now
         store.outbox_done(job_id)
         return
@@ -47,8 +47,8 @@ def webhook(self: Task, job_id: str) -> None:
         delay = backoff_s(self.request.retries, settings.retry_backoff_s, settings.retry_backoff_max_s)
         _callback(job_id, f"retrying: {exc}")
         store.outbox_later(job_id, delay)
-        store.later(Step(TASK_WEBHOOK, job_id, queue=settings.queue), delay, self.request.id,
-                    self.request.retries + 1)
+        store.later(Step(TASK_WEBHOOK, job_id, queue=settings.queue).to_member(self.request.id,
+                                                                               self.request.retries + 1), delay)
         raise Retry(str(exc), exc=exc, when=delay) from None
     except PermanentError as exc:
         _callback(job_id, f"failed: {exc}")
@@ -72,7 +72,7 @@ def cleanup(self: Task, job_id: str) -> None:
     job = store.get(job_id)
     if job is None or job.state != State.CANCELLED or job.cleanup != "deleting":
         return
-    again = Step(TASK_CLEANUP, job_id, queue=pipeline.settings.queue)
+    again = Step(TASK_CLEANUP, job_id, queue=pipeline.settings.queue).to_member()
     if store.lease_holder(job_id):  # a chunk is still on its way; its cursor write will be refused
         store.later(again, CLEANUP_WAIT_S)
         return
@@ -89,16 +89,15 @@ def cleanup(self: Task, job_id: str) -> None:
 
 
 def _delete_video(job_id: str, video_id: str | None) -> str:
-    pipeline = runtime.pipeline()
-    tokens, api = pipeline.tokens, pipeline.api
-    if not tokens.available:
+    account = runtime.pipeline().account
+    if not account.available:
         return "video kept: the workers hold no API key"
     if not video_id:  # asked for, never recorded: look for it by its tag
-        found = tokens.call(lambda authorization: api.find_videos(authorization, {JOB_METADATA_KEY: job_id}))
+        found = account.find_videos({JOB_METADATA_KEY: job_id})
         video_id = str(found[0]["videoId"]) if found else None
     if not video_id:
         return "no video was created"
-    tokens.call(lambda authorization: api.delete_video(authorization, video_id or ""))
+    account.delete_video(video_id)
     return f"video {video_id} deleted"
 
 

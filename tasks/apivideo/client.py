@@ -141,7 +141,8 @@ def _error(shown: str, response: httpx.Response, secrets: tuple[str, ...]) -> Ap
     if is_retryable_status(status):
         return ApiUnavailable(f"api.video {shown} answered {status}: {title}", reason="server_error")
     slug = str(body.get("type") or "").rsplit("/", 1)[-1]
-    return ApiRejected(status, title, slug=slug, name=str(body.get("name") or ""))
+    return ApiRejected(status, title, slug=slug, name=str(body.get("name") or ""),
+                       token_refused=slug in TOKEN_REJECTED_SLUGS)
 
 
 def _seconds(value: str) -> float | None:

@@ -10,6 +10,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from tasks.apivideo.chunking import ChunkPlan
+from tasks.constants import NEEDS_TOKEN
+from tasks.job.spec import UploadSpec
 from tasks.redact import mask_url
 
 
@@ -34,8 +36,6 @@ ACTIVE_STATES = (State.QUEUED, State.UPLOADING, State.FINALIZING)
 # The one hash field that holds a secret; it never leaves the job store, and it is erased
 # the moment a job is done or cancelled (a failed job keeps it: it may be resumed).
 TOKEN_FIELD = "secret:token"
-# What a failed job needs before a resume can succeed (error_needs): a new upload token.
-NEEDS_TOKEN = "token"
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ class JobRecord:
 
     job_id: str
     state: State
-    spec: dict[str, Any]
+    spec: UploadSpec
     size: int | None = None
     chunk_size: int | None = None
     chunks_total: int | None = None
@@ -86,7 +86,8 @@ class JobRecord:
             return data.get(name) or None
 
         return cls(
-            job_id=data["job_id"], state=State(data["state"]), spec=json.loads(data.get("spec") or "{}"),
+            job_id=data["job_id"], state=State(data["state"]),
+            spec=UploadSpec.from_json(json.loads(data.get("spec") or "{}")),
             size=num("size"), chunk_size=num("chunk_size"), chunks_total=num("chunks_total"),
             next_chunk=num("next_chunk") or 0, bytes_sent=num("bytes_sent") or 0,
             chunk_bytes=num("chunk_bytes") or 0, video_id=text("video_id"), retries=num("retries") or 0,
@@ -103,12 +104,12 @@ class JobRecord:
 
     @property
     def title(self) -> str | None:
-        return (self.spec.get("video") or {}).get("title")
+        return self.spec.video.title
 
     @property
     def file_name(self) -> str:
         """The source's file name, for people (never its query string)."""
-        path = urlsplit(str(self.spec.get("source", ""))).path
+        path = urlsplit(self.spec.source).path
         return os.path.basename(path.rstrip("/")) or "-"
 
     @property
@@ -147,13 +148,13 @@ class JobRecord:
             "error_reason": self.error_reason,  # the error's class, stable for programs: bad_source, ...
             "error_retryable": self.error_retryable if self.error else None,
             "resume": self.resume_hint(),
-            "source": mask_url(str(self.spec.get("source", ""))) or None,
-            "video": self.spec.get("video", {}),
+            "source": mask_url(self.spec.source) or None,
+            "video": self.spec.video.to_json(),
             "created_at": self.created_at,
             "updated_at": self.updated_at,
             "ended_at": self.ended_at,
             "heartbeat_at": self.heartbeat_at,
-            "callback_url": mask_url(self.spec["callback_url"]) if self.spec.get("callback_url") else None,
+            "callback_url": mask_url(self.spec.callback_url) if self.spec.callback_url else None,
             "callback": self.callback,
             "cleanup": self.cleanup,
         }

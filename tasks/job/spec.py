@@ -1,8 +1,10 @@
-"""The job spec, the public contract a producer sends (README "Job spec, version 1").
+"""The job spec, the public contract a producer sends (README "Job spec, version 1"), typed.
 
-``parse_spec`` turns a JSON-shaped dict into an ``UploadSpec`` or raises a
-``SpecError`` that names the offending field. ``UploadSpec.public()`` is the spec
-without its token: the only form that is ever stored in a listing or shown.
+``parse_spec`` turns a JSON-shaped dict into an ``UploadSpec`` or raises a ``SpecError`` that
+names the offending field. From then on the spec travels as an ``UploadSpec`` (its metadata as a
+``Video``): JSON only at the job store's edge (``to_json``/``from_json``, never the token) and in
+messages. ``from_json`` reads back what ``to_json`` wrote, trusting it: it was validated on its
+way in.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import json
 import re
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -34,34 +36,85 @@ from tasks.outbound.address_policy import BlockedAddress, NetPolicy, check_url
 from tasks.redact import mask_url
 
 SPEC_FIELDS = frozenset({"version", "source", "token", "video", "chunk_size", "job_id", "callback_url"})
-_BOOL_FIELDS = ("public", "panoramic", "mp4Support")
+_BOOL_FIELDS = {"public": "public", "panoramic": "panoramic", "mp4Support": "mp4_support"}
 VIDEO_FIELDS = frozenset({"title", "description", "tags", "metadata", "playerId", *_BOOL_FIELDS})
-_JOB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
+_JOB_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]*")
+
+
+@dataclass(frozen=True)
+class Video:
+    """The metadata a job patches onto its video at the end (api.video's names in JSON). A field
+    left None is not sent; ``clear_player`` sends ``"playerId": null`` (api.video unsets it)."""
+
+    title: str | None = None
+    description: str | None = None
+    tags: tuple[str, ...] | None = None
+    metadata: tuple[tuple[str, str], ...] | None = None
+    public: bool | None = None
+    panoramic: bool | None = None
+    mp4_support: bool | None = None
+    player_id: str | None = None
+    clear_player: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        """The fields given, as api.video's ``PATCH /videos/{id}`` takes them."""
+        data: dict[str, Any] = {name: getattr(self, name) for name in ("title", "description", "public", "panoramic")
+                                if getattr(self, name) is not None}
+        if self.mp4_support is not None:
+            data["mp4Support"] = self.mp4_support
+        if self.tags is not None:
+            data["tags"] = list(self.tags)
+        if self.metadata is not None:
+            data["metadata"] = [{"key": k, "value": v} for k, v in self.metadata]
+        if self.player_id is not None or self.clear_player:
+            data["playerId"] = self.player_id
+        return data
+
+    def tagged(self, key: str, value: str) -> Video:
+        """This metadata plus one more pair (the tag that finds the job's video again)."""
+        return replace(self, metadata=(*(self.metadata or ()), (key, value)))
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Video:
+        """What ``to_json`` wrote (validated on its way in)."""
+        metadata = data.get("metadata")
+        return cls(title=data.get("title"), description=data.get("description"),
+                   tags=tuple(data["tags"]) if data.get("tags") is not None else None,
+                   metadata=tuple((p["key"], p["value"]) for p in metadata) if metadata is not None else None,
+                   public=data.get("public"), panoramic=data.get("panoramic"), mp4_support=data.get("mp4Support"),
+                   player_id=data.get("playerId"), clear_player="playerId" in data and data["playerId"] is None)
 
 
 @dataclass(frozen=True)
 class UploadSpec:
-    """A validated job spec."""
+    """A validated job spec. ``token`` is never part of its JSON (it lives apart in the job record)."""
 
     source: str
-    token: str | None = None
-    video: dict[str, Any] = field(default_factory=dict)
+    token: str | None = field(default=None, repr=False)
+    video: Video = field(default_factory=Video)
     chunk_size: int | None = None
     job_id: str | None = None
     callback_url: str | None = None
 
     def fingerprint(self) -> str:
         """What makes two enqueues of one ``job_id`` the same request (token included, hashed)."""
-        data = {**self.public(), "token": self.token}
+        data = {**self.to_json(), "token": self.token}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
-    def public(self) -> dict[str, Any]:
-        """The spec as JSON, without the token."""
-        data: dict[str, Any] = {"version": SPEC_VERSION, "source": self.source, "video": self.video}
+    def to_json(self) -> dict[str, Any]:
+        """The spec as JSON, without the token: what the job record keeps and shows."""
+        data: dict[str, Any] = {"version": SPEC_VERSION, "source": self.source, "video": self.video.to_json()}
         for name in ("chunk_size", "job_id", "callback_url"):
             if getattr(self, name) is not None:
                 data[name] = getattr(self, name)
         return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> UploadSpec:
+        """What ``to_json`` wrote (the job record's ``spec``); the token is not in it."""
+        return cls(source=str(data.get("source", "")), video=Video.from_json(data.get("video") or {}),
+                   chunk_size=data.get("chunk_size"), job_id=data.get("job_id"),
+                   callback_url=data.get("callback_url"))
 
 
 def new_job_id() -> str:
@@ -90,29 +143,32 @@ def parse_spec(raw: Mapping[str, Any], policy: NetPolicy | None = None) -> Uploa
     )
 
 
-def parse_video(raw: Any) -> dict[str, Any]:
-    """Validate the metadata to patch; metadata pairs become api.video's [{key, value}] list."""
+def parse_video(raw: Any) -> Video:
+    """Validate the metadata to patch; metadata pairs may come as {key: value} or [{key, value}]."""
     if not isinstance(raw, Mapping):
         raise SpecError("video", f"must be an object, not {type(raw).__name__}")
     unknown = sorted(set(raw) - VIDEO_FIELDS)
     if unknown:
         raise SpecError(f"video.{unknown[0]}", f"unknown field (allowed: {', '.join(sorted(VIDEO_FIELDS))})")
-    video: dict[str, Any] = {}
+    given: dict[str, Any] = {}
     for name, limit in (("title", MAX_TITLE_CHARS), ("description", MAX_DESCRIPTION_CHARS)):
         if raw.get(name) is not None:
-            video[name] = _text(f"video.{name}", raw[name], limit)
-    for name in _BOOL_FIELDS:
+            given[name] = _text(f"video.{name}", raw[name], limit)
+    for name, attribute in _BOOL_FIELDS.items():
         if raw.get(name) is not None:
             if not isinstance(raw[name], bool):
                 raise SpecError(f"video.{name}", f"must be true or false, not {raw[name]!r}")
-            video[name] = raw[name]
+            given[attribute] = raw[name]
     if "playerId" in raw:
-        video["playerId"] = None if raw["playerId"] is None else _text("video.playerId", raw["playerId"], 64)
+        if raw["playerId"] is None:
+            given["clear_player"] = True
+        else:
+            given["player_id"] = _text("video.playerId", raw["playerId"], 64)
     if raw.get("tags") is not None:
-        video["tags"] = _tags(raw["tags"])
+        given["tags"] = tuple(_tags(raw["tags"]))
     if raw.get("metadata") is not None:
-        video["metadata"] = _metadata(raw["metadata"])
-    return video
+        given["metadata"] = tuple((p["key"], p["value"]) for p in _metadata(raw["metadata"]))
+    return Video(**given)
 
 
 def _text(name: str, value: Any, limit: int) -> str:
@@ -176,7 +232,7 @@ def _job_id(value: Any) -> str | None:
     if value is None:
         return None
     job_id = _text("job_id", value, MAX_JOB_ID_CHARS)
-    if not _JOB_ID_RE.match(job_id):
+    if not _JOB_ID_RE.fullmatch(job_id):
         raise SpecError("job_id", "may hold only letters, digits and . _ : - (and must start with a letter or digit)")
     return job_id
 

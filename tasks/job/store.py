@@ -36,7 +36,7 @@ from tasks.job import scripts
 from tasks.job.connections import SentinelOptions, redis_client
 from tasks.job.index import JobIndex
 from tasks.job.record import TOKEN_FIELD, JobRecord, State
-from tasks.pipeline.message import Step
+from tasks.job.spec import UploadSpec
 
 if TYPE_CHECKING:
     from tasks.settings import Settings
@@ -103,18 +103,24 @@ class JobStore(JobIndex):
         self._pop_due = client.register_script(scripts.POP_DUE)
         self._forget = client.register_script(scripts.FORGET)
 
-    def create(self, job_id: str, spec: dict[str, object], token: str | None, spec_hash: str = "",
-               notify: bool = True, replicas: int = 0, **fields: object) -> Created:
-        """Create a queued job atomically (or, with ``state=…`` in ``fields``, one that starts there);
-        an id in use is left alone and its spec hash and state returned. ``notify``: the job owes
-        its ``callback_url`` a webhook when it ends. ``replicas``: wait (up to a second) until that
-        many replicas hold the write (``Created.replicated`` says how many did)."""
-        values: dict[str, object] = {"spec": json.dumps(spec, sort_keys=True), "next_chunk": 0, "bytes_sent": 0,
-                                     "retries": 0, "spec_hash": spec_hash, **fields}
-        if notify and spec.get("callback_url"):
+    def create(self, spec: UploadSpec, notify: bool = True, replicas: int = 0, fingerprint: str | None = None,
+               **fields: object) -> Created:
+        """Create the queued job ``spec.job_id`` atomically (or, with ``state=…`` in ``fields``, one that
+        starts there): its spec as JSON, its token apart. An id in use is left alone and its spec's
+        fingerprint and state returned. ``notify``: the job owes its ``callback_url`` a webhook when it
+        ends. ``replicas``: wait (up to a second) until that many replicas hold the write
+        (``Created.replicated`` says how many did). ``fingerprint``: "" records none."""
+        job_id = spec.job_id
+        if not job_id:
+            raise ValueError("a job's spec must name its job_id before it is stored")
+        values: dict[str, object] = {"spec": json.dumps(spec.to_json(), sort_keys=True), "next_chunk": 0,
+                                     "bytes_sent": 0, "retries": 0,
+                                     "spec_hash": spec.fingerprint() if fingerprint is None else fingerprint,
+                                     **fields}
+        if notify and spec.callback_url:
             values["webhook"] = "1"
-        if token:
-            values[TOKEN_FIELD] = token
+        if spec.token:
+            values[TOKEN_FIELD] = spec.token
         args: list[str | int] = [*self.keep, job_id, *_flatten(values)]
         if replicas:  # WAIT covers the writes of its own connection: one pipeline, one connection
             pipe = self.redis.pipeline(transaction=False)
@@ -162,19 +168,18 @@ class JobStore(JobIndex):
         args = [*self.keep, holder or "", flags, _ms(ttl_s), *_expectations(expect), *_flatten(changes)]
         return _written(*self._update(keys=job_keys(job_id), args=args))
 
-    def schedule(self, job_id: str, holder: str, step: Step, delay_s: float, expect: Expect | None = None,
-                 retry_reason: str | None = None, task_id: str | None = None, retries: int = 0) -> Written:
-        """Put ``step`` in the delayed set for ``delay_s`` (Redis's clock) and release our lease, in
-        one write; ``retry_reason`` counts it as a retry. Fenced like ``update``."""
-        member = step.to_member(task_id, retries)
+    def schedule(self, job_id: str, holder: str, member: str, delay_s: float, expect: Expect | None = None,
+                 retry_reason: str | None = None) -> Written:
+        """Put ``member`` (a step, as the pump reads it) in the delayed set for ``delay_s`` (Redis's clock)
+        and release our lease, in one write; ``retry_reason`` counts it as a retry. Fenced like ``update``."""
         args = [holder, f"{max(0.0, delay_s):.3f}", member, "1" if retry_reason else "0", retry_reason or "",
                 *_expectations(expect)]
         return _written(*self._schedule(keys=job_keys(job_id), args=args))
 
-    def later(self, step: Step, delay_s: float, task_id: str | None = None, retries: int = 0) -> None:
-        """Publish ``step`` again in ``delay_s`` (Redis's clock), touching nothing of the job's
+    def later(self, member: str, delay_s: float) -> None:
+        """Publish ``member`` (a step) again in ``delay_s`` (Redis's clock), touching nothing of the job's
         (its lease belongs to another worker)."""
-        self.redis.zadd(DELAYED_KEY, {step.to_member(task_id, retries): self.now() + delay_s})
+        self.redis.zadd(DELAYED_KEY, {member: self.now() + delay_s})
 
     def give_back(self, members: list[str]) -> None:
         """Put delayed steps taken by ``pop_due`` but not published back in the set, due at once."""

@@ -1,1 +1,14 @@
-"""TODO"""
+"""The guarded outbound edge: every connection to a place a producer chose (sources, callbacks).
+
+Rule of this room: it imports only the base (``tasks.constants``, ``tasks.errors``,
+``tasks.redact``) and httpx. What a producer names is hostile until allowed: addresses are judged
+when a spec arrives (``check_url``) and again on the address actually connected to
+(``guarded_client``).
+"""
+
+from tasks.outbound.address_policy import BlockedAddress, NetPolicy, check_url, parse_allowed_nets
+from tasks.outbound.guarded_transport import guarded_client
+from tasks.outbound.sources import Source, SourceInfo, check_local_source, open_source
+
+__all__ = ["BlockedAddress", "NetPolicy", "Source", "SourceInfo", "check_local_source", "check_url",
+           "guarded_client", "open_source", "parse_allowed_nets"]

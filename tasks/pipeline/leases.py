@@ -13,6 +13,9 @@ renewal of its own lease that is under way, so none happens after it.
 from __future__ import annotations
 
 import logging
+import os
+import secrets
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -26,6 +29,11 @@ from tasks.job.store import Expect, JobStore
 log = logging.getLogger(__name__)
 MAX_RENEW_INTERVAL_S = 1.0
 RENEWED, RECLAIMED, LOST = 1, 2, 0
+
+
+def new_holder() -> str:
+    """A lease holder id unique to one task execution (threads and gevent pools share a process)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(6)}"
 
 
 @dataclass(eq=False)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tasks.constants import HANDOFF_HEADER, TASK_CHUNK, TASK_FINALIZE, TASK_START
+from tasks.constants import HANDOFF_HEADER, TASK_CHUNK, TASK_FINALIZE, TASK_START, TASK_WEBHOOK
 from tasks.job.record import JobRecord
 from tasks.redact import redact
 
@@ -84,6 +84,11 @@ def label(job: JobRecord, task: str, chunk: int | None = None) -> str:
     shown["file"] = _short(job.file_name)
     shown["job_id"] = job.job_id
     return redact(repr(shown))
+
+
+def callback_step(job: JobRecord) -> Step | None:
+    """The webhook delivery a job that just ended owes its producer, if it asked for one."""
+    return Step(TASK_WEBHOOK, job.job_id) if job.spec.callback_url else None
 
 
 def step_for(job: JobRecord, task: str, chunk: int | None = None, sent: Sent | None = None) -> Step:

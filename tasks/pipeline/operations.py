@@ -61,7 +61,7 @@ def cancel(store: JobStore, job_id: str, send: Send | None = None, keep_video: b
     if send is not None:
         if cleanup == "deleting":
             send(Step(TASK_CLEANUP, job_id))
-        if job.spec.get("callback_url"):
+        if job.spec.callback_url:
             send(Step(TASK_WEBHOOK, job_id))
     return cleanup
 

@@ -55,7 +55,7 @@ def describe(job: JobRecord, now: float) -> str:
     lines = [f"job       {job.job_id}", f"state     {job.state}"]
     if job.title:
         lines.append(f"title     {job.title}")
-    lines.append(f"source    {mask_url(str(job.spec.get('source', '')))}")
+    lines.append(f"source    {mask_url(job.spec.source)}")
     if job.size:
         inflight = f" (+{format_size(job.chunk_bytes)} of chunk {job.next_chunk + 1} on its way)" \
             if job.chunk_bytes and job.state == State.UPLOADING else ""

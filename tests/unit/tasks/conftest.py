@@ -18,6 +18,7 @@ from tasks.job.store import JobStore
 from tasks.pipeline.message import Step
 from tests.support.redis_check import require_redis
 from tests.unit.tasks.helpers import FAKE, REAL, REAL_REDIS_URL, RedisFactory
+from tests.unit.tasks.rig import build, clip, fake  # noqa: F401 - the pipeline rig's fixtures
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, cast
 
 import pytest
@@ -17,6 +18,7 @@ import redis
 
 from tasks.constants import EXPIRY_KEY, JOB_INDEX_KEY, JOB_KEY, STATE_INDEX_KEY
 from tasks.job.record import JobRecord, State
+from tasks.job.spec import UploadSpec
 from tasks.job.store import JobStore
 
 RedisFactory = Callable[[], redis.Redis]
@@ -28,12 +30,13 @@ REAL_REDIS_URL = f"redis://{os.environ.get('VUQ_TEST_REDIS', '127.0.0.1:6379')}/
 both_backends = pytest.mark.parametrize("redis_backend", [FAKE, REAL], indirect=True)
 
 
-def put_job(store: JobStore, job_id: str, token: str | None = None, *, spec: dict[str, object] | None = None,
+def put_job(store: JobStore, job_id: str, token: str | None = None, *, spec: UploadSpec | None = None,
             **fields: Any) -> None:
     """Create a job through the store's own script: ``state=…`` lands in that state's index (with its
     retention, token erasure and outbox entry, as a job that got there would); the other ``fields``
     are written as the pipeline would have written them."""
-    created = store.create(job_id, spec or {"source": f"/videos/{job_id}.mp4", "video": {}}, token, **fields)
+    spec = replace(spec or UploadSpec(f"/videos/{job_id}.mp4"), job_id=job_id, token=token)
+    created = store.create(spec, **fields)
     assert created.created, f"job {job_id} already exists"
 
 

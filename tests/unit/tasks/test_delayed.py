@@ -10,6 +10,7 @@ import redis
 from kombu.exceptions import OperationalError
 
 from tasks.constants import DELAYED_KEY, TAKEN_KEY, TASK_CHUNK, TASK_FINALIZE, TASK_START
+from tasks.job.spec import UploadSpec
 from tasks.job.store import JobStore
 from tasks.pipeline.deferred import PUMP_BATCH, DelayedStepPump, publish_due
 from tasks.pipeline.message import Step
@@ -29,14 +30,14 @@ def publisher(published: Published) -> Callable[[Step, str | None, int], None]:
 
 
 def make_job(store: JobStore, job_id: str = "j1") -> None:
-    assert store.create(job_id, {"source": f"/videos/{job_id}.mp4", "video": {}}, "to-token").created
+    assert store.create(UploadSpec(f"/videos/{job_id}.mp4", job_id=job_id, token="to-token")).created
 
 
 def test_a_due_step_is_published_once_with_its_handoff_task_id_and_retries(store: JobStore,
                                                                          published: Published) -> None:
     make_job(store)
     step = Step(TASK_CHUNK, "j1", 3, "{'job_id': 'j1', 'chunk': '4/9'}")
-    store.later(step, 0, task_id="task-1", retries=2)
+    store.later(step.to_member("task-1", 2), 0)
     assert publish_due(store, publisher(published)) == 1
     ((sent, task_id, retries),) = published
     assert (sent.task, sent.job_id, sent.chunk, sent.label, task_id, retries) == (
@@ -49,7 +50,7 @@ def test_a_due_step_is_published_once_with_its_handoff_task_id_and_retries(store
 
 def test_a_step_not_yet_due_waits(store: JobStore, published: Published) -> None:
     make_job(store)
-    store.later(Step(TASK_FINALIZE, "j1"), 60)
+    store.later(Step(TASK_FINALIZE, "j1").to_member(), 60)
     assert publish_due(store, publisher(published)) == 0
     assert published == [] and store.redis.zcard(DELAYED_KEY) == 1
 
@@ -57,8 +58,8 @@ def test_a_step_not_yet_due_waits(store: JobStore, published: Published) -> None
 def test_a_scheduled_retry_is_published_with_its_count(store: JobStore, published: Published) -> None:
     make_job(store)
     assert store.claim("j1", "w", 5, expectation(TASK_START)).record is not None
-    written = store.schedule("j1", "w", Step(TASK_START, "j1"), 0, expectation(TASK_START),
-                             retry_reason="timeout", task_id="task-9", retries=1)
+    written = store.schedule("j1", "w", Step(TASK_START, "j1").to_member("task-9", 1), 0, expectation(TASK_START),
+                             retry_reason="timeout")
     assert written
     assert publish_due(store, publisher(published)) == 1
     assert [(s.task, task_id, retries) for s, task_id, retries in published] == [(TASK_START, "task-9", 1)]
@@ -71,13 +72,13 @@ def test_two_workers_publish_each_step_once(redis_factory: Callable[[], redis.Re
     first, second = JobStore(redis_factory()), JobStore(redis_factory())
     for n in range(5):
         make_job(first, f"j{n}")
-        first.later(Step(TASK_START, f"j{n}"), 0, task_id=f"t{n}")
+        first.later(Step(TASK_START, f"j{n}").to_member(f"t{n}"), 0)
     assert publish_due(first, publisher(published), limit=3) + publish_due(second, publisher(published)) == 5
     assert sorted(task_id or "" for _, task_id, _ in published) == [f"t{n}" for n in range(5)]
 
 
 def test_a_step_of_a_job_that_is_gone_is_still_published(store: JobStore, published: Published) -> None:
-    store.later(Step(TASK_CHUNK, "gone", 1), 0)  # its step finds no record and does nothing
+    store.later(Step(TASK_CHUNK, "gone", 1).to_member(), 0)  # its step finds no record and does nothing
     assert publish_due(store, publisher(published)) == 1
     assert store.get("gone") is None
 
@@ -87,7 +88,7 @@ def test_the_pump_publishes_due_steps_until_stopped(store: JobStore, published: 
     pump = DelayedStepPump(lambda: store, publisher(published), interval_s=0.02)
     pump.start()
     try:
-        store.later(Step(TASK_FINALIZE, "j1"), 0, task_id="t1")
+        store.later(Step(TASK_FINALIZE, "j1").to_member("t1"), 0)
         wait_until(lambda: len(published) == 1, what="the pump to publish")
     finally:
         pump.stop()
@@ -97,7 +98,7 @@ def test_the_pump_publishes_due_steps_until_stopped(store: JobStore, published: 
 
 def test_the_pump_drains_more_than_a_batch(store: JobStore, published: Published) -> None:
     for n in range(PUMP_BATCH + 5):
-        store.later(Step(TASK_START, f"j{n}"), 0)
+        store.later(Step(TASK_START, f"j{n}").to_member(), 0)
     pump = DelayedStepPump(lambda: store, publisher(published), interval_s=0.02)
     pump.start()
     try:
@@ -123,7 +124,7 @@ class FlakyStore(JobStore):
 
 def test_the_pump_keeps_going_through_a_redis_error(redis_client: redis.Redis, published: Published) -> None:
     flaky = FlakyStore(redis_client, failures=3)
-    flaky.later(Step(TASK_START, "j1"), 0)
+    flaky.later(Step(TASK_START, "j1").to_member(), 0)
     pump = DelayedStepPump(lambda: flaky, publisher(published), interval_s=0.02)
     pump.start()
     try:
@@ -149,8 +150,8 @@ class BrokerDown:
 def test_a_step_whose_publication_fails_is_held_and_published_next_round(store: JobStore,
                                                                          published: Published) -> None:
     make_job(store)
-    store.later(Step(TASK_CHUNK, "j1", 2), 0, task_id="t1", retries=1)
-    store.later(Step(TASK_FINALIZE, "j2"), 0, task_id="t2")
+    store.later(Step(TASK_CHUNK, "j1", 2).to_member("t1", 1), 0)
+    store.later(Step(TASK_FINALIZE, "j2").to_member("t2"), 0)
     held: list[tuple[float, str]] = []
     publish = BrokerDown(published, failures=1)
     with pytest.raises(OperationalError):
@@ -162,7 +163,7 @@ def test_a_step_whose_publication_fails_is_held_and_published_next_round(store: 
 
 def test_the_pump_publishes_through_a_broker_outage(store: JobStore, published: Published) -> None:
     make_job(store)
-    store.later(Step(TASK_CHUNK, "j1", 1), 0, task_id="t1", retries=1)
+    store.later(Step(TASK_CHUNK, "j1", 1).to_member("t1", 1), 0)
     pump = DelayedStepPump(lambda: store, BrokerDown(published, failures=5), interval_s=0.02)
     pump.start()
     try:
@@ -174,7 +175,7 @@ def test_the_pump_publishes_through_a_broker_outage(store: JobStore, published: 
 
 def test_a_stopping_pump_gives_back_what_it_could_not_publish(store: JobStore, published: Published) -> None:
     make_job(store)
-    store.later(Step(TASK_CHUNK, "j1", 1), 0, task_id="t1")
+    store.later(Step(TASK_CHUNK, "j1", 1).to_member("t1"), 0)
     pump = DelayedStepPump(lambda: store, BrokerDown(published, failures=10**6), interval_s=0.02)
     pump.start()
     try:
@@ -188,7 +189,7 @@ def test_a_stopping_pump_gives_back_what_it_could_not_publish(store: JobStore, p
 
 def test_a_published_step_is_confirmed(store: JobStore, published: Published) -> None:
     make_job(store)
-    store.later(Step(TASK_CHUNK, "j1", 1), 0, task_id="t1")
+    store.later(Step(TASK_CHUNK, "j1", 1).to_member("t1"), 0)
     assert publish_due(store, publisher(published)) == 1
     assert store.redis.zcard(TAKEN_KEY) == 0 and store.redis.zcard(DELAYED_KEY) == 0
 
@@ -198,7 +199,7 @@ def test_a_step_taken_but_never_confirmed_is_due_again(store: JobStore, publishe
     the pump died before publishing: after the timeout another pump publishes the step."""
     make_job(store)
     step = Step(TASK_CHUNK, "j1", 1)
-    store.later(step, 0, task_id="t1", retries=2)
+    store.later(step.to_member("t1", 2), 0)
     _, taken = store.pop_due()  # the reply that never reached its pump
     assert len(taken) == 1 and store.redis.zcard(TAKEN_KEY) == 1
     assert publish_due(store, publisher(published)) == 0  # not yet: its pump may still publish it
@@ -208,7 +209,7 @@ def test_a_step_taken_but_never_confirmed_is_due_again(store: JobStore, publishe
 
 
 def test_a_given_back_step_leaves_the_taken_set(store: JobStore) -> None:
-    store.later(Step(TASK_CHUNK, "j1", 1), 0)
+    store.later(Step(TASK_CHUNK, "j1", 1).to_member(), 0)
     _, taken = store.pop_due()
     store.give_back(taken)
     assert store.redis.zcard(TAKEN_KEY) == 0 and store.redis.zrange(DELAYED_KEY, 0, -1) == taken

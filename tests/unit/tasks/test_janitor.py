@@ -29,6 +29,7 @@ from tasks.constants import (
     TASK_WEBHOOK,
 )
 from tasks.job.record import JobRecord, State
+from tasks.job.spec import UploadSpec
 from tasks.job.store import JobStore
 from tasks.pipeline.janitor import QUEUE_HEAD_PEEK, UNKNOWN, needs_rescue, queue_head, resend_webhooks, sweep
 from tasks.pipeline.message import Step
@@ -337,7 +338,7 @@ def test_sweep_prunes_expired_entries(store: JobStore, send: Send, sent: list[St
 
 
 # -- resend_webhooks -------------------------------------------------------------------------
-HOOKED: dict[str, object] = {"source": "/videos/h.mp4", "video": {}, "callback_url": "https://example.com/hook"}
+HOOKED = UploadSpec("/videos/h.mp4", callback_url="https://example.com/hook")
 
 
 @both_backends

@@ -5,11 +5,13 @@ write leaves alone. The indexes, retention, the outbox and the listings are in t
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
 from tasks.constants import DELAYED_KEY, JOB_INDEX_KEY, JOB_KEY, LEASE_KEY, REJECTED_KEY, TASK_CHUNK, TASK_START
 from tasks.job.record import TOKEN_FIELD, State
+from tasks.job.spec import UploadSpec, Video
 from tasks.job.store import NOW, Claim, Created, Expect, JobStore, Written
 from tasks.pipeline.message import Step
 from tests.support.secrets import has_token
@@ -18,8 +20,9 @@ from tests.unit.tasks.helpers import RedisFactory, both_backends, indexed, put_j
 pytestmark = both_backends
 
 TOKEN = "to1234567890abcdefghijKL"
-SPEC: dict[str, object] = {"source": "/videos/a.mp4", "video": {"title": "A"}}
+SPEC = UploadSpec("/videos/a.mp4", video=Video(title="A"))
 CHUNK_2: Expect = {"state": [State.UPLOADING], "next_chunk": [2]}
+CHUNK_2_STEP = Step(TASK_CHUNK, "j1", 2).to_member()
 
 
 def lease_ms(store: JobStore, job_id: str) -> int:
@@ -37,26 +40,27 @@ def drop_lease(store: JobStore, job_id: str = "j1") -> None:
 
 # -- create --------------------------------------------------------------------------------
 def test_create_writes_a_queued_record_on_redis_time(store: JobStore) -> None:
-    created = store.create("j1", SPEC, TOKEN, "hash-1")
+    created = store.create(replace(SPEC, job_id="j1", token=TOKEN))
     assert created.created and created.at is not None
     assert abs(created.at - store.now()) < 5
     job = record(store, "j1")
     assert (job.job_id, job.state, job.spec, job.next_chunk, job.bytes_sent, job.retries, job.step_starts) == (
-        "j1", State.QUEUED, SPEC, 0, 0, 0, 0)
+        "j1", State.QUEUED, replace(SPEC, job_id="j1"), 0, 0, 0, 0)
     assert job.created_at == job.handoff_at == job.updated_at == created.at
     assert job.ended_at is None and job.heartbeat_at is None and job.wake_at is None
-    assert raw(store, "j1")["spec_hash"] == "hash-1"
+    assert raw(store, "j1")["spec_hash"] == replace(SPEC, job_id="j1", token=TOKEN).fingerprint()
     assert has_token(store, "j1")
     assert store.redis.zscore(JOB_INDEX_KEY, "j1") == created.at
     assert store.ids_in(State.QUEUED) == ["j1"]
 
 
 def test_create_of_an_id_in_use_returns_its_spec_hash_and_state_and_changes_nothing(store: JobStore) -> None:
-    assert store.create("j1", SPEC, TOKEN, "hash-1").created
+    first = replace(SPEC, job_id="j1", token=TOKEN)
+    assert store.create(first).created
     assert store.update("j1", None, {"state": State.UPLOADING})
     before = raw(store, "j1")
-    again = store.create("j1", {"source": "/videos/other.mp4"}, "to-other-token", "hash-2", state=State.FAILED)
-    assert again == Created(False, spec_hash="hash-1", state="uploading")
+    again = store.create(UploadSpec("/videos/other.mp4", token="to-other-token", job_id="j1"), state=State.FAILED)
+    assert again == Created(False, spec_hash=first.fingerprint(), state="uploading")
     assert not again.created and again.at is None
     assert raw(store, "j1") == before
     assert store.redis.zcard(JOB_INDEX_KEY) == 1
@@ -64,7 +68,7 @@ def test_create_of_an_id_in_use_returns_its_spec_hash_and_state_and_changes_noth
 
 
 def test_create_without_a_token_stores_none(store: JobStore) -> None:
-    assert store.create("j1", SPEC, None).created
+    assert store.create(replace(SPEC, job_id="j1")).created
     assert not has_token(store, "j1")
     assert TOKEN_FIELD not in raw(store, "j1")
     assert store.claim("j1", "w1", 30).token is None
@@ -72,7 +76,8 @@ def test_create_without_a_token_stores_none(store: JobStore) -> None:
 
 def test_create_in_the_failed_state_lands_in_its_index_with_its_retention(store: JobStore) -> None:
     kept = JobStore(store.redis, keep_done_s=100, keep_failed_s=1000)
-    created = kept.create("bad", SPEC, TOKEN, state=State.FAILED, error="title: too long", error_reason="bad_spec",
+    created = kept.create(replace(SPEC, job_id="bad", token=TOKEN), state=State.FAILED, error="title: too long",
+                          error_reason="bad_spec",
                           error_retryable=False)
     assert created.created
     job = record(store, "bad")
@@ -87,16 +92,16 @@ def test_create_in_the_failed_state_lands_in_its_index_with_its_retention(store:
 
 @pytest.mark.parametrize("state", [State.DONE, State.CANCELLED])
 def test_create_in_a_final_state_other_than_failed_erases_the_token(store: JobStore, state: State) -> None:
-    assert store.create("j1", SPEC, TOKEN, state=state).created
+    assert store.create(replace(SPEC, job_id="j1", token=TOKEN), state=state).created
     assert store.ids_in(state) == ["j1"]
     assert not has_token(store, "j1")
 
 
 def test_create_notes_that_a_job_with_a_callback_owes_a_webhook(store: JobStore) -> None:
-    callback = {**SPEC, "callback_url": "https://example.com/hook"}
-    assert store.create("hooked", callback, None).created
-    assert store.create("quiet", callback, None, notify=False).created
-    assert store.create("plain", SPEC, None).created
+    callback = replace(SPEC, callback_url="https://example.com/hook")
+    assert store.create(replace(callback, job_id="hooked")).created
+    assert store.create(replace(callback, job_id="quiet"), notify=False).created
+    assert store.create(replace(SPEC, job_id="plain")).created
     assert raw(store, "hooked")["webhook"] == "1"
     assert "webhook" not in raw(store, "quiet")
     assert "webhook" not in raw(store, "plain")
@@ -110,7 +115,7 @@ def test_forget_undoes_a_create_nobody_picked_up(store: JobStore) -> None:
     assert not store.redis.exists(JOB_KEY.format(job_id="j1"))
     assert store.redis.zscore(JOB_INDEX_KEY, "j1") is None
     assert indexed(store)["queued"] == {"j2"}
-    assert store.create("j1", SPEC, None).created  # the producer may simply try again
+    assert store.create(replace(SPEC, job_id="j1")).created  # the producer may simply try again
 
 
 @pytest.mark.parametrize("state", [State.UPLOADING, State.FAILED, State.DONE])
@@ -280,7 +285,7 @@ def test_a_renewal_delivered_after_its_step_released_the_lease_does_not_take_it_
     ended: the lease stays free for the next step instead of held for one that no longer runs."""
     uploading(store)
     store.claim("j1", "w1", 30, CHUNK_2)
-    written = store.schedule("j1", "w1", Step(TASK_CHUNK, "j1", 2), 0, CHUNK_2, retry_reason="connection")
+    written = store.schedule("j1", "w1", CHUNK_2_STEP, 0, CHUNK_2, retry_reason="connection")
     assert written and store.lease_holder("j1") is None
     assert store.renew("j1", "w1", 30, CHUNK_2, streamed=10) == 0
     assert store.lease_holder("j1") is None
@@ -469,7 +474,7 @@ def test_schedule_releases_the_lease_and_puts_the_step_in_the_delayed_set(store:
     uploading(store)
     store.claim("j1", "w1", 30, CHUNK_2)
     step = Step(TASK_CHUNK, "j1", 2)
-    written = store.schedule("j1", "w1", step, 30, CHUNK_2, task_id="t1", retries=1)
+    written = store.schedule("j1", "w1", step.to_member("t1", 1), 30, CHUNK_2)
     assert written.ok and written.at is not None
     assert abs(written.at - (store.now() + 30)) < 5
     assert store.redis.zscore(DELAYED_KEY, step.to_member("t1", 1)) == pytest.approx(written.at, abs=1e-3)
@@ -483,7 +488,7 @@ def test_schedule_with_a_retry_reason_counts_a_retry(store: JobStore) -> None:
     uploading(store)
     for _ in range(2):
         store.claim("j1", "w1", 30, CHUNK_2)
-        assert store.schedule("j1", "w1", Step(TASK_CHUNK, "j1", 2), 5, CHUNK_2, retry_reason="timeout")
+        assert store.schedule("j1", "w1", CHUNK_2_STEP, 5, CHUNK_2, retry_reason="timeout")
     job = record(store, "j1")
     assert (job.retries, job.last_retry_reason) == (2, "timeout")
 
@@ -492,7 +497,7 @@ def test_schedule_is_refused_while_another_worker_holds_the_job(store: JobStore)
     uploading(store)
     store.claim("j1", "w2", 30, CHUNK_2)
     before = raw(store, "j1")
-    written = store.schedule("j1", "w1", Step(TASK_CHUNK, "j1", 2), 5, CHUNK_2, retry_reason="timeout")
+    written = store.schedule("j1", "w1", CHUNK_2_STEP, 5, CHUNK_2, retry_reason="timeout")
     assert written == Written(False, "the job is held by w2")
     assert raw(store, "j1") == before
     assert store.lease_holder("j1") == "w2"
@@ -502,7 +507,7 @@ def test_schedule_is_refused_while_another_worker_holds_the_job(store: JobStore)
 def test_schedule_is_refused_once_the_record_moved_on(store: JobStore) -> None:
     uploading(store, next_chunk=3)
     store.claim("j1", "w1", 30)
-    written = store.schedule("j1", "w1", Step(TASK_CHUNK, "j1", 2), 5, CHUNK_2, retry_reason="timeout")
+    written = store.schedule("j1", "w1", CHUNK_2_STEP, 5, CHUNK_2, retry_reason="timeout")
     assert written == Written(False, "next_chunk is 3")
     assert record(store, "j1").retries == 0 and record(store, "j1").wake_at is None
     assert store.lease_holder("j1") == "w1"
@@ -513,13 +518,14 @@ def test_schedule_after_the_lease_lapsed_goes_ahead_while_the_record_is_as_expec
     uploading(store)
     store.claim("j1", "w1", 30, CHUNK_2)
     drop_lease(store)
-    assert store.schedule("j1", "w1", Step(TASK_CHUNK, "j1", 2), 5, CHUNK_2)
+    assert store.schedule("j1", "w1", CHUNK_2_STEP, 5, CHUNK_2)
     assert store.redis.zcard(DELAYED_KEY) == 1
     assert store.lease_holder("j1") is None
 
 
 def test_schedule_of_a_missing_job_delays_nothing(store: JobStore) -> None:
-    assert store.schedule("ghost", "w1", Step(TASK_START, "ghost"), 5) == Written(False, "no such job")
+    ghost = Step(TASK_START, "ghost").to_member()
+    assert store.schedule("ghost", "w1", ghost, 5) == Written(False, "no such job")
     assert store.redis.zcard(DELAYED_KEY) == 0
     assert not store.redis.exists(JOB_KEY.format(job_id="ghost"))
 
@@ -529,7 +535,7 @@ def test_later_touches_nothing_of_the_job(store: JobStore) -> None:
     store.claim("j1", "w2", 30, CHUNK_2)
     before = raw(store, "j1")
     step = Step(TASK_CHUNK, "j1", 2)
-    store.later(step, 10, task_id="t9", retries=3)
+    store.later(step.to_member("t9", 3), 10)
     assert store.redis.zscore(DELAYED_KEY, step.to_member("t9", 3)) == pytest.approx(store.now() + 10, abs=5)
     assert raw(store, "j1") == before
     assert store.lease_holder("j1") == "w2"
@@ -539,8 +545,8 @@ def test_pop_due_takes_what_is_due_and_notes_the_hand_off(store: JobStore) -> No
     uploading(store)
     store.claim("j1", "w1", 30, CHUNK_2)
     step = Step(TASK_CHUNK, "j1", 2, label="chunk 3/5")
-    assert store.schedule("j1", "w1", step, 0, CHUNK_2, task_id="t1", retries=2)
-    store.later(Step(TASK_START, "j1"), 600)
+    assert store.schedule("j1", "w1", step.to_member("t1", 2), 0, CHUNK_2)
+    store.later(Step(TASK_START, "j1").to_member(), 600)
     now, due = store.pop_due()
     assert due == [step.to_member("t1", 2)]
     assert Step.from_member(due[0]) == (step, "t1", 2)
@@ -553,7 +559,7 @@ def test_pop_due_takes_what_is_due_and_notes_the_hand_off(store: JobStore) -> No
 def test_each_due_step_is_taken_once_whichever_worker_asks(store: JobStore, redis_factory: RedisFactory) -> None:
     other = JobStore(redis_factory())
     for n in range(5):
-        store.later(Step(TASK_START, f"j{n}"), 0)
+        store.later(Step(TASK_START, f"j{n}").to_member(), 0)
     _, first = store.pop_due(limit=3)
     _, second = other.pop_due(limit=3)
     assert len(first) == 3 and len(second) == 2
@@ -562,7 +568,7 @@ def test_each_due_step_is_taken_once_whichever_worker_asks(store: JobStore, redi
 
 
 def test_pop_due_of_a_step_whose_job_is_gone_creates_no_record(store: JobStore) -> None:
-    store.later(Step(TASK_CHUNK, "ghost", 1), 0)
+    store.later(Step(TASK_CHUNK, "ghost", 1).to_member(), 0)
     assert len(store.pop_due()[1]) == 1
     assert not store.redis.exists(JOB_KEY.format(job_id="ghost"))
 

@@ -15,6 +15,7 @@ import pytest
 import redis
 
 from tasks.constants import JOB_KEY, LEASE_KEY, TASK_START
+from tasks.job.spec import UploadSpec
 from tasks.pipeline.leases import LOST, RECLAIMED, RENEWED, LeaseKeeper
 from tasks.pipeline.upload import expectation
 from tests.unit.tasks.fakes import CLOCK_JOB, CountingStore, wait_until
@@ -26,7 +27,7 @@ EXPECT = expectation(TASK_START)
 @pytest.fixture
 def counting(redis_client: redis.Redis) -> CountingStore:
     store = CountingStore(redis_client)
-    assert store.create("j1", {"source": "/videos/j1.mp4", "video": {}}, "to-token").created
+    assert store.create(UploadSpec("/videos/j1.mp4", job_id="j1", token="to-token")).created
     assert store.claim("j1", "me", TTL_S, EXPECT).record is not None
     return store
 
@@ -38,7 +39,7 @@ def lapse(store: CountingStore) -> None:
 @contextmanager
 def clock(keeper: LeaseKeeper, counting: CountingStore) -> Iterator[None]:
     """Hold one more lease on ``keeper``: its renewals show the keeper's rounds going by."""
-    assert counting.create(CLOCK_JOB, {"source": "/videos/clock.mp4", "video": {}}, None).created
+    assert counting.create(UploadSpec("/videos/clock.mp4", job_id=CLOCK_JOB)).created
     assert counting.claim(CLOCK_JOB, "clock", keeper.ttl_s, EXPECT).record is not None
     with keeper.hold(CLOCK_JOB, "clock", EXPECT):
         yield
@@ -153,7 +154,7 @@ def test_nothing_is_renewed_after_the_step_raised(counting: CountingStore) -> No
 
 
 def test_one_thread_keeps_every_lease_of_the_process(counting: CountingStore) -> None:
-    assert counting.create("j2", {"source": "/videos/j2.mp4", "video": {}}, None).created
+    assert counting.create(UploadSpec("/videos/j2.mp4", job_id="j2")).created
     assert counting.claim("j2", "me-too", TTL_S, EXPECT).record is not None
     keeper = LeaseKeeper(counting, TTL_S)
     with keeper.hold("j1", "me", EXPECT):

@@ -6,12 +6,14 @@ indexes (pages with a cursor, active jobs, counts, leases)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import pytest
 
 from tasks.constants import EXPIRY_KEY, JOB_INDEX_KEY, JOB_KEY, OUTBOX_KEY, STATE_INDEX_KEY
 from tasks.job.index import UnknownCursor
 from tasks.job.record import JobRecord, State
+from tasks.job.spec import UploadSpec
 from tasks.job.store import NOW, JobStore
 from tests.support.secrets import has_token
 from tests.unit.tasks.helpers import assert_indexes_agree, both_backends, expire, put_job, raw, record, wait_until
@@ -19,7 +21,7 @@ from tests.unit.tasks.helpers import assert_indexes_agree, both_backends, expire
 pytestmark = both_backends
 
 TOKEN = "to1234567890abcdefghijKL"
-HOOKED: dict[str, object] = {"source": "/videos/h.mp4", "video": {}, "callback_url": "https://example.com/hook"}
+HOOKED = UploadSpec("/videos/h.mp4", callback_url="https://example.com/hook")
 KEEP_DONE_S, KEEP_FAILED_S = 100, 1000
 
 
@@ -118,7 +120,7 @@ def test_a_retention_of_zero_keeps_ended_jobs_forever(store: JobStore) -> None:
 
 
 def test_a_job_created_failed_gets_the_failed_retention(kept: JobStore) -> None:
-    created = kept.create("bad", {"source": "/x"}, None, state=State.FAILED, error="source: missing")
+    created = kept.create(UploadSpec("/x", job_id="bad"), state=State.FAILED, error="source: missing")
     assert created.created and created.at is not None
     assert (KEEP_FAILED_S - 5) * 1000 < ttl_ms(kept, "bad") <= KEEP_FAILED_S * 1000
     assert kept.redis.zscore(EXPIRY_KEY, "bad") == pytest.approx(created.at + KEEP_FAILED_S, abs=1e-3)
@@ -167,14 +169,14 @@ def test_a_job_with_a_callback_owes_its_webhook_when_it_ends(store: JobStore, st
 
 
 def test_a_job_created_without_notify_owes_no_webhook(store: JobStore) -> None:
-    assert store.create("quiet", HOOKED, None, notify=False, state=State.FAILED).created
-    assert store.create("quiet2", HOOKED, None, notify=False).created
+    assert store.create(replace(HOOKED, job_id="quiet"), notify=False, state=State.FAILED).created
+    assert store.create(replace(HOOKED, job_id="quiet2"), notify=False).created
     to(store, "quiet2", State.DONE)
     assert store.redis.zcard(OUTBOX_KEY) == 0
 
 
 def test_a_job_created_failed_with_a_callback_owes_it_at_once(store: JobStore) -> None:
-    created = store.create("bad", HOOKED, None, state=State.FAILED, error="title: too long")
+    created = store.create(replace(HOOKED, job_id="bad"), state=State.FAILED, error="title: too long")
     assert store.redis.zscore(OUTBOX_KEY, "bad") == pytest.approx(created.at, abs=1e-3)
 
 
@@ -239,11 +241,11 @@ def test_prune_takes_at_most_its_limit(store: JobStore) -> None:
 def test_prune_leaves_an_id_created_anew_alone(store: JobStore) -> None:
     put_job(store, "j1", state=State.DONE)
     expire(store, "j1")
-    created = store.create("j1", {"source": "/videos/again.mp4"}, TOKEN)
+    created = store.create(UploadSpec("/videos/again.mp4", job_id="j1", token=TOKEN))
     assert created.created
     store.prune_expired()
     job = record(store, "j1")
-    assert job.state == State.QUEUED and job.spec == {"source": "/videos/again.mp4"}
+    assert job.state == State.QUEUED and job.spec == UploadSpec("/videos/again.mp4", job_id="j1")
     assert has_token(store, "j1")
     assert store.redis.zscore(JOB_INDEX_KEY, "j1") == created.at
     assert store.ids_in(State.QUEUED) == ["j1"]
@@ -253,7 +255,7 @@ def test_prune_leaves_an_id_created_anew_alone(store: JobStore) -> None:
 def test_an_id_created_anew_is_only_in_its_new_state(store: JobStore) -> None:
     put_job(store, "j1", state=State.DONE)
     expire(store, "j1")
-    assert store.create("j1", {"source": "/videos/again.mp4"}, None).created
+    assert store.create(UploadSpec("/videos/again.mp4", job_id="j1")).created
     store.prune_expired()
     assert store.ids_in(State.DONE) == []
     assert store.counts()["done"] == 0
@@ -276,7 +278,7 @@ def test_a_record_that_expires_just_after_its_entry_was_due_is_still_pruned(kept
 def test_prune_counts_only_what_it_pruned(store: JobStore) -> None:
     put_job(store, "j1", state=State.DONE)
     expire(store, "j1")
-    assert store.create("j1", {"source": "/videos/again.mp4"}, None).created
+    assert store.create(UploadSpec("/videos/again.mp4", job_id="j1")).created
     assert store.prune_expired() == 0
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from tasks.constants import EXPIRY_KEY, JOB_KEY, TASK_CHUNK, TASK_CLEANUP, TASK_FINALIZE, TASK_START, TASK_WEBHOOK
 from tasks.job.record import NEEDS_TOKEN, JobRecord, State
+from tasks.job.spec import UploadSpec, Video
 from tasks.job.store import JobStore
 from tasks.pipeline.message import Step
 from tasks.pipeline.operations import (
@@ -29,7 +30,7 @@ from tests.unit.tasks.helpers import assert_indexes_agree, both_backends, put_jo
 Send = Callable[[Step], None]
 TOKEN = "to1234567890abcdefghijKL"
 NEW_TOKEN = "toNEWNEWNEWNEWNEWNEWNEWN"
-HOOKED: dict[str, object] = {"source": "/videos/h.mp4", "video": {}, "callback_url": "https://example.com/hook"}
+HOOKED = UploadSpec("/videos/h.mp4", callback_url="https://example.com/hook")
 
 
 def shown(steps: list[Step]) -> list[tuple[str, str, int | None]]:
@@ -48,7 +49,7 @@ def shown(steps: list[Step]) -> list[tuple[str, str, int | None]]:
 ])
 def test_next_step_follows_the_cursor(next_chunk: int, chunks_total: int | None, task: str, chunk: int | None,
                                       state: State) -> None:
-    job = JobRecord("j1", State.FAILED, {"source": "/videos/talk.mp4", "video": {"title": "Talk"}},
+    job = JobRecord("j1", State.FAILED, UploadSpec("/videos/talk.mp4", video=Video(title="Talk")),
                     next_chunk=next_chunk, chunks_total=chunks_total)
     step, meanwhile = next_step(job)
     assert (step.task, step.job_id, step.chunk, meanwhile) == (task, "j1", chunk, state)

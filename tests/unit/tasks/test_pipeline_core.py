@@ -1,30 +1,22 @@
-"""tasks.pipeline.upload without Celery: Pipeline.start/chunk/finalize/fail over a JobStore on fakeredis, an
-ApiClient on a fake api.video (httpx.MockTransport), AccessTokens and local sources; plus the
-retry/defer/resume policy the Celery adapters apply (``_resumable``, ``backoff_s``, ``expectation``).
-
-Sizes: api.video's smallest chunk is 5 MiB, so the source is two chunks of 5 MiB and a last one of
-1000 bytes. Every step runs under its own holder id, as each task execution does.
-"""
+"""tasks.pipeline.upload without Celery: Pipeline.start/chunk/finalize on the pipeline rig (tests/unit/tasks/rig.py:
+a JobStore on fakeredis, a fake api.video, local sources); plus the retry/resume policy
+(``PermanentError.resumable``, ``backoff_s``, ``expectation``)."""
 
 from __future__ import annotations
 
 import logging
 import random
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol
 
 import httpx
 import pytest
 import redis
 
-from tasks.apivideo.access_tokens import AccessTokens
-from tasks.apivideo.client import UPLOAD, ApiClient
+from tasks.apivideo.client import UPLOAD
 from tasks.apivideo.limiter import FleetLimiter
 from tasks.constants import (
     JOB_METADATA_KEY,
-    LEASE_KEY,
     MAX_CHUNK_BYTES,
     MIB,
     TASK_CHUNK,
@@ -37,22 +29,24 @@ from tasks.errors import (
     ApiUnavailable,
     Busy,
     ConfigError,
+    GaveUp,
+    LeaseLost,
     PermanentError,
+    RangeArriving,
     RetryableError,
     SourceError,
     SpecError,
+    StepKeepsDying,
 )
-from tasks.job.record import JobRecord, State
+from tasks.job.record import State
+from tasks.job.spec import Video
 from tasks.job.store import JobStore
 from tasks.pipeline.backoff import backoff_s
 from tasks.pipeline.leases import LOST
 from tasks.pipeline.message import Step
-from tasks.pipeline.upload import ChunkInFlight, LeaseLost, Pipeline, StepKeepsDying, expectation
-from tasks.settings import Settings
-from tasks.uploads import _resumable
+from tasks.pipeline.upload import Pipeline, expectation
 from tests.support.secrets import has_token
 from tests.unit.tasks.fakes import (
-    API_KEY,
     BASE_URL,
     OVERLAP,
     TOKEN_INVALID,
@@ -61,100 +55,14 @@ from tests.unit.tasks.fakes import (
     FakeApiVideo,
     wait_until,
 )
-
-CHUNK = 5 * MIB
-SIZE = 2 * CHUNK + 1000
-CONTENT = random.Random(7).randbytes(SIZE)
-RANGES = [f"bytes 0-{CHUNK - 1}/{SIZE}", f"bytes {CHUNK}-{2 * CHUNK - 1}/{SIZE}",
-          f"bytes {2 * CHUNK}-{SIZE - 1}/{SIZE}"]
-
-
-class Build(Protocol):
-    def __call__(self, api_key: str | None = ..., *, lease_ttl_s: int = ..., max_retries: int = ...,
-                 limiter: FleetLimiter | None = ..., job_store: JobStore | None = ...) -> Pipeline: ...
-
-
-# -- the rig -------------------------------------------------------------------------------
-@pytest.fixture
-def fake() -> FakeApiVideo:
-    return FakeApiVideo()
-
-
-@pytest.fixture
-def clip(root: Path) -> Path:
-    path = root / "clip.mp4"
-    path.write_bytes(CONTENT)
-    return path
-
-
-def _no_network(request: httpx.Request) -> httpx.Response:
-    raise AssertionError(f"a local source made an HTTP request: {request.url}")
-
-
-@pytest.fixture
-def build(store: JobStore, fake: FakeApiVideo, root: Path) -> Iterator[Build]:
-    """``build(api_key, lease_ttl_s=…, max_retries=…, limiter=…)``: a worker's Pipeline on the shared
-    store and fake api.video (two builds are two workers, possibly configured differently)."""
-    clients: list[httpx.Client] = []
-
-    def make(api_key: str | None = API_KEY, *, lease_ttl_s: int = 5, max_retries: int = 3,
-             limiter: FleetLimiter | None = None, job_store: JobStore | None = None) -> Pipeline:
-        settings = Settings(api_base_url=BASE_URL, api_key=api_key, chunk_size=CHUNK, allowed_roots=(root,),
-                            lease_ttl_s=lease_ttl_s, max_retries=max_retries)
-        http = httpx.Client(transport=fake.transport)
-        sources = httpx.Client(transport=httpx.MockTransport(_no_network))
-        clients.extend([http, sources])
-        api = ApiClient(http, BASE_URL)
-        return Pipeline(settings=settings, store=job_store or store, api=api,
-                        tokens=AccessTokens(store.redis, api, api_key), sources=sources, limiter=limiter)
-
-    yield make
-    for client in clients:
-        client.close()
-
-
-def new_job(store: JobStore, source: Path, job_id: str = "j1", token: str | None = UPLOAD_TOKEN,
-            **spec: object) -> str:
-    assert store.create(job_id, {"source": str(source), "video": {}, **spec}, token).created
-    return job_id
-
-
-def record(store: JobStore, job_id: str = "j1") -> JobRecord:
-    job = store.get(job_id)
-    assert job is not None
-    return job
-
-
-def raw(store: JobStore, job_id: str = "j1") -> dict[str, str]:
-    """The whole hash, token included: what "changes nothing" compares."""
-    return {str(k): str(v) for k, v in store.redis.hgetall(f"vuq:job:{job_id}").items()}
-
-
-def lapse(store: JobStore, job_id: str = "j1") -> None:
-    """The lease runs out (its holder died or paused) and nobody has taken it yet."""
-    store.redis.delete(LEASE_KEY.format(job_id=job_id))
-
-
-def run(pipeline: Pipeline, step: Step | None, holder: str = "w") -> list[Step]:
-    """Run ``step`` and every step after it, as the task adapters would; the steps run, in order."""
-    ran: list[Step] = []
-    while step is not None and step.task != TASK_WEBHOOK:
-        ran.append(step)
-        if step.task == TASK_START:
-            step = pipeline.start(step.job_id, holder)
-        elif step.task == TASK_CHUNK:
-            assert step.chunk is not None
-            step = pipeline.chunk(step.job_id, step.chunk, holder)
-        else:
-            step = pipeline.finalize(step.job_id, holder)
-    return ran
+from tests.unit.tasks.rig import CHUNK, CONTENT, RANGES, SIZE, Build, fail, lapse, new_job, raw, record, run
 
 
 # -- the happy path ------------------------------------------------------------------------
 def test_a_job_goes_from_start_through_each_chunk_to_done(build: Build, store: JobStore, fake: FakeApiVideo,
                                                           clip: Path) -> None:
     pipeline = build()
-    new_job(store, clip, video={"title": "Holiday"})
+    new_job(store, clip, video=Video(title="Holiday"))
     assert record(store).state is State.QUEUED
 
     step = pipeline.start("j1", "w0")
@@ -326,7 +234,7 @@ def test_a_refused_upload_token_without_an_api_key_is_rejected(build: Build, sto
     assert "toEXPIRED" not in str(info.value)
     assert fake.calls("POST", "/upload-tokens") == []
     assert record(store).next_chunk == 0 and not record(store).token_minted
-    assert _resumable(info.value)  # a new token (vuq resume --token-file) can help
+    assert info.value.resumable and info.value.needs == "token"  # a new token (vuq resume --token-file) can help
 
 
 # -- "already received" on a re-sent chunk ---------------------------------------------------
@@ -339,7 +247,8 @@ def test_a_resent_chunk_that_api_video_holds_counts_as_received(build: Build, st
     with pytest.raises(ApiUnavailable):
         pipeline.chunk("j1", 1, "w1")
     assert record(store).next_chunk == 1
-    assert store.schedule("j1", "w1", Step(TASK_CHUNK, "j1", 1), 0, expectation(TASK_CHUNK, 1), "server_error")
+    assert store.schedule("j1", "w1", Step(TASK_CHUNK, "j1", 1).to_member(), 0, expectation(TASK_CHUNK, 1),
+                          "server_error")
 
     step = pipeline.chunk("j1", 1, "w2")  # api.video answers "range overlap"
     assert step is not None and step.chunk == 2
@@ -357,7 +266,7 @@ def test_a_resent_chunk_still_arriving_elsewhere_is_in_flight(build: Build, stor
     video = fake.videos[str(record(store).video_id)]
     video.in_flight.append((CHUNK, 2 * CHUNK - 1))  # another request is delivering chunk 2
     before = record(store)
-    with pytest.raises(ChunkInFlight) as info:
+    with pytest.raises(RangeArriving) as info:
         pipeline.chunk("j1", 1, "w1")
     assert isinstance(info.value, RetryableError) and info.value.reason == "in_flight"
     after = record(store)
@@ -412,7 +321,7 @@ def test_the_container_is_created_once_with_the_job_tag_and_no_read(build: Build
     pending_while_creating: list[bool] = []
     fake.hooks.append(lambda r: pending_while_creating.append(record(store).container_pending)
                       if (r.method, r.url.path) == ("POST", "/videos") else None)
-    new_job(store, clip, video={"title": "Holiday"})
+    new_job(store, clip, video=Video(title="Holiday"))
     run(build(), Step(TASK_START, "j1"))
     (create,) = fake.calls("POST", "/videos")
     assert create.read() and b'"vuq-job-id"' in create.content and b'"j1"' in create.content
@@ -482,8 +391,8 @@ def test_a_stale_holder_cannot_fail_a_job_another_holder_moved(build: Build, sto
     assert store.claim("j1", "stale", 5, expectation(TASK_CHUNK, 1)).record is not None
     lapse(store)  # "stale" pauses past its lease...
     assert pipeline.chunk("j1", 1, "fresh") is not None  # ...and another worker sends chunk 2
-    assert pipeline.fail("j1", "stale", ApiUnavailable("late", reason="timeout"), True,
-                         expectation(TASK_CHUNK, 1)) == (False, None)
+    assert fail(pipeline, "j1", "stale", GaveUp(9, ApiUnavailable("late", reason="timeout")),
+                expectation(TASK_CHUNK, 1)) == (False, None)
     job = record(store)
     assert (job.state, job.next_chunk, job.error) == (State.UPLOADING, 2, None)
 
@@ -491,7 +400,7 @@ def test_a_stale_holder_cannot_fail_a_job_another_holder_moved(build: Build, sto
 def test_a_holder_cannot_fail_a_job_another_holder_holds(build: Build, store: JobStore, clip: Path) -> None:
     pipeline = _at_chunk_1(build, store, clip)
     assert store.claim("j1", "other", 5, expectation(TASK_CHUNK, 1)).record is not None
-    assert pipeline.fail("j1", "me", SourceError("gone"), False, expectation(TASK_CHUNK, 1)) == (False, None)
+    assert fail(pipeline, "j1", "me", SourceError("gone"), expectation(TASK_CHUNK, 1)) == (False, None)
     assert record(store).state is State.UPLOADING and store.lease_holder("j1") == "other"
 
 
@@ -500,9 +409,8 @@ def test_a_lapsed_lease_nobody_took_is_reclaimed_to_record_the_failure(build: Bu
     pipeline = _at_chunk_1(build, store, clip, callback_url="https://hooks.example/vuq")
     assert store.claim("j1", "me", 5, expectation(TASK_CHUNK, 1)).record is not None
     lapse(store)
-    error = ApiRejected(401, "The upload token is invalid or expired.", slug=TOKEN_INVALID)
-    assert pipeline.fail("j1", "me", error, True, expectation(TASK_CHUNK, 1), needs="token") == (
-        True, Step(TASK_WEBHOOK, "j1"))
+    error = ApiRejected(401, "The upload token is invalid or expired.", slug=TOKEN_INVALID, token_refused=True)
+    assert fail(pipeline, "j1", "me", error, expectation(TASK_CHUNK, 1)) == (True, Step(TASK_WEBHOOK, "j1"))
     job = record(store)
     assert (job.state, job.error_reason, job.error_retryable, job.error_needs) == (State.FAILED, "api_rejected",
                                                                                    True, "token")
@@ -515,7 +423,7 @@ def test_a_lapsed_lease_nobody_took_is_reclaimed_to_record_the_failure(build: Bu
 def test_the_holder_itself_fails_its_job(build: Build, store: JobStore, clip: Path) -> None:
     pipeline = _at_chunk_1(build, store, clip)
     assert store.claim("j1", "me", 5, expectation(TASK_CHUNK, 1)).record is not None
-    assert pipeline.fail("j1", "me", SourceError("source: gone"), False, expectation(TASK_CHUNK, 1)) == (True, None)
+    assert fail(pipeline, "j1", "me", SourceError("source: gone"), expectation(TASK_CHUNK, 1)) == (True, None)
     job = record(store)
     assert (job.state, job.error_reason, job.error_retryable) == (State.FAILED, "bad_source", False)
     assert job.resume_hint() is None and store.lease_holder("j1") is None
@@ -536,8 +444,8 @@ def test_a_step_that_keeps_dying_is_refused(build: Build, store: JobStore, fake:
     with pytest.raises(StepKeepsDying, match="started 3 times") as info:
         pipeline.start("j1", "w")
     assert fake.requests == []
-    assert info.value.reason == "worker_lost" and _resumable(info.value)
-    assert pipeline.fail("j1", "w", info.value, True, expectation(TASK_START))[0]
+    assert info.value.reason == "worker_lost" and info.value.resumable
+    assert fail(pipeline, "j1", "w", info.value, expectation(TASK_START))[0]
     assert record(store).error_reason == "worker_lost"
 
 
@@ -724,7 +632,7 @@ def test_a_retried_start_keeps_the_chunk_size_its_first_attempt_recorded(
     (PermanentError("no video id was recorded"), False),
 ])
 def test_which_failures_a_resume_can_help(error: PermanentError, resumable: bool) -> None:
-    assert _resumable(error) is resumable
+    assert error.resumable is resumable
 
 
 @pytest.mark.parametrize("attempt", [0, 1, 3, 10, 60])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -52,10 +53,11 @@ def test_full_spec_is_kept_and_normalized() -> None:
     assert spec.chunk_size == 50 * MIB
     assert spec.job_id == "job-1.a:b_c"
     assert spec.callback_url == "https://example.com/hook"
-    assert spec.video["metadata"] == [{"key": "team", "value": "video"}]
-    assert spec.video["tags"] == ["conf", "2024"]
-    assert spec.video["mp4Support"] is True
-    assert spec.video["playerId"] == "pl123"
+    assert spec.video.metadata == (("team", "video"),)
+    assert spec.video.tags == ("conf", "2024")
+    assert spec.video.mp4_support is True
+    assert spec.video.player_id == "pl123"
+    assert spec.video.to_json() == {**full_spec()["video"], "metadata": [{"key": "team", "value": "video"}]}
 
 
 @pytest.mark.parametrize("source", ["/data/v.mp4", "file:///data/v.mp4", "http://h/v.mp4", "https://h/v.mp4"])
@@ -147,17 +149,17 @@ def test_metadata_as_dict_and_as_list_normalize_alike() -> None:
     pairs = [{"key": "a", "value": "1"}, {"key": "b", "value": "2"}]
     as_dict = parse_spec({"source": "/v", "video": {"metadata": {"a": "1", "b": "2"}}})
     as_list = parse_spec({"source": "/v", "video": {"metadata": pairs}})
-    assert as_dict.video["metadata"] == pairs
-    assert as_list.video["metadata"] == pairs
+    assert as_dict.video.to_json()["metadata"] == pairs
+    assert as_list.video == as_dict.video
 
 
 def test_player_id_may_be_cleared_with_null() -> None:
-    assert parse_spec({"source": "/v", "video": {"playerId": None}}).video == {"playerId": None}
+    assert parse_spec({"source": "/v", "video": {"playerId": None}}).video.to_json() == {"playerId": None}
 
 
-def test_public_never_contains_the_token() -> None:
+def test_the_json_form_never_contains_the_token() -> None:
     spec = parse_spec(full_spec())
-    public = spec.public()
+    public = spec.to_json()
     assert "token" not in public
     assert TOKEN not in repr(public)
     assert public["version"] == SPEC_VERSION
@@ -165,5 +167,16 @@ def test_public_never_contains_the_token() -> None:
     assert public["job_id"] == "job-1.a:b_c"
 
 
-def test_public_leaves_out_unset_options() -> None:
-    assert parse_spec({"source": "/v"}).public() == {"version": SPEC_VERSION, "source": "/v", "video": {}}
+def test_the_json_form_leaves_out_unset_options() -> None:
+    assert parse_spec({"source": "/v"}).to_json() == {"version": SPEC_VERSION, "source": "/v", "video": {}}
+
+
+def test_the_json_form_reads_back_as_the_same_spec_without_its_token() -> None:
+    spec = parse_spec(full_spec())
+    assert UploadSpec.from_json(spec.to_json()) == replace(spec, token=None)
+    cleared = parse_spec({"source": "/v", "video": {"playerId": None}})
+    assert UploadSpec.from_json(cleared.to_json()) == cleared
+
+
+def test_a_job_id_with_a_trailing_newline_is_refused() -> None:
+    assert refused({"source": "/v", "job_id": "job-1\n"}).field == "job_id"

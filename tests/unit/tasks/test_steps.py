@@ -10,6 +10,7 @@ import pytest
 
 from tasks.constants import TASK_CHUNK, TASK_FINALIZE, TASK_START
 from tasks.job.record import JobRecord, State
+from tasks.job.spec import UploadSpec, Video
 from tasks.pipeline.message import MAX_LABEL_TEXT, Sent, Step, label, step_for
 
 TOKEN = "to1a2B3c4D5e6F7g8H9i0JkL"
@@ -17,8 +18,7 @@ TOKEN = "to1a2B3c4D5e6F7g8H9i0JkL"
 
 def job(source: str = "/videos/clip.mp4", title: str | None = "Holiday", chunks_total: int | None = 12,
         **spec: Any) -> JobRecord:
-    video = {"title": title} if title is not None else {}
-    return JobRecord("job-42", State.UPLOADING, {"source": source, "video": video, **spec},
+    return JobRecord("job-42", State.UPLOADING, UploadSpec(source, video=Video(title=title), **spec),
                      chunks_total=chunks_total)
 
 
