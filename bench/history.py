@@ -59,7 +59,7 @@ from tasks.pipeline.janitor import queue_head, sweep
 from tasks.producer import enqueue_upload
 from tasks.settings import Settings
 from workers.lab.services import RedisServer
-from workers.metrics import RedisStateCollector
+from workers.process.metrics import RedisStateCollector
 
 QUEUE = "vuq-bench-history"  # nobody consumes it
 TOKEN = "to1tcmSFHeYY5KzyhOqVKMKb"  # the shape of an api.video delegated upload token

@@ -1,10 +1,20 @@
-"""vuq's upload pipeline: tasks, planning, the api.video client, sources and the job store.
+"""vuq's upload pipeline, as producers and operators use it.
 
-Producers use ``enqueue_upload`` (and ``resume_upload``); other services send
-``vuq.upload.start`` by name.
+``enqueue_upload`` enqueues one upload and returns its job id; ``resume_upload``, ``cancel_upload`` and
+``retry_failed_uploads`` are the operator actions; ``send_step`` publishes one pipeline step by name.
+Other services send ``vuq.upload.start`` by name (README, "The contract"). Importing ``tasks`` reads
+no environment and connects nowhere.
+
+The rooms of this package, bottom up (README, "Code map"): the base (``constants``, ``errors``,
+``redact``); the two edges, ``apivideo`` and ``outbound``; the job (``job``); ``settings``; the
+Celery-free pipeline (``pipeline``); and this door: the Celery tasks (``uploads``, ``upkeep``), the
+producer (``producer``), webhook signatures (``webhooks``) and per-process wiring (``runtime``).
 """
 
 from tasks.errors import EnqueueError, SpecError
-from tasks.producer import enqueue_upload, resume_upload
+from tasks.pipeline.operations import OperationError, RetryOutcome
+from tasks.producer import cancel_upload, enqueue_upload, resume_upload, retry_failed_uploads, send_step
+from tasks.settings import Settings
 
-__all__ = ["EnqueueError", "SpecError", "enqueue_upload", "resume_upload"]
+__all__ = ["EnqueueError", "OperationError", "RetryOutcome", "Settings", "SpecError", "cancel_upload",
+           "enqueue_upload", "resume_upload", "retry_failed_uploads", "send_step"]

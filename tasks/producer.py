@@ -1,5 +1,6 @@
 """The producer API: ``enqueue_upload`` writes the job record and enqueues ``vuq.upload.start``;
-``resume_upload`` continues a failed job, with a new upload token if it needs one.
+``resume_upload``, ``cancel_upload`` and ``retry_failed_uploads`` are the operator actions (``vuq resume``,
+``vuq cancel``, ``vuq retry-failed``) for programs.
 
 The message carries only the job id; the token stays in the job record. ``job_id`` is an
 idempotency key as people know them: the same id with the same spec returns that job and
@@ -28,7 +29,7 @@ from tasks.job.record import JobRecord, State
 from tasks.job.spec import new_job_id, parse_spec
 from tasks.job.store import job_store
 from tasks.pipeline.message import Step, step_for
-from tasks.pipeline.operations import resume
+from tasks.pipeline.operations import RetryOutcome, cancel, resume, retry_failed
 from tasks.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,20 @@ def resume_upload(job_id: str, token: str | None = None, settings: Settings | No
     says why) when the job is not failed or needs a new token."""
     settings = settings or get_settings()
     return resume(job_store(settings), job_id, lambda s: send_step(s, settings), token)
+
+
+def cancel_upload(job_id: str, keep_video: bool = False, settings: Settings | None = None) -> str:
+    """Stop a queued or uploading job at its next chunk; a worker with the API key deletes the partial
+    video unless ``keep_video``. Returns what happens to the video; ``OperationError`` if it cannot."""
+    settings = settings or get_settings()
+    return cancel(job_store(settings), job_id, lambda s: send_step(s, settings), keep_video)
+
+
+def retry_failed_uploads(include_permanent: bool = False, settings: Settings | None = None) -> RetryOutcome:
+    """Resume every failed job whose error may go away (``include_permanent``: every one that does not
+    need a new token); what was resumed and what was skipped, by reason."""
+    settings = settings or get_settings()
+    return retry_failed(job_store(settings), lambda s: send_step(s, settings), include_permanent)
 
 
 def send_step(step: Step, settings: Settings | None = None) -> None:

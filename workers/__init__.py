@@ -1,6 +1,6 @@
 """vuq's worker side: the Celery app, its configuration, runtime hooks and the ``vuq`` command."""
 
-from workers.app import app
+from workers.process.app import app
 
 celery = app
 __all__ = ["app", "celery"]

@@ -296,3 +296,13 @@ def _check_host(host: str, shown: str, policy: NetPolicy) -> None:
         loopback = (ipaddress.IPv4Address("127.0.0.1"), ipaddress.IPv6Address("::1"))
         if not any(policy.permits(ip) for ip in loopback):
             raise BlockedAddress(host, "a loopback name")
+
+
+def is_loopback(address: str) -> bool:
+    """Whether a listening address or host keeps a service on this host (``localhost``, 127.0.0.0/8, ::1)."""
+    if address == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -1,4 +1,4 @@
-"""workers.broker against a real Redis: an acknowledgement that cannot reach Redis gives the worker's
+"""workers.process.broker against a real Redis: an acknowledgement that cannot reach Redis gives the worker's
 prefetch slot back (kombu's own QoS keeps counting the message, and a prefetch-1 worker goes deaf)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 import redis
 from kombu import Connection, Exchange, Queue
 
-from workers import broker
+from workers.process import broker
 
 STOCK = "kombu.transport.redis:Transport"
 OURS = broker.Transport
@@ -53,7 +53,7 @@ def redis_unreachable(failures: int) -> Any:
 
 def test_kombus_own_qos_keeps_the_slot_after_a_failed_ack(redis_url: str, queue: Queue,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    """Why workers.broker exists: with the stock transport the worker could never consume again."""
+    """Why workers.process.broker exists: with the stock transport the worker could never consume again."""
     with Connection(redis_url, transport=STOCK) as conn:
         channel, message = held_message(conn, queue)
         monkeypatch.setattr(type(channel.qos), "_remove_from_indices", redis_unreachable(10**6))

@@ -4,7 +4,7 @@ finishes byte-exact, one video each, chunks in order, with no restart of the sur
 
 35 s outlasts the keepalive window (about 25 s): the worker's idle Redis connections are dead by
 the heal, so the first acknowledgement after it meets one (a worker that lost its prefetch slot
-to that failure would stay deaf; see workers/broker.py)."""
+to that failure would stay deaf; see workers/process/broker.py)."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ from tests.support.events import capturing_events
 from tests.support.secrets import places_showing, redis_outside_job_records
 from tests.support.stack import API_KEY, Stack
 from tests.support.waiting import wait_for
-from workers.app import MaskingAMQP
+from workers.process.app import MaskingAMQP
 
 
 def test_tokens_and_keys_never_show(stack: Stack, redis_url: str) -> None:

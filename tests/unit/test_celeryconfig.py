@@ -1,4 +1,4 @@
-"""workers.celeryconfig and workers.broker: Redis and Sentinel URLs get vuq's transport."""
+"""workers.process.celeryconfig and workers.process.broker: Redis and Sentinel URLs get vuq's transport."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 from kombu import Connection
 
 from tasks.settings import Settings
-from workers import broker
-from workers.celeryconfig import celery_config
+from workers.process import broker
+from workers.process.celeryconfig import celery_config
 
 
 @pytest.mark.parametrize(("url", "transport"), [

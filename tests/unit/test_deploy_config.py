@@ -21,10 +21,11 @@ import yaml
 
 from tasks.constants import DEFAULT_QUEUE
 from tasks.job.connections import CONNECT_TIMEOUT_S, SOCKET_TIMEOUT_S, is_sentinel, sentinel_nodes, url_password
+from tasks.outbound import is_loopback
 from tasks.settings import Settings
 from workers.console.cli import build_parser
 from workers.console.endings import UsageError
-from workers.console.launch import flower_args, is_loopback
+from workers.console.launch import flower_args
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -38,7 +39,7 @@ DOCKERFILE = DEPLOY / "Dockerfile"
 DASHBOARD = DEPLOY / "grafana" / "vuq-dashboard.json"
 SKIP_DIRS = {".venv", "venv", ".git", "node_modules", ".mypy_cache", ".pytest_cache", ".ruff_cache", ".hypothesis"}
 SKIP_FILES = {Path("tests/conformance/openapi.yaml")}  # api.video's own spec
-SOFT_SHUTDOWN_S = 60  # workers/celeryconfig.py worker_soft_shutdown_timeout
+SOFT_SHUTDOWN_S = 60  # workers/process/celeryconfig.py worker_soft_shutdown_timeout
 FLOWER_METRICS = ("flower_events_total", "flower_task_runtime_seconds_bucket", "flower_worker_online")
 WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"}
 VUQ_ROLES = ("worker", "flower", "beat")
@@ -1049,7 +1050,7 @@ def test_dockerfile_installs_the_emulator_extra_by_default_and_can_leave_it_out(
 
 
 def metric_names() -> set[str]:
-    """The metric names workers/metrics.py exposes, as Prometheus sees them."""
+    """The metric names workers/process/metrics.py exposes, as Prometheus sees them."""
     source = (ROOT / "workers" / "metrics.py").read_text(encoding="utf-8")
     names = {f"{n}_total" for n in re.findall(r'\bCounter\(\s*"(\w+)"', source)}
     names |= {f"{n}_bucket" for n in re.findall(r'\bHistogram\(\s*"(\w+)"', source)}

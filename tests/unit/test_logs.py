@@ -1,11 +1,11 @@
-"""workers.logs: what reaches a log, the traceback included, has its secrets masked."""
+"""workers.process.logs: what reaches a log, the traceback included, has its secrets masked."""
 
 from __future__ import annotations
 
 import io
 import logging
 
-from workers.logs import RedactingFormatter, install_redaction
+from workers.process.logs import RedactingFormatter, install_redaction
 
 SIGNED = "https://bucket.example/talk.mp4?X-Amz-Signature=sig-9f8e7d&X-Amz-Credential=cred-1a2b"
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from tasks.errors import ConfigError, SpecError
-from tasks.job.sizes import parse_size
+from tasks.job import parse_size
 from tasks.settings import Settings, get_settings
 from workers.console import commands
 from workers.console import endings as clierrors
@@ -134,7 +134,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "emulator":
         return processes.emulator_command(args.options)
     if args.command == "demo":
-        from workers.lab.demo import run_demo
+        from workers.console.demo import run_demo
 
         return run_demo(size=args.size, keep=args.keep)
     if args.command == "health":

@@ -11,19 +11,14 @@ import shutil
 import sys
 from typing import Any
 
-from tasks.job.index import UnknownCursor
-from tasks.job.record import JobRecord, State
-from tasks.job.store import JobStore, job_store
-from tasks.outbound.sources import check_local_source
-from tasks.pipeline.operations import OperationError
-from tasks.pipeline.operations import cancel as cancel_job
-from tasks.pipeline.operations import retry_failed as retry_failed_jobs
-from tasks.producer import enqueue_upload, resume_upload, send_step
+from tasks import OperationError, cancel_upload, enqueue_upload, resume_upload, retry_failed_uploads
+from tasks.job import JobRecord, JobStore, State, UnknownCursor, job_store
+from tasks.outbound import check_local_source
 from tasks.settings import get_settings
 from workers.console.endings import CommandError
 from workers.console.listing import describe, table
 from workers.console.progress import follow
-from workers.health import check as check_health
+from workers.process.health import check as check_health
 
 STATES = [str(s) for s in State]
 
@@ -113,7 +108,7 @@ def resume(job_id: str, token: str | None) -> int:
 
 def cancel(job_id: str, keep_video: bool) -> int:
     try:
-        video = cancel_job(_store(), job_id, send_step, keep_video)
+        video = cancel_upload(job_id, keep_video)
     except OperationError as exc:
         raise CommandError(str(exc)) from None
     print(f"job {job_id}: cancelled; video: {video}")
@@ -129,7 +124,7 @@ def health(idle_s: int | None, node: str | None) -> int:
 
 
 def retry_failed(include_permanent: bool) -> int:
-    outcome = retry_failed_jobs(_store(), send_step, include_permanent)
+    outcome = retry_failed_uploads(include_permanent)
     for job_id in outcome.resumed:
         print(job_id)
     skipped = sum(outcome.skipped.values())

@@ -11,7 +11,7 @@ import redis
 from kombu.exceptions import OperationalError
 
 from tasks.errors import ConfigError, EnqueueError, SpecError
-from tasks.job.connections import unreachable
+from tasks.job import unreachable
 from tasks.redact import redact
 from tasks.settings import Settings
 

@@ -7,12 +7,12 @@ traceback. ``--celery-help`` / ``--flower-help`` show the wrapped tool's own opt
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from tasks.outbound import is_loopback
 from tasks.settings import Settings, get_settings
 from workers.console.endings import UsageError
 
@@ -37,7 +37,7 @@ OPTIONS_HELP = {
 }
 WRAPPED_HELP = {"worker": "--celery-help", "beat": "--celery-help", "flower": "--flower-help"}
 # Flower's task list: what a person needs to tell uploads apart (the kwargs carry job, chunk k/n,
-# title and file; see tasks.labels) and why one failed.
+# title and file; see tasks.pipeline.message.label) and why one failed.
 FLOWER_TASK_COLUMNS = "name,state,kwargs,exception,retries,received,runtime,worker,uuid"
 UNAUTHENTICATED_FLAG = "--unauthenticated"
 _FLOWER_AUTH_OPTIONS = ("basic_auth", "auth", "auth_provider")
@@ -153,13 +153,3 @@ def _flower_value_options() -> set[str]:
     from tornado.options import options
 
     return {name.replace("-", "_") for name, opt in options._options.items() if opt.type is not bool}
-
-
-def is_loopback(address: str) -> bool:
-    """Whether Flower's ``--address`` keeps it on this host (``localhost``, 127.0.0.0/8, ::1)."""
-    if address == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(address.strip("[]")).is_loopback
-    except ValueError:
-        return False

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from tasks.job.record import JobRecord, State
-from tasks.job.sizes import format_size
+from tasks.job import JobRecord, State, format_size
 from tasks.redact import mask_url
 
 # column: (header, minimum width); the title, file and error columns share what is left

@@ -6,9 +6,7 @@ import sys
 import time
 from typing import TextIO
 
-from tasks.job.record import JobRecord
-from tasks.job.sizes import format_size
-from tasks.job.store import JobStore
+from tasks.job import JobRecord, JobStore, format_size
 
 BAR_WIDTH = 30
 POLL_S = 0.25

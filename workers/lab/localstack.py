@@ -14,10 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tasks.job.record import JobRecord
-from tasks.job.store import JobStore, job_store
-from tasks.pipeline.upload import Step
-from tasks.producer import enqueue_upload, send_step
+from tasks import enqueue_upload, send_step
+from tasks.job import JobRecord, JobStore, job_store
+from tasks.pipeline import Step
 from tasks.settings import Settings
 from workers.lab.services import EmulatorProcess, start_beat, start_emulator, start_worker, worker_env
 from workers.lab.supervise import Child, stop_all, wait_until

@@ -23,7 +23,7 @@ from typing import Any
 import redis
 
 from emulator.client import EmulatorClient
-from workers.console.launch import is_loopback
+from tasks.outbound import is_loopback
 from workers.lab.supervise import Child, free_port, start, wait_until
 
 READY_TIMEOUT_S = 60.0

@@ -13,7 +13,7 @@
 * TCP keepalive and health checks on every Redis connection, so a connection a partition left
   half-open is noticed and replaced instead of waited on (a "deaf" worker); and kombu's Redis
   transport with acknowledgements that give the prefetch slot back even when Redis cannot take
-  them (``workers.broker``), or a partition would leave the worker deaf after the heal.
+  them (``workers.process.broker``), or a partition would leave the worker deaf after the heal.
 Each setting and its reason: docs/celery-settings.md.
 """
 
@@ -22,9 +22,9 @@ from __future__ import annotations
 from typing import Any
 
 from tasks.constants import TASK_JANITOR
-from tasks.job.connections import broker_transport_options
+from tasks.job import broker_transport_options
 from tasks.settings import Settings
-from workers import broker
+from workers.process import broker
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import current_task
 
-from tasks.pipeline.reports import Reporter
+from tasks.pipeline import Reporter
 
 
 class TaskEvents:

@@ -16,8 +16,7 @@ import tempfile
 from collections.abc import Iterator
 from typing import Any
 
-from tasks.job.record import ACTIVE_STATES, State
-from tasks.job.store import job_store
+from tasks.job import ACTIVE_STATES, State, job_store
 from tasks.settings import Settings
 
 log = logging.getLogger(__name__)

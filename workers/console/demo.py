@@ -17,8 +17,7 @@ from pathlib import Path
 import httpx
 
 from emulator.extra import missing_message
-from tasks.job.connections import where
-from tasks.job.sizes import format_size
+from tasks.job import format_size, where
 from tasks.settings import get_settings
 from workers.console.progress import follow
 from workers.lab.localstack import running_stack, sample_file

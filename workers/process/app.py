@@ -14,17 +14,16 @@ from celery.app.amqp import AMQP
 from celery.worker import state as worker_state
 
 from tasks import runtime
-from tasks.job.store import job_store
-from tasks.pipeline.deferred import DelayedStepPump
-from tasks.pipeline.message import Step
+from tasks.job import job_store
+from tasks.pipeline import DelayedStepPump, Step
 from tasks.redact import mask_secrets
 from tasks.settings import get_settings
-from workers import metrics
-from workers.celeryconfig import celery_config
-from workers.health import ActivityWriter
-from workers.logs import install_redaction
-from workers.metrics import prepare_multiprocess_dir
-from workers.task_events import Fanout, TaskEvents
+from workers.process import metrics
+from workers.process.celeryconfig import celery_config
+from workers.process.health import ActivityWriter
+from workers.process.logs import install_redaction
+from workers.process.metrics import prepare_multiprocess_dir
+from workers.process.task_events import Fanout, TaskEvents
 
 
 class MaskingAMQP(AMQP):

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import redis
 
-from tasks.job.connections import redis_client, unreachable
+from tasks.job import redis_client, unreachable
 from tasks.settings import Settings
 
 WRITE_EVERY_S = 2.0
