@@ -1051,7 +1051,7 @@ def test_dockerfile_installs_the_emulator_extra_by_default_and_can_leave_it_out(
 
 def metric_names() -> set[str]:
     """The metric names workers/process/metrics.py exposes, as Prometheus sees them."""
-    source = (ROOT / "workers" / "metrics.py").read_text(encoding="utf-8")
+    source = (ROOT / "workers" / "process" / "metrics.py").read_text(encoding="utf-8")
     names = {f"{n}_total" for n in re.findall(r'\bCounter\(\s*"(\w+)"', source)}
     names |= {f"{n}_bucket" for n in re.findall(r'\bHistogram\(\s*"(\w+)"', source)}
     names |= set(re.findall(r'\bGaugeMetricFamily\(\s*"(\w+)"', source))
