@@ -1,5 +1,5 @@
-"""Completion webhooks: the final job record (no secrets), signed so a receiver can tell a
-genuine, fresh delivery from an altered, unsigned or replayed one.
+"""Completion webhooks, the contract a receiver relies on: the final job record (no secrets), signed so
+a receiver can tell a genuine, fresh delivery from an altered, unsigned or replayed one.
 
 The body is the JSON of ``JobRecord.public()`` plus ``"event": "job.<state>"``. The header
 ``X-Vuq-Signature: t=<unix seconds>,v1=<hex>`` carries the time of signing and the
@@ -19,15 +19,13 @@ from typing import Any
 
 import httpx
 
-from tasks.errors import PermanentError, RetryableError, is_retryable_status
 from tasks.job.record import JobRecord
-from tasks.redact import mask_url
+from tasks.outbound.callbacks import post_callback
 
 SIGNATURE_HEADER = "X-Vuq-Signature"
 EVENT_HEADER = "X-Vuq-Event"
 JOB_HEADER = "X-Vuq-Job-Id"
 DEFAULT_TOLERANCE_S = 300
-TIMEOUT_S = 15.0
 
 
 def sign(body: bytes, secret: str, timestamp: int) -> str:
@@ -59,19 +57,10 @@ def payload(job: JobRecord) -> bytes:
 
 
 def deliver(http: httpx.Client, url: str, job: JobRecord, secret: str | None, timestamp: int) -> int:
-    """POST the record once; RetryableError for network trouble, 5xx and 429, PermanentError otherwise.
-    ``http`` is the SSRF-guarded client: a callback on a refused address is a PermanentError."""
+    """POST the record once, signed at ``timestamp``; RetryableError for network trouble, 5xx and 429,
+    PermanentError otherwise (``tasks.outbound.callbacks``)."""
     body = payload(job)
     headers = {"Content-Type": "application/json", EVENT_HEADER: f"job.{job.state}", JOB_HEADER: job.job_id}
     if secret:
         headers[SIGNATURE_HEADER] = sign(body, secret, timestamp)
-    target = mask_url(url)
-    try:
-        response = http.post(url, content=body, headers=headers, timeout=TIMEOUT_S)
-    except httpx.TransportError as exc:
-        raise RetryableError(f"callback {target} failed: {type(exc).__name__}", reason="callback") from None
-    if response.is_success:
-        return response.status_code
-    if is_retryable_status(response.status_code):
-        raise RetryableError(f"callback {target} answered {response.status_code}", reason="callback")
-    raise PermanentError(f"callback {target} answered {response.status_code}; not retried")
+    return post_callback(http, url, body, headers)

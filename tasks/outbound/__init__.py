@@ -7,8 +7,9 @@ when a spec arrives (``check_url``) and again on the address actually connected 
 """
 
 from tasks.outbound.address_policy import BlockedAddress, NetPolicy, check_url, is_loopback, parse_allowed_nets
+from tasks.outbound.callbacks import post_callback
 from tasks.outbound.guarded_transport import guarded_client
 from tasks.outbound.sources import Source, SourceInfo, check_local_source, open_source
 
 __all__ = ["BlockedAddress", "NetPolicy", "Source", "SourceInfo", "check_local_source", "check_url",
-           "guarded_client", "is_loopback", "open_source", "parse_allowed_nets"]
+           "guarded_client", "is_loopback", "open_source", "parse_allowed_nets", "post_callback"]

@@ -11,7 +11,7 @@ import argparse
 import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from tasks.errors import ConfigError, SpecError
@@ -25,6 +25,9 @@ PASSTHROUGH = ("worker", "flower", "beat", "emulator")
 HELP_FLAGS = ("-h", "--help")
 
 
+Command = Callable[[str, str], argparse.ArgumentParser]  # adds a subcommand: name, help text
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
@@ -36,6 +39,13 @@ def build_parser() -> argparse.ArgumentParser:
     def command(name: str, text: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=text, description=text, parents=[common])
 
+    _enqueue_command(command)
+    _job_commands(command)
+    _process_commands(command)
+    return parser
+
+
+def _enqueue_command(command: Command) -> None:
     enq = command("enqueue", "enqueue an upload job and print its id")
     enq.add_argument("source", help="a path or file:// URL under VUQ_ALLOWED_ROOTS, or an http(s):// URL")
     enq.add_argument("--token", help="the delegated upload token (shows in `ps`; prefer --token-file or "
@@ -58,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     enq.add_argument("--json", action="store_true",
                      help="print the job as JSON (with --wait: the finished job)")
 
+
+def _job_commands(command: Command) -> None:
     status = command("status", "show one job")
     status.add_argument("job_id")
     status.add_argument("--json", action="store_true")
@@ -83,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     retry = command("retry-failed", "resume every failed job whose error may be transient")
     retry.add_argument("--all", action="store_true", help="resume every failed job")
 
+
+def _process_commands(command: Command) -> None:
     health = command("health", "exit 0 if this host's workers reach Redis and consume, else 1 with the reason")
     health.add_argument("--idle-s", type=_positive, help="idle with messages waiting this long fails "
                                                           "(default VUQ_HEALTH_IDLE_S, 120)")
@@ -94,7 +108,6 @@ def build_parser() -> argparse.ArgumentParser:
     demo = command("demo", "the whole system on this machine, end to end")
     demo.add_argument("--size", type=_size, default=parse_size("300MiB"))
     demo.add_argument("--keep", action="store_true", help="keep the demo's files")
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

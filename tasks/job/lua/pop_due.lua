@@ -1,0 +1,21 @@
+-- The pump: KEYS[1] the delayed set, KEYS[2] the taken set; ARGV: limit, record key prefix, how
+-- long a taken step may stay unconfirmed. Takes the steps that are due (each once, whichever worker
+-- asks) into the taken set and notes their hand-off on their records; the pump confirms each one
+-- it published (``JobStore.confirm``). A step taken longer ago and never confirmed (the script ran but its
+-- reply never reached the pump: a command the network delivered late; or the pump died) is due
+-- again, so a lost reply delays a step instead of losing it.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local stale = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now - tonumber(ARGV[3]), 'LIMIT', 0, tonumber(ARGV[1]))
+for _, member in ipairs(stale) do
+  redis.call('ZREM', KEYS[2], member)
+  redis.call('ZADD', KEYS[1], now, member)
+end
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
+for _, member in ipairs(due) do
+  redis.call('ZREM', KEYS[1], member)
+  redis.call('ZADD', KEYS[2], now, member)
+  local key = ARGV[2] .. cjson.decode(member).job_id
+  if redis.call('EXISTS', key) == 1 then redis.call('HSET', key, 'handoff_at', string.format('%.6f', now)) end
+end
+return {string.format('%.6f', now), due}
