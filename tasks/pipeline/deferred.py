@@ -23,7 +23,6 @@ from collections.abc import Callable
 from dataclasses import replace
 
 import redis
-from kombu.exceptions import OperationalError
 
 from tasks.job.store import JobStore
 from tasks.pipeline.message import Step
@@ -53,10 +52,13 @@ def publish_due(store: JobStore, publish: Publish, limit: int = PUMP_BATCH,
 
 
 class DelayedStepPump:
-    """A daemon thread publishing due steps every half second until ``stop``."""
+    """A daemon thread publishing due steps every half second until ``stop``. ``outages``: what
+    ``publish`` raises when the broker cannot be reached (besides Redis's and the network's errors)."""
 
-    def __init__(self, store: Callable[[], JobStore], publish: Publish, interval_s: float = PUMP_INTERVAL_S) -> None:
+    def __init__(self, store: Callable[[], JobStore], publish: Publish, interval_s: float = PUMP_INTERVAL_S,
+                 outages: tuple[type[Exception], ...] = ()) -> None:
         self.store, self.publish, self.interval_s = store, publish, interval_s
+        self.outages: tuple[type[Exception], ...] = (redis.RedisError, OSError, *outages)
         self.held: list[tuple[float, str]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="vuq-delayed-steps", daemon=True)
@@ -76,7 +78,7 @@ class DelayedStepPump:
             try:
                 while publish_due(store, self.publish, held=self.held) == PUMP_BATCH:
                     pass
-            except (redis.RedisError, OperationalError, OSError) as exc:
+            except self.outages as exc:
                 now_failing = f"{type(exc).__name__}{' (holding)' if self.held else ''}"
                 if now_failing != failing:  # once per kind of trouble, not every half second
                     log.warning("delayed steps: cannot reach Redis (%s)%s; trying again", type(exc).__name__,

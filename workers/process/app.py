@@ -12,6 +12,7 @@ from typing import Any
 from celery import Celery, signals
 from celery.app.amqp import AMQP
 from celery.worker import state as worker_state
+from kombu.exceptions import OperationalError
 
 from tasks import runtime
 from tasks.job import job_store
@@ -83,7 +84,7 @@ def _start_pump(sender: Any = None, **_: Any) -> None:
         app.send_task(step.task, queue=step.queue or settings.queue, task_id=task_id, retries=retries,
                       **step.message())
 
-    _pump = DelayedStepPump(lambda: job_store(settings), publish)
+    _pump = DelayedStepPump(lambda: job_store(settings), publish, outages=(OperationalError,))
     _pump.start()
 
 

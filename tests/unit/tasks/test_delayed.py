@@ -164,7 +164,8 @@ def test_a_step_whose_publication_fails_is_held_and_published_next_round(store: 
 def test_the_pump_publishes_through_a_broker_outage(store: JobStore, published: Published) -> None:
     make_job(store)
     store.later(Step(TASK_CHUNK, "j1", 1).to_member("t1", 1), 0)
-    pump = DelayedStepPump(lambda: store, BrokerDown(published, failures=5), interval_s=0.02)
+    pump = DelayedStepPump(lambda: store, BrokerDown(published, failures=5), interval_s=0.02,
+                           outages=(OperationalError,))
     pump.start()
     try:
         wait_until(lambda: len(published) == 1, what="the held step published once the broker is back")
@@ -176,7 +177,8 @@ def test_the_pump_publishes_through_a_broker_outage(store: JobStore, published: 
 def test_a_stopping_pump_gives_back_what_it_could_not_publish(store: JobStore, published: Published) -> None:
     make_job(store)
     store.later(Step(TASK_CHUNK, "j1", 1).to_member("t1"), 0)
-    pump = DelayedStepPump(lambda: store, BrokerDown(published, failures=10**6), interval_s=0.02)
+    pump = DelayedStepPump(lambda: store, BrokerDown(published, failures=10**6), interval_s=0.02,
+                           outages=(OperationalError,))
     pump.start()
     try:
         wait_until(lambda: bool(pump.held), what="the pump to take the step")
