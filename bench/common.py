@@ -21,8 +21,7 @@ from typing import Any
 
 import redis
 
-from tasks.job.record import JobRecord
-from tasks.job.store import JobStore
+from tasks.job import JobRecord, JobStore
 from workers.lab.localstack import LocalStack as Stack
 from workers.lab.supervise import wait_until
 

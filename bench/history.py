@@ -42,6 +42,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -50,13 +51,10 @@ from redis.client import Pipeline
 from redis.commands.core import Script
 
 from bench.common import GIB, MIB, machine, median, table, verdict
+from tasks import enqueue_upload
 from tasks.constants import DEFAULT_JOB_RETENTION_S
-from tasks.job.connections import redis_client
-from tasks.job.record import TOKEN_FIELD, State
-from tasks.job.spec import new_job_id, parse_spec
-from tasks.job.store import NOW, JobStore
-from tasks.pipeline.janitor import queue_head, sweep
-from tasks.producer import enqueue_upload
+from tasks.job import NOW, TOKEN_FIELD, JobStore, State, UploadSpec, new_job_id, parse_spec, redis_client
+from tasks.pipeline import queue_head, sweep
 from tasks.settings import Settings
 from workers.lab.services import RedisServer
 from workers.process.metrics import RedisStateCollector
@@ -80,13 +78,12 @@ MEMORY_SAMPLE = 200
 
 
 # -- jobs as the pipeline writes them ---------------------------------------------------------------
-def create_args(i: int, source_dir: str) -> tuple[str, dict[str, Any], str | None, str]:
-    """What ``enqueue_upload`` hands ``JobStore.create``: id, public spec, token, fingerprint."""
+def new_spec(i: int, source_dir: str) -> UploadSpec:
+    """What ``enqueue_upload`` hands ``JobStore.create``: the parsed spec with its new job id."""
     spec = parse_spec({"source": f"{source_dir}/talk-{i:07d}.mp4", "token": TOKEN,
                        "video": {"title": f"Conference talk {i}", "tags": ["bench", "history"]},
                        "chunk_size": None, "job_id": None, "callback_url": None})
-    job_id = new_job_id()
-    return job_id, {**spec.public(), "job_id": job_id}, spec.token, spec.fingerprint()
+    return replace(spec, job_id=new_job_id())
 
 
 def _plan(i: int) -> tuple[int, int]:
@@ -114,8 +111,9 @@ def done_fields(i: int) -> dict[str, object]:
 
 def make_job(store: JobStore, i: int, source_dir: str, finished: bool) -> str:
     """One job through the store's scripts: create, → uploading, (→ done)."""
-    job_id, spec, token, fingerprint = create_args(i, source_dir)
-    written = [bool(store.create(job_id, spec, token, fingerprint, queue=QUEUE)),
+    spec = new_spec(i, source_dir)
+    job_id = str(spec.job_id)
+    written = [bool(store.create(spec, queue=QUEUE)),
                bool(store.update(job_id, None, uploading_fields(i)))]
     if finished:
         written.append(bool(store.update(job_id, None, done_fields(i))))
@@ -127,8 +125,9 @@ def make_job(store: JobStore, i: int, source_dir: str, finished: bool) -> str:
 def finished_job(store: JobStore, i: int, source_dir: str) -> str:
     """A finished job in two script calls: create, then one update with everything the others wrote
     (the same record, the same index entries and TTL as ``make_job``'s, in one call fewer)."""
-    job_id, spec, token, fingerprint = create_args(i, source_dir)
-    store.create(job_id, spec, token, fingerprint, queue=QUEUE)
+    spec = new_spec(i, source_dir)
+    job_id = str(spec.job_id)
+    store.create(spec, queue=QUEUE)
     store.update(job_id, None, {**uploading_fields(i), **done_fields(i)})
     return job_id
 

@@ -52,7 +52,7 @@ from bench.common import (
     verdict,
     wait_all,
 )
-from tasks.apivideo.limiter import CLASSES
+from tasks.apivideo import CLASSES
 from tasks.constants import MAX_CHUNK_BYTES
 from workers.lab.localstack import running_stack
 

@@ -9,7 +9,7 @@ from tasks.apivideo.access_tokens import AccessTokens
 from tasks.apivideo.account import AccountApi
 from tasks.apivideo.chunking import ChunkPlan, plan_chunks
 from tasks.apivideo.client import READ, UPLOAD, WRITE, ApiClient
-from tasks.apivideo.limiter import FleetLimiter, parse_rate_limits
+from tasks.apivideo.limiter import CLASSES, FleetLimiter, parse_rate_limits
 
-__all__ = ["READ", "UPLOAD", "WRITE", "AccessTokens", "AccountApi", "ApiClient", "ChunkPlan", "FleetLimiter",
+__all__ = ["CLASSES", "READ", "UPLOAD", "WRITE", "AccessTokens", "AccountApi", "ApiClient", "ChunkPlan", "FleetLimiter",
            "parse_rate_limits", "plan_chunks"]

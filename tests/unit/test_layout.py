@@ -78,8 +78,8 @@ def test_each_room_of_tasks_imports_only_the_rooms_below_it(path: Path) -> None:
         assert not {i for i in imports(path) if i.split(".")[0] in CELERY}, f"{name} imports Celery"
 
 
-@pytest.mark.parametrize("path", modules("workers"), ids=lambda p: module_name(p))
-def test_workers_import_tasks_through_its_faces(path: Path) -> None:
+@pytest.mark.parametrize("path", modules("workers", "bench"), ids=lambda p: module_name(p))
+def test_workers_and_bench_import_tasks_through_its_faces(path: Path) -> None:
     name = module_name(path)
     ours = {i for i in imports(path) if within(i, "tasks") and real_module(i)}
     wrong = sorted(i for i in ours if i not in FACES)
