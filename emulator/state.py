@@ -39,13 +39,15 @@ class EmulatorState:
         return cls(accounts=accounts, store=store, auth=Auth(accounts, access_token_ttl_s),
                    faults=FaultState(settings=faults))
 
-    def reset(self) -> None:
-        """The reset hook: wipe videos, tokens, auth tokens, counters, rate-limit windows and the log.
+    def reset(self, account: str | None = None) -> None:
+        """The reset hook: wipe videos, tokens, auth tokens, rate-limit windows and the log entries
+        of ``account``, or of every account (then the fault counters too).
 
         Fault settings, per-class limits included, are kept.
         """
-        self.store.wipe()
-        self.auth.clear()
-        self.faults.reset_counters()
-        self.limiter.clear()
-        self.log.clear()
+        self.store.wipe(account)
+        self.auth.clear(account)
+        self.limiter.clear(account)
+        self.log.clear(account)
+        if account is None:
+            self.faults.reset_counters()
