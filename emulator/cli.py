@@ -14,6 +14,7 @@ import logging
 import socket
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import uvicorn
@@ -26,6 +27,8 @@ from emulator.protocol import EmulatorHttpProtocol
 from emulator.state import EmulatorState
 
 USAGE_ERROR_STATUS = 2
+KEY_FLAG = "--api-key"
+KEY_FILE_FLAG = "--api-key-file"
 LISTEN_BACKLOG = 2048
 KEEPALIVE = (("TCP_KEEPIDLE", 5), ("TCP_KEEPINTVL", 2), ("TCP_KEEPCNT", 3))
 
@@ -41,11 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--data-dir", type=Path, required=True)
-    parser.add_argument("--api-key", action="append", default=[], metavar="KEY",
-                        help="an account's API key; repeat for more accounts (the first is the default)")
-    parser.add_argument("--api-key-file", action="append", default=[], type=Path, metavar="FILE",
-                        help="read an account's API key from FILE (stripped); repeatable; "
-                             "keys from files follow those of --api-key")
+    parser.add_argument("--api-key", dest="keys", action="append", default=[], type=_from_flag,
+                        metavar="KEY", help="an account's API key; repeatable, one account per key")
+    parser.add_argument("--api-key-file", dest="keys", action="append", type=_from_file, metavar="FILE",
+                        help="read an account's API key from FILE (stripped); repeatable. Accounts "
+                             "follow the order of both flags; the first is the default account")
     parser.add_argument("--access-token-ttl-s", type=int, default=DEFAULT_ACCESS_TOKEN_TTL_S)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--error-rate", type=float, default=0.0)
@@ -64,25 +67,43 @@ class KeyFlagError(ValueError):
     """A key flag that gives no usable key; the message is the one line to show."""
 
 
+@dataclass(frozen=True)
+class KeySource:
+    """One ``--api-key`` value or ``--api-key-file`` path, kept in command-line order."""
+
+    flag: str
+    value: str
+
+
+def _from_flag(text: str) -> KeySource:
+    return KeySource(KEY_FLAG, text)
+
+
+def _from_file(text: str) -> KeySource:
+    return KeySource(KEY_FILE_FLAG, text)
+
+
+def _read_key(source: KeySource) -> str:
+    if source.flag == KEY_FLAG:
+        if not source.value.strip():
+            raise KeyFlagError(f"{KEY_FLAG}: the key is empty")
+        return source.value
+    try:
+        key = Path(source.value).read_text().strip()
+    except FileNotFoundError:
+        raise KeyFlagError(f"{KEY_FILE_FLAG} {source.value}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise KeyFlagError(f"{KEY_FILE_FLAG} {source.value}: cannot read it ({exc})") from None
+    if not key:
+        raise KeyFlagError(f"{KEY_FILE_FLAG} {source.value}: the file holds no key")
+    return key
+
+
 def api_keys(args: argparse.Namespace) -> list[str]:
-    """The keys of ``--api-key`` then of ``--api-key-file``, in order; raises KeyFlagError."""
-    keys: list[str] = []
-    for key in args.api_key:
-        if not key.strip():
-            raise KeyFlagError("--api-key: the key is empty")
-        keys.append(key)
-    for path in args.api_key_file:
-        try:
-            key = path.read_text().strip()
-        except FileNotFoundError:
-            raise KeyFlagError(f"--api-key-file {path}: no such file") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise KeyFlagError(f"--api-key-file {path}: cannot read it ({exc})") from None
-        if not key:
-            raise KeyFlagError(f"--api-key-file {path}: the file holds no key")
-        keys.append(key)
+    """The keys of ``--api-key`` and ``--api-key-file``, in the order given; raises KeyFlagError."""
+    keys = [_read_key(source) for source in args.keys]
     if not keys:
-        raise KeyFlagError("an API key is required: give --api-key KEY or --api-key-file FILE")
+        raise KeyFlagError(f"an API key is required: give {KEY_FLAG} KEY or {KEY_FILE_FLAG} FILE")
     return keys
 
 
