@@ -72,8 +72,9 @@ def writer_factory(upload: Upload) -> Callable[[str, str, dict[str, str]], Write
             upload.video = _lookup(upload, fields[VIDEO_ID_FIELD])
         rng = upload.rng
         if upload.video is not None and isinstance(rng, ByteRange):
-            admit(upload.video.upload, upload.video, rng)
-            upload.admitted = True
+            if not upload.admitted:  # a /source chunk was admitted before its body was read
+                admit(upload.video.upload, upload.video, rng)
+                upload.admitted = True
             path = str(upload.store.source_path(upload.video.video_id))
             return open_writer(path, rng.first, rng.length, truncate=False)
         upload.spooled = True
