@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,6 +25,7 @@ MIB = 1024 * 1024
 PART = 5 * MIB  # the smallest part that is not the last
 DOCS = "https://docs.api.video/reference/"
 ENDPOINTS = ("token", "source")
+STALL_TIMEOUT_S = 30.0
 
 TOO_SMALL = {"type": DOCS + "video-content-range-by-part-uploaded-file-too-small",
              "title": "The uploaded file is too small.", "name": "file", "status": 400}
@@ -231,3 +235,68 @@ def test_token_parts_without_a_container(emulator: Emulator, client: httpx.Clien
     assert emulator.video(sender.video_id)["sha256"] == sha(*pieces)
     assert len(emulator.videos()) == 1
 
+
+class StalledUpload:
+    """An upload whose body stops after its first ``head`` file bytes until :meth:`finish`."""
+
+    def __init__(self, http: httpx.Client, url: str, data: bytes, head: int, fields: dict[str, str],
+                 headers: dict[str, str]) -> None:
+        boundary = "st4lled"
+        prefix = b"".join(f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+                          for k, v in fields.items())
+        prefix += f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="s.mp4"\r\n\r\n'.encode()
+        self.go = threading.Event()
+        self.answer: httpx.Response | None = None
+
+        def body() -> Iterator[bytes]:
+            yield prefix + data[:head]
+            self.go.wait(STALL_TIMEOUT_S)
+            yield data[head:] + f"\r\n--{boundary}--\r\n".encode()
+
+        headers = {**headers, "Content-Type": f"multipart/form-data; boundary={boundary}"}
+
+        def send() -> None:
+            self.answer = http.post(url, content=body(), headers=headers)
+
+        self.thread = threading.Thread(target=send, daemon=True)
+        self.thread.start()
+
+    def finish(self) -> httpx.Response:
+        self.go.set()
+        self.thread.join(STALL_TIMEOUT_S)
+        assert self.answer is not None
+        return self.answer
+
+
+def wait_for_file(paths: Callable[[], list[Path]]) -> None:
+    """Until one of ``paths()`` holds bytes: the stalled body is being stored, so it was admitted."""
+    deadline = time.monotonic() + STALL_TIMEOUT_S
+    while not any(p.exists() and p.stat().st_size > 0 for p in paths()):
+        assert time.monotonic() < deadline, "the stalled upload never reached the emulator"
+        time.sleep(0.02)  # pacing of the poll, not synchronisation
+
+
+def test_a_part_in_flight_refuses_bytes_on_source(emulator: Emulator, client: httpx.Client) -> None:
+    sender = Sender(client, "source", "").new_video()
+    data = os.urandom(PART)
+    with httpx.Client(base_url=emulator.url, headers=emulator.auth_header, timeout=STALL_TIMEOUT_S) as other:
+        stalled = StalledUpload(other, f"/videos/{sender.video_id}/source", data, MIB, {},
+                                {"Content-Range": "part 1/*"})
+        wait_for_file(lambda: list((emulator.data_dir / "incoming").glob("*")))
+        sender.refused(os.urandom(PART), f"bytes 0-{PART - 1}/*", STARTED_WITH_PART)
+        sender.refused(os.urandom(PART), "part 1/*", already_sent(1))  # in flight counts as sent
+        assert stalled.finish().status_code == 201
+    assert sender.ingest()["receivedParts"] == {"parts": [1], "total": None}
+
+
+def test_bytes_in_flight_refuse_a_part_on_upload(emulator: Emulator, client: httpx.Client) -> None:
+    sender = Sender(client, "token", emulator.create_upload_token()).new_video()
+    data = os.urandom(PART)
+    with httpx.Client(base_url=emulator.url, timeout=STALL_TIMEOUT_S) as other:
+        stalled = StalledUpload(other, f"/upload?token={sender.token}", data, MIB, {"videoId": sender.video_id},
+                                {"Content-Range": f"bytes 0-{PART - 1}/*"})
+        wait_for_file(lambda: [emulator.data_dir / "videos" / sender.video_id / "source"])
+        sender.refused(os.urandom(PART), "part 1/*", STARTED_WITH_BYTES)
+        assert stalled.finish().status_code == 201
+    assert sender.ingest()["receivedBytes"] == [{"from": 0, "to": PART - 1}]
+    assert emulator.video(sender.video_id)["chunks"] == [{"from": 0, "to": PART - 1, "arrived": 1}]
