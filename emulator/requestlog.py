@@ -22,9 +22,8 @@ class RequestLog:
         self.entries: deque[dict[str, Any]] = deque(maxlen=REQUEST_LOG_ENTRIES)
         self.serial = 0
 
-    def start(self, method: str, path: str, klass: str, content_range: str | None,
-              account: str | None = None) -> dict[str, Any]:
-        """Open an entry for a request that just arrived; the caller fills in the rest."""
+    def start(self, method: str, path: str, klass: str, content_range: str | None) -> dict[str, Any]:
+        """Open an entry for a request that just arrived; the caller fills in the rest (``account`` too)."""
         self.serial += 1
         entry: dict[str, Any] = {
             "n": self.serial,
@@ -36,7 +35,7 @@ class RequestLog:
             "finished": None,
             "video_id": _video_id_of(path),
             "content_range": content_range,
-            "account": account,
+            "account": None,
         }
         self.entries.append(entry)
         return entry
