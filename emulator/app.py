@@ -31,6 +31,7 @@ ROUTES = [
     Route("/videos/{video_id}/status", videos.status, methods=["GET"]),
     Route("/videos/{video_id}/source", upload.upload_source, methods=["POST"]),
     # Test hooks: not api.video.
+    Route("/_emulator/accounts", hooks.accounts, methods=["GET"]),
     Route("/_emulator/videos", hooks.videos, methods=["GET"]),
     Route("/_emulator/videos/{video_id}", hooks.video, methods=["GET"]),
     Route("/_emulator/faults", hooks.get_faults, methods=["GET"]),
@@ -70,6 +71,7 @@ def create_app(state: EmulatorState) -> ASGIApp:
         routes=ROUTES,
         exception_handlers={
             ApiError: _api_error,
+            hooks.HookError: hooks.hook_error,
             HTTPException: _http_error,
             ClientDisconnect: _client_gone,
             500: _server_error,

@@ -5,6 +5,12 @@ steps: ``admit_*`` before its body is read (header-only rules; reserves the
 range so concurrent chunks cannot overlap) and ``accept_*`` once the body's
 size is known (size rules; records the chunk). ``release`` drops a reservation
 of a chunk that failed, so a rejected chunk never counts as received.
+
+Reservations count as sent for the header rules: while a ``bytes`` chunk is in
+flight a ``part`` is refused and the other way round, and a part number or a
+range in flight collides like a received one. ``accept_*`` checks the header
+rules again against what was recorded meanwhile (concurrent chunks of the same
+video), so the forms never mix and a total, once recorded, never changes.
 """
 
 from __future__ import annotations
@@ -119,9 +125,27 @@ class UploadState:
 
     def admit_bytes(self, rng: ByteRange) -> None:
         """Header rules for ``bytes a-b/T``; reserves the range."""
-        if self.mode == MODE_PART:
+        self._check_bytes(rng)
+        self.pending_ranges.append((rng.first, rng.last))
+
+    def admit_part(self, rng: PartRange) -> None:
+        """Header rules for ``part n/N``; reserves the part number."""
+        self._check_part(rng)
+        self.pending_parts.add(rng.number)
+
+    def _form(self) -> str | None:
+        """The form this upload started with: its recorded chunks', else its reservations'."""
+        if self.mode is not None:
+            return self.mode
+        if self.pending_parts:
+            return MODE_PART
+        return MODE_BYTES if self.pending_ranges else None
+
+    def _check_bytes(self, rng: ByteRange) -> None:
+        form = self._form()
+        if form == MODE_PART:
             raise _range_error(errors.RANGE_STARTED_WITH_PART)
-        if self.mode == MODE_SINGLE:
+        if form == MODE_SINGLE:
             raise _range_error(errors.RANGE_ALREADY_INITIATED)
         total = self._settled_total(rng.total, self._highest_byte(), errors.BYTES_DIFFERENT_TOTAL,
                                     errors.BYTES_TOTAL_TOO_LOW, "total_bytes")
@@ -132,15 +156,14 @@ class UploadState:
         is_last = total is not None and rng.last == total - 1
         if rng.length < MIN_CHUNK_BYTES and not is_last:
             raise _range_error(errors.BYTES_RANGE_TOO_SMALL)
-        self.pending_ranges.append((rng.first, rng.last))
 
-    def admit_part(self, rng: PartRange) -> None:
-        """Header rules for ``part n/N``; reserves the part number."""
-        if self.mode == MODE_BYTES:
+    def _check_part(self, rng: PartRange) -> None:
+        form = self._form()
+        if form == MODE_BYTES:
             raise _range_error(errors.RANGE_STARTED_WITH_BYTES)
-        if self.mode == MODE_SINGLE:
+        if form == MODE_SINGLE:
             raise _range_error(errors.RANGE_ALREADY_INITIATED)
-        highest = max([c.part or 0 for c in self.chunks], default=0)
+        highest = max([c.part or 0 for c in self.chunks] + list(self.pending_parts), default=0)
         total = self._settled_total(rng.total, highest, errors.PART_DIFFERENT_TOTAL,
                                     errors.PART_TOTAL_TOO_LOW, "total_parts")
         if total is not None and rng.number > total:
@@ -148,7 +171,6 @@ class UploadState:
         if rng.number in self.pending_parts or any(c.part == rng.number for c in self.chunks):
             detail = f"The part number {rng.number} has already been sent."
             raise _range_error(errors.PART_ALREADY_SENT, detail)
-        self.pending_parts.add(rng.number)
 
     def _settled_total(self, given: int | None, highest: int, different: errors.Slug,
                        too_low: errors.Slug, label: str) -> int | None:
@@ -188,6 +210,7 @@ class UploadState:
     def accept_bytes(self, rng: ByteRange, size: int) -> Chunk:
         """Record a byte-range chunk whose file part had ``size`` bytes (reservation held)."""
         self.release(rng)
+        self._check_bytes(rng)  # again: a concurrent chunk may have been recorded meanwhile
         _check_not_empty(size)
         if size != rng.length:
             detail = (f"The size of the file you sent is {size} bytes but the range length you "
@@ -200,6 +223,7 @@ class UploadState:
     def accept_part(self, rng: PartRange, size: int) -> Chunk:
         """Record a part whose file had ``size`` bytes (reservation held)."""
         self.release(rng)
+        self._check_part(rng)  # again: a concurrent part may have been recorded meanwhile
         _check_not_empty(size)
         total = rng.total if rng.total is not None else self.total
         if size < MIN_CHUNK_BYTES and rng.number != total:

@@ -1,7 +1,10 @@
 """``python -m emulator``: serve the api.video emulator on a host and port.
 
 The first line on stdout is ``listening on http://HOST:PORT`` (flushed), with
-the real port when ``--port 0`` asked for a free one.
+the real port when ``--port 0`` asked for a free one. Each API key, from
+``--api-key KEY`` or ``--api-key-file FILE`` (both repeatable; files keep keys
+off the command line), is an account of its own; a key that is missing, empty
+or unreadable ends the program with status 2 and one line on stderr.
 """
 
 from __future__ import annotations
@@ -9,7 +12,9 @@ from __future__ import annotations
 import argparse
 import logging
 import socket
+import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import uvicorn
@@ -21,6 +26,9 @@ from emulator.limits import DEFAULT_PROFILE, PROFILES
 from emulator.protocol import EmulatorHttpProtocol
 from emulator.state import EmulatorState
 
+USAGE_ERROR_STATUS = 2
+KEY_FLAG = "--api-key"
+KEY_FILE_FLAG = "--api-key-file"
 LISTEN_BACKLOG = 2048
 KEEPALIVE = (("TCP_KEEPIDLE", 5), ("TCP_KEEPINTVL", 2), ("TCP_KEEPCNT", 3))
 
@@ -36,7 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--data-dir", type=Path, required=True)
-    parser.add_argument("--api-key", required=True)
+    parser.add_argument("--api-key", dest="keys", action="append", default=[], type=_from_flag,
+                        metavar="KEY", help="an account's API key; repeatable, one account per key")
+    parser.add_argument("--api-key-file", dest="keys", action="append", type=_from_file, metavar="FILE",
+                        help="read an account's API key from FILE (stripped); repeatable. Accounts "
+                             "follow the order of both flags; the first is the default account")
     parser.add_argument("--access-token-ttl-s", type=int, default=DEFAULT_ACCESS_TOKEN_TTL_S)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--error-rate", type=float, default=0.0)
@@ -49,6 +61,50 @@ def build_parser() -> argparse.ArgumentParser:
                         help="overrides the upload limit of --limits (0: keep it)")
     parser.add_argument("--log-level", default="warning")
     return parser
+
+
+class KeyFlagError(ValueError):
+    """A key flag that gives no usable key; the message is the one line to show."""
+
+
+@dataclass(frozen=True)
+class KeySource:
+    """One ``--api-key`` value or ``--api-key-file`` path, kept in command-line order."""
+
+    flag: str
+    value: str
+
+
+def _from_flag(text: str) -> KeySource:
+    return KeySource(KEY_FLAG, text)
+
+
+def _from_file(text: str) -> KeySource:
+    return KeySource(KEY_FILE_FLAG, text)
+
+
+def _read_key(source: KeySource) -> str:
+    if source.flag == KEY_FLAG:
+        if not source.value.strip():
+            raise KeyFlagError(f"{KEY_FLAG}: the key is empty")
+        return source.value
+    try:
+        key = Path(source.value).read_text().strip()
+    except FileNotFoundError:
+        raise KeyFlagError(f"{KEY_FILE_FLAG} {source.value}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise KeyFlagError(f"{KEY_FILE_FLAG} {source.value}: cannot read it ({exc})") from None
+    if not key:
+        raise KeyFlagError(f"{KEY_FILE_FLAG} {source.value}: the file holds no key")
+    return key
+
+
+def api_keys(args: argparse.Namespace) -> list[str]:
+    """The keys of ``--api-key`` and ``--api-key-file``, in the order given; raises KeyFlagError."""
+    keys = [_read_key(source) for source in args.keys]
+    if not keys:
+        raise KeyFlagError(f"an API key is required: give {KEY_FLAG} KEY or {KEY_FILE_FLAG} FILE")
+    return keys
 
 
 def _faults(args: argparse.Namespace) -> FaultSettings:
@@ -82,11 +138,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(None if argv is None else list(argv))
     try:
+        keys = api_keys(args)
+    except KeyFlagError as exc:
+        print(f"{parser.prog}: {exc}", file=sys.stderr)
+        return USAGE_ERROR_STATUS
+    try:
         faults = _faults(args)
     except ValueError as exc:
         parser.error(str(exc))
     args.data_dir.mkdir(parents=True, exist_ok=True)
-    state = EmulatorState.open(args.data_dir, args.api_key, args.access_token_ttl_s, faults)
+    try:
+        state = EmulatorState.open(args.data_dir, keys, args.access_token_ttl_s, faults)
+    except ValueError as exc:  # two keys whose account ids collide
+        print(f"{parser.prog}: {exc}", file=sys.stderr)
+        return USAGE_ERROR_STATUS
     sock = _bind(args.host, args.port)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host

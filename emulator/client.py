@@ -2,6 +2,10 @@
 
 Only httpx is needed (not the emulator's server packages), so the demo, the benchmarks
 and the tests use it from any install. The ``/_emulator/`` hooks are not api.video.
+
+API-key calls use ``api_key``; :meth:`EmulatorClient.for_key` gives a client of
+another account of the same emulator. Hooks cover every account unless given
+``account=`` (an account id, see :attr:`EmulatorClient.account`).
 """
 
 from __future__ import annotations
@@ -12,12 +16,18 @@ from typing import Any
 
 import httpx
 
+from emulator.accounts import account_id
+
 HTTP_TIMEOUT_S = 30.0
 
 
 def basic_auth(api_key: str) -> str:
     """The ``Authorization`` value api.video accepts for an API key (the key, a colon, no password)."""
     return "Basic " + base64.b64encode(f"{api_key}:".encode()).decode()
+
+
+def _selector(account: str | None) -> dict[str, str]:
+    return {} if account is None else {"account": account}
 
 
 @dataclass
@@ -33,22 +43,35 @@ class EmulatorClient:
         response.raise_for_status()
         return response.json() if response.content else None
 
+    def for_key(self, api_key: str) -> EmulatorClient:
+        """A client of the same emulator whose API-key calls use ``api_key`` (another account)."""
+        return EmulatorClient(self.url, api_key)
+
+    @property
+    def account(self) -> str:
+        """The id of this client's account (derived from its API key, not secret)."""
+        return account_id(self.api_key)
+
     @property
     def auth_header(self) -> dict[str, str]:
-        """Basic-auth headers for the emulator's API key."""
+        """Basic-auth headers for this client's API key."""
         return {"Authorization": basic_auth(self.api_key)}
 
     def create_upload_token(self, ttl: int = 0) -> str:
-        """A new delegated upload token (``POST /upload-tokens``)."""
+        """A new delegated upload token of this client's account (``POST /upload-tokens``)."""
         body = self._call("POST", "/upload-tokens", json={"ttl": ttl}, headers=self.auth_header)
         return str(body["token"])
 
-    def videos(self) -> list[dict[str, Any]]:
-        """Every video the emulator holds, also incomplete ones (hook)."""
-        return list(self._call("GET", "/_emulator/videos")["data"])
+    def accounts(self) -> list[dict[str, Any]]:
+        """Every account in the order given: ``[{"account", "videos", "upload_tokens"}]`` (hook)."""
+        return list(self._call("GET", "/_emulator/accounts"))
+
+    def videos(self, account: str | None = None) -> list[dict[str, Any]]:
+        """Every video the emulator holds, or ``account``'s, also incomplete ones (hook)."""
+        return list(self._call("GET", "/_emulator/videos", params=_selector(account))["data"])
 
     def video(self, video_id: str) -> dict[str, Any]:
-        """One video: size, sha256, complete, chunks in arrival order, title, tags, metadata (hook)."""
+        """One video: account, size, sha256, complete, chunks in arrival order, title, tags, metadata (hook)."""
         return dict(self._call("GET", f"/_emulator/videos/{video_id}"))
 
     def set_faults(self, **settings: Any) -> dict[str, Any]:
@@ -59,10 +82,11 @@ class EmulatorClient:
         """Current fault settings and the counters of injected faults."""
         return dict(self._call("GET", "/_emulator/faults"))
 
-    def reset(self) -> None:
-        """Wipe videos, tokens and counters."""
-        self._call("POST", "/_emulator/reset")
+    def reset(self, account: str | None = None) -> None:
+        """Wipe videos, tokens and counters; with ``account``, only that account's."""
+        self._call("POST", "/_emulator/reset", params=_selector(account))
 
-    def requests_log(self) -> list[dict[str, Any]]:
-        """Recent api.video requests (monotonic-clock times, paths without query strings)."""
-        return list(self._call("GET", "/_emulator/requests"))
+    def requests_log(self, account: str | None = None) -> list[dict[str, Any]]:
+        """Recent api.video requests, or those acting for ``account`` (monotonic-clock times,
+        paths without query strings)."""
+        return list(self._call("GET", "/_emulator/requests", params=_selector(account)))

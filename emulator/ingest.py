@@ -35,6 +35,7 @@ class Upload:
     store: Store
     rng: ContentRange | None
     video: Video | None  # known from the path, or from a videoId field seen before the file
+    account: str  # the account the upload acts for: only its videos can be named
     admitted: bool = False
     spooled: bool = False
     new_video: bool = False
@@ -68,11 +69,12 @@ def writer_factory(upload: Upload) -> Callable[[str, str, dict[str, str]], Write
 
     def open_file(_name: str, _filename: str, fields: dict[str, str]) -> Writer:
         if upload.video is None and fields.get(VIDEO_ID_FIELD):
-            upload.video = _lookup(upload.store, fields[VIDEO_ID_FIELD])
+            upload.video = _lookup(upload, fields[VIDEO_ID_FIELD])
         rng = upload.rng
         if upload.video is not None and isinstance(rng, ByteRange):
-            admit(upload.video.upload, upload.video, rng)
-            upload.admitted = True
+            if not upload.admitted:  # a /source chunk was admitted before its body was read
+                admit(upload.video.upload, upload.video, rng)
+                upload.admitted = True
             path = str(upload.store.source_path(upload.video.video_id))
             return open_writer(path, rng.first, rng.length, truncate=False)
         upload.spooled = True
@@ -82,8 +84,8 @@ def writer_factory(upload: Upload) -> Callable[[str, str, dict[str, str]], Write
     return open_file
 
 
-def _lookup(store: Store, video_id: str) -> Video:
-    video = store.videos.get(video_id)
+def _lookup(upload: Upload, video_id: str) -> Video:
+    video = upload.store.video_of(video_id, upload.account)
     if video is None:
         raise not_found(video_id)
     return video
@@ -115,9 +117,9 @@ async def receive(
 
 def _resolve_video(upload: Upload, form: UploadForm) -> Video:
     if upload.video is None and form.fields.get(VIDEO_ID_FIELD):
-        upload.video = _lookup(upload.store, form.fields[VIDEO_ID_FIELD])
+        upload.video = _lookup(upload, form.fields[VIDEO_ID_FIELD])
     if upload.video is None:
-        upload.video = upload.store.new_video(form.filename or "file")
+        upload.video = upload.store.new_video(form.filename or "file", upload.account)
         upload.new_video = True
     return upload.video
 

@@ -1,10 +1,12 @@
 """The outer ASGI layer: rate-limit headers, fault injection and the request log.
 
 It wraps the Starlette app. api.video routes are counted (request N gets the
-fault ``faults.decide(settings, N)``), rate limited per class (upload, write,
-read), logged with their class, and answered with the ``X-RateLimit-*``
-headers of their class's window. ``/_emulator/`` hooks get the read window's
-headers too but are never faulted, limited or logged.
+fault ``faults.decide(settings, N)``), rate limited per account and class
+(upload, write, read; the account is the one the request acts for, see
+:mod:`emulator.acting`), logged with their class and account, and answered
+with the ``X-RateLimit-*`` headers of that account's window of their class.
+``/_emulator/`` hooks get a read window's headers too (of their ``account``
+selector, else of the default account) but are never faulted, limited or logged.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from emulator import errors, faults
+from emulator.acting import acting_account, header, hook_account
 from emulator.constants import HOOK_PREFIX
 from emulator.limits import CLASS_READ
 from emulator.protocol import TRANSPORT_SCOPE_KEY
@@ -39,7 +42,8 @@ class EmulatorMiddleware:
             await self.app(scope, receive, send)
             return
         if scope["path"].startswith(HOOK_PREFIX) or scope["path"] == HOOK_PREFIX.rstrip("/"):
-            verdict = self.state.limiter.peek(CLASS_READ, self.state.faults.settings.limit_for(CLASS_READ))
+            limit = self.state.faults.settings.limit_for(CLASS_READ)
+            verdict = self.state.limiter.peek(CLASS_READ, limit, hook_account(self.state, scope))
             await self.app(scope, receive, _with_headers(send, verdict, None))
             return
         await self._api_request(scope, receive, send)
@@ -48,12 +52,14 @@ class EmulatorMiddleware:
         state = self.state
         method, path = scope["method"], scope["path"]
         klass = request_class(method, path)
-        entry = state.log.start(method, path, klass, _header(scope, b"content-range"))
+        entry = state.log.start(method, path, klass, header(scope, b"content-range"))
         scope[LOG_ENTRY_SCOPE_KEY] = entry
+        account, receive = await acting_account(state, scope, receive)
+        entry["account"] = account
         decision = state.faults.next_decision()
         if decision.latency_ms > 0:
             await asyncio.sleep(decision.latency_ms / 1000)
-        verdict = state.limiter.hit(klass, state.faults.settings.limit_for(klass))
+        verdict = state.limiter.hit(klass, state.faults.settings.limit_for(klass), account)
         send = _with_headers(send, verdict, entry)
         if not verdict.allowed:
             state.faults.count_rate_limited(klass)
@@ -69,13 +75,6 @@ class EmulatorMiddleware:
             await self.app(scope, receive, send)
         if entry["finished"] is None:
             finish(entry, None)
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return str(value.decode("latin-1"))
-    return None
 
 
 def _with_headers(send: Send, verdict: Verdict, entry: dict[str, Any] | None) -> Send:

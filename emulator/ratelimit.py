@@ -1,8 +1,11 @@
-"""Per-class fixed one-minute windows behind the ``X-RateLimit-*`` headers (docs/protocol.md).
+"""Per-account, per-class fixed one-minute windows behind the ``X-RateLimit-*`` headers (docs/protocol.md).
 
-Each request class (:data:`emulator.limits.CLASSES`) has its own window, which
-starts with the class's first request and lasts a minute; the limit to count
-against comes from the fault settings (:meth:`emulator.faults.FaultSettings.limit_for`).
+Each account (:mod:`emulator.accounts`) has one window per request class
+(:data:`emulator.limits.CLASSES`), which starts with that account's first
+request of the class and lasts a minute; requests whose credentials name no
+account share the windows of :data:`ANONYMOUS`. The limit to count against is
+global, from the fault settings (:meth:`emulator.faults.FaultSettings.limit_for`),
+and applies to each account alike.
 """
 
 from __future__ import annotations
@@ -12,7 +15,9 @@ import time
 from dataclasses import dataclass
 
 from emulator.constants import RATE_LIMIT_WINDOW_S
-from emulator.limits import CLASS_READ, CLASS_UPLOAD, CLASS_WRITE, CLASSES
+from emulator.limits import CLASS_READ, CLASS_UPLOAD, CLASS_WRITE
+
+ANONYMOUS = None  # the account of a request with missing or unknown credentials
 
 
 def request_class(method: str, path: str) -> str:
@@ -71,19 +76,21 @@ class Window:
 
 
 class RateLimiter:
-    """One window per request class."""
+    """One window per account and request class, made on first use."""
 
     def __init__(self) -> None:
-        self.windows = {klass: Window() for klass in CLASSES}
+        self.windows: dict[tuple[str | None, str], Window] = {}
 
-    def hit(self, klass: str, limit: int) -> Verdict:
-        """Count one request of ``klass`` now against ``limit``."""
-        return self.windows[klass].hit(limit, time.monotonic())
+    def hit(self, klass: str, limit: int, account: str | None = ANONYMOUS) -> Verdict:
+        """Count one request of ``klass`` for ``account`` now against ``limit``."""
+        window = self.windows.setdefault((account, klass), Window())
+        return window.hit(limit, time.monotonic())
 
-    def peek(self, klass: str, limit: int) -> Verdict:
-        """Header values for an answer that is not counted (hooks)."""
-        return self.windows[klass].peek(limit, time.monotonic())
+    def peek(self, klass: str, limit: int, account: str | None = ANONYMOUS) -> Verdict:
+        """Header values of ``account``'s ``klass`` window for an answer that is not counted (hooks)."""
+        return self.windows.get((account, klass), Window()).peek(limit, time.monotonic())
 
-    def clear(self) -> None:
-        """Start every window afresh."""
-        self.__init__()  # type: ignore[misc]
+    def clear(self, account: str | None = None) -> None:
+        """Start the windows of ``account`` afresh, or every window (anonymous ones too) without it."""
+        self.windows = {key: w for key, w in self.windows.items()
+                        if account is not None and key[0] != account}

@@ -1,7 +1,8 @@
 """A bounded log of recent api.video requests, served by ``GET /_emulator/requests``.
 
 Entries hold the path without its query string, so upload tokens never appear,
-and the request's rate-limit class (``upload``, ``write`` or ``read``).
+the request's rate-limit class (``upload``, ``write`` or ``read``) and the
+account it acted for (its id; None for missing or unknown credentials).
 Times are ``time.monotonic()`` seconds.
 """
 
@@ -22,7 +23,7 @@ class RequestLog:
         self.serial = 0
 
     def start(self, method: str, path: str, klass: str, content_range: str | None) -> dict[str, Any]:
-        """Open an entry for a request that just arrived; the caller fills in the rest."""
+        """Open an entry for a request that just arrived; the caller fills in the rest (``account`` too)."""
         self.serial += 1
         entry: dict[str, Any] = {
             "n": self.serial,
@@ -34,13 +35,23 @@ class RequestLog:
             "finished": None,
             "video_id": _video_id_of(path),
             "content_range": content_range,
+            "account": None,
         }
         self.entries.append(entry)
         return entry
 
-    def clear(self) -> None:
-        """Forget every entry (the numbering continues)."""
+    def of(self, account: str | None = None) -> list[dict[str, Any]]:
+        """The entries of requests that acted for ``account``, or every entry without it."""
+        return [e for e in self.entries if account is None or e["account"] == account]
+
+    def clear(self, account: str | None = None) -> None:
+        """Forget the entries of ``account``, or every entry (the numbering continues)."""
+        if account is None:
+            self.entries.clear()
+            return
+        kept = [e for e in self.entries if e["account"] != account]
         self.entries.clear()
+        self.entries.extend(kept)
 
 
 def finish(entry: dict[str, Any], status: int | None) -> None:

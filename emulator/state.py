@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from emulator.accounts import Accounts
 from emulator.auth import Auth
 from emulator.faults import FaultSettings, FaultState
 from emulator.ratelimit import RateLimiter
@@ -14,8 +16,9 @@ from emulator.store import Store
 
 @dataclass
 class EmulatorState:
-    """The store, authentication, fault settings, rate-limit windows and request log."""
+    """The accounts, the store, authentication, fault settings, rate-limit windows and request log."""
 
+    accounts: Accounts
     store: Store
     auth: Auth
     faults: FaultState = field(default_factory=FaultState)
@@ -24,20 +27,27 @@ class EmulatorState:
 
     @classmethod
     def open(
-        cls, data_dir: Path, api_key: str, access_token_ttl_s: int, faults: FaultSettings
+        cls, data_dir: Path, api_keys: str | Sequence[str], access_token_ttl_s: int, faults: FaultSettings
     ) -> EmulatorState:
-        """State over ``data_dir`` (created if missing; existing videos are loaded)."""
-        store = Store(data_dir)
-        return cls(store=store, auth=Auth(api_key, access_token_ttl_s),
+        """State over ``data_dir`` (created if missing; existing videos are loaded), one account per key.
+
+        The first key's account is the default one: it owns what an older,
+        single-account data directory holds. Raises ValueError without a key.
+        """
+        accounts = Accounts([api_keys] if isinstance(api_keys, str) else api_keys)
+        store = Store(data_dir, accounts.default.id)
+        return cls(accounts=accounts, store=store, auth=Auth(accounts, access_token_ttl_s),
                    faults=FaultState(settings=faults))
 
-    def reset(self) -> None:
-        """The reset hook: wipe videos, tokens, auth tokens, counters, rate-limit windows and the log.
+    def reset(self, account: str | None = None) -> None:
+        """The reset hook: wipe videos, tokens, auth tokens, rate-limit windows and the log entries
+        of ``account``, or of every account (then the fault counters too).
 
         Fault settings, per-class limits included, are kept.
         """
-        self.store.wipe()
-        self.auth.clear()
-        self.faults.reset_counters()
-        self.limiter.clear()
-        self.log.clear()
+        self.store.wipe(account)
+        self.auth.clear(account)
+        self.limiter.clear(account)
+        self.log.clear(account)
+        if account is None:
+            self.faults.reset_counters()

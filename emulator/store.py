@@ -9,6 +9,9 @@ Layout::
 
 Records are rewritten atomically (temp file + rename) after every change, so a
 restart with the same directory finds every video, its bytes and its chunks.
+Every video and token record names its account (:mod:`emulator.accounts`);
+records written by a single-account emulator have none and are given to the
+default account when loaded (and rewritten so, at once).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ class UploadToken:
     token: str
     ttl_s: int
     created_s: float
+    account: str = ""
 
     @property
     def expires_s(self) -> float | None:
@@ -55,10 +59,14 @@ def _write_json(path: Path, data: Any) -> None:
 
 
 class Store:
-    """Videos and upload tokens, kept in memory and mirrored to the data directory."""
+    """Videos and upload tokens of every account, kept in memory and mirrored to the data directory.
 
-    def __init__(self, data_dir: Path) -> None:
+    ``default_account`` owns the records of an older data directory that name no account.
+    """
+
+    def __init__(self, data_dir: Path, default_account: str) -> None:
         self.data_dir = data_dir
+        self.default_account = default_account
         self.videos_dir = data_dir / "videos"
         self.videos_dir.mkdir(parents=True, exist_ok=True)
         self.tokens_path = data_dir / "upload_tokens.json"
@@ -70,9 +78,35 @@ class Store:
         for record in sorted(self.videos_dir.glob("*/video.json")):
             video = Video.from_dict(json.loads(record.read_text()))
             self.videos[video.video_id] = video
+            if not video.account:
+                video.account = self.default_account
+                self.save_video(video)
         if self.tokens_path.exists():
-            for item in json.loads(self.tokens_path.read_text()):
-                self.tokens[item["token"]] = UploadToken(**item)
+            tokens = [UploadToken(**item) for item in json.loads(self.tokens_path.read_text())]
+            self.tokens = {t.token: t for t in tokens}
+            if any(not t.account for t in tokens):
+                for token in tokens:
+                    token.account = token.account or self.default_account
+                self.save_tokens()
+
+    # ---- per account --------------------------------------------------------
+    def videos_of(self, account: str | None) -> list[Video]:
+        """The videos of ``account`` (None: of every account), oldest record first."""
+        return [v for v in self.videos.values() if account is None or v.account == account]
+
+    def video_of(self, video_id: str, account: str) -> Video | None:
+        """A video of ``account``; None when unknown or another account's."""
+        video = self.videos.get(video_id)
+        return video if video is not None and video.account == account else None
+
+    def tokens_of(self, account: str | None) -> list[UploadToken]:
+        """The upload tokens of ``account`` (None: of every account), expired ones included."""
+        return [t for t in self.tokens.values() if account is None or t.account == account]
+
+    def token_of(self, token: str, account: str) -> UploadToken | None:
+        """An upload token of ``account``; None when unknown or another account's."""
+        found = self.tokens.get(token)
+        return found if found is not None and found.account == account else None
 
     # ---- videos -------------------------------------------------------------
     def video_dir(self, video_id: str) -> Path:
@@ -87,10 +121,11 @@ class Store:
         """Where part ``number`` of a part upload is stored."""
         return self.video_dir(video_id) / "parts" / str(number)
 
-    def new_video(self, title: str) -> Video:
-        """A new, empty video container, not yet registered (see :meth:`add_video`)."""
+    def new_video(self, title: str, account: str) -> Video:
+        """A new, empty video container of ``account``, not yet registered (see :meth:`add_video`)."""
         now = now_epoch_s()
-        return Video(video_id=new_id(VIDEO_ID_PREFIX), title=title, created_s=now, updated_s=now)
+        return Video(video_id=new_id(VIDEO_ID_PREFIX), title=title, created_s=now, updated_s=now,
+                     account=account)
 
     def add_video(self, video: Video) -> None:
         """Register and persist a video made by :meth:`new_video`."""
@@ -98,12 +133,6 @@ class Store:
         self.source_path(video.video_id).touch()
         self.videos[video.video_id] = video
         self.save_video(video)
-
-    def create_video(self, title: str) -> Video:
-        """A new, empty, registered video container."""
-        video = self.new_video(title)
-        self.add_video(video)
-        return video
 
     def save_video(self, video: Video) -> None:
         """Persist one video record."""
@@ -135,9 +164,9 @@ class Store:
         return digest.hexdigest()
 
     # ---- upload tokens ------------------------------------------------------
-    def create_token(self, ttl_s: int) -> UploadToken:
-        """A new upload token (persisted)."""
-        token = UploadToken(new_id(UPLOAD_TOKEN_PREFIX), ttl_s, now_epoch_s())
+    def create_token(self, ttl_s: int, account: str) -> UploadToken:
+        """A new upload token of ``account`` (persisted)."""
+        token = UploadToken(new_id(UPLOAD_TOKEN_PREFIX), ttl_s, now_epoch_s(), account)
         self.tokens[token.token] = token
         self.save_tokens()
         return token
@@ -151,9 +180,10 @@ class Store:
         """Persist every upload token."""
         _write_json(self.tokens_path, [asdict(t) for t in self.tokens.values()])
 
-    def wipe(self) -> None:
-        """Forget every video and token (the reset hook)."""
-        for video_id in list(self.videos):
-            self.delete_video(video_id)
-        self.tokens.clear()
+    def wipe(self, account: str | None = None) -> None:
+        """Forget the videos and tokens of ``account``, or of every account (the reset hook)."""
+        for video in self.videos_of(account):
+            self.delete_video(video.video_id)
+        self.tokens = {t.token: t for t in self.tokens.values()
+                       if account is not None and t.account != account}
         self.save_tokens()

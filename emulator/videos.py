@@ -31,6 +31,7 @@ class Video:
     upload: UploadState = field(default_factory=UploadState)
     sha256: str | None = None
     assembled: bool = False
+    account: str = ""  # the owning account's id; "" only in records of a single-account emulator
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form for persistence."""
@@ -121,6 +122,7 @@ def hook_json(video: Video) -> dict[str, Any]:
               for first, last, c in video.upload.spans()]
     return {
         "videoId": video.video_id,
+        "account": video.account,
         "size": video.upload.received_bytes(),
         "sha256": video.sha256 if video.complete else None,
         "complete": video.complete,

@@ -36,9 +36,13 @@ def no_content() -> Response:
     return Response(status_code=204)
 
 
-def require_auth(request: Request) -> None:
-    """Basic ``key:`` or Bearer, as api.video's ``apiKey`` security scheme."""
-    state_of(request).auth.check(request.headers.get("authorization"))
+def require_auth(request: Request) -> str:
+    """Basic ``key:`` or Bearer, as api.video's ``apiKey`` security scheme; the key's account id.
+
+    Everything an API-key route reads or changes is limited to that account:
+    another account's video or token is answered as an unknown one.
+    """
+    return state_of(request).auth.check(request.headers.get("authorization"))
 
 
 def note_video(request: Request, video_id: str) -> None:

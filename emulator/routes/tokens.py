@@ -1,4 +1,8 @@
-"""Upload tokens: ``/upload-tokens`` and ``/upload-tokens/{uploadToken}`` (docs/protocol.md)."""
+"""Upload tokens: ``/upload-tokens`` and ``/upload-tokens/{uploadToken}`` (docs/protocol.md).
+
+Each token belongs to the account of the key that made it; another account's
+token, a deleted one and an expired one are all answered 404 ``resource-not-found``.
+"""
 
 from __future__ import annotations
 
@@ -45,38 +49,38 @@ def _ttl(body: dict[str, Any]) -> int:
 
 async def create(request: Request) -> Response:
     """``POST /upload-tokens`` → 200 UploadToken."""
-    require_auth(request)
+    account = require_auth(request)
     ttl = _ttl(await read_json_object(request))
-    return json_response(token_json(state_of(request).store.create_token(ttl)))
+    return json_response(token_json(state_of(request).store.create_token(ttl, account)))
 
 
 async def list_tokens(request: Request) -> Response:
-    """``GET /upload-tokens``: active tokens, sorted and paginated."""
-    require_auth(request)
+    """``GET /upload-tokens``: the account's active tokens, sorted and paginated."""
+    account = require_auth(request)
     sort_by, descending = sort_order(request, ("createdAt", "ttl"), "createdAt")
     now = now_epoch_s()
-    tokens = [t for t in state_of(request).store.tokens.values() if t.active(now)]
+    tokens = [t for t in state_of(request).store.tokens_of(account) if t.active(now)]
     key = "created_s" if sort_by == "createdAt" else "ttl_s"
     tokens.sort(key=lambda t: getattr(t, key), reverse=descending)
     return json_response(paginate(request, [token_json(t) for t in tokens]))
 
 
-def _active_token(request: Request) -> UploadToken:
-    token = state_of(request).store.tokens.get(request.path_params["token"])
+def _active_token(request: Request, account: str) -> UploadToken:
+    token = state_of(request).store.token_of(request.path_params["token"], account)
     if token is None or not token.active(now_epoch_s()):
         raise ApiError(errors.RESOURCE_NOT_FOUND, 404, name="uploadToken")
     return token
 
 
 async def get(request: Request) -> Response:
-    """``GET /upload-tokens/{uploadToken}``."""
-    require_auth(request)
-    return json_response(token_json(_active_token(request)))
+    """``GET /upload-tokens/{uploadToken}``: 200 for an active token of the key's account, else 404."""
+    account = require_auth(request)
+    return json_response(token_json(_active_token(request, account)))
 
 
 async def delete(request: Request) -> Response:
-    """``DELETE /upload-tokens/{uploadToken}`` → 204; the token can no longer be used."""
-    require_auth(request)
-    token = _active_token(request)
+    """``DELETE /upload-tokens/{uploadToken}`` → 204; the token can no longer be used, at once."""
+    account = require_auth(request)
+    token = _active_token(request, account)
     state_of(request).store.delete_token(token.token)
     return no_content()

@@ -1,4 +1,9 @@
-"""Uploads: ``POST /upload?token=`` (delegated) and ``POST /videos/{videoId}/source``."""
+"""Uploads: ``POST /upload?token=`` (delegated) and ``POST /videos/{videoId}/source``.
+
+A delegated upload acts for the upload token's account: its ``videoId`` must
+name a video of that account (another account's is answered as an unknown
+video) and a new video it makes belongs to that account.
+"""
 
 from __future__ import annotations
 
@@ -66,17 +71,17 @@ async def upload_with_token(request: Request) -> Response:
     if token is None or not token.active(now_epoch_s()):
         raise ApiError(errors.AUTH_INVALID_UPLOAD_TOKEN, 401, name="token")
     rng = parse_content_range(request.headers.get("content-range"))
-    return await _ingest(request, Upload(state.store, rng, None))
+    return await _ingest(request, Upload(state.store, rng, None, token.account))
 
 
 async def upload_source(request: Request) -> Response:
     """Two-step upload into a container made by ``POST /videos``."""
-    require_auth(request)
+    account = require_auth(request)
     state = state_of(request)
     video_id = request.path_params["video_id"]
     note_video(request, video_id)
-    video = state.store.videos.get(video_id)
+    video = state.store.video_of(video_id, account)
     if video is None:
         raise not_found(video_id)
     rng = parse_content_range(request.headers.get("content-range"))
-    return await _ingest(request, Upload(state.store, rng, video))
+    return await _ingest(request, Upload(state.store, rng, video, account))

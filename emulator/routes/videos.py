@@ -1,4 +1,7 @@
-"""Video resources: ``/videos``, ``/videos/{videoId}``, ``/videos/{videoId}/status``."""
+"""Video resources: ``/videos``, ``/videos/{videoId}``, ``/videos/{videoId}/status``.
+
+Each route sees only the videos of the key's account; another account's video is 404.
+"""
 
 from __future__ import annotations
 
@@ -25,10 +28,10 @@ SORT_KEYS = {"title": "title", "createdAt": "created_s", "publishedAt": "created
              "updatedAt": "updated_s"}
 
 
-def _video(request: Request) -> Video:
+def _video(request: Request, account: str) -> Video:
     video_id = request.path_params["video_id"]
     note_video(request, video_id)
-    video = state_of(request).store.videos.get(video_id)
+    video = state_of(request).store.video_of(video_id, account)
     if video is None:
         raise not_found(video_id)
     return video
@@ -52,19 +55,19 @@ def _matches(video: Video, request: Request) -> bool:
 
 async def list_videos(request: Request) -> Response:
     """``GET /videos`` with title/tags[]/metadata[k]/description filters, sorting and pages."""
-    require_auth(request)
+    account = require_auth(request)
     sort_by, descending = sort_order(request, SORT_FIELDS, "createdAt")
-    videos = [v for v in state_of(request).store.videos.values() if _matches(v, request)]
+    videos = [v for v in state_of(request).store.videos_of(account) if _matches(v, request)]
     videos.sort(key=lambda v: getattr(v, SORT_KEYS[sort_by]), reverse=descending)
     return json_response(paginate(request, [video_json(v) for v in videos]))
 
 
 async def create(request: Request) -> Response:
     """``POST /videos`` → 201 Video (an empty container)."""
-    require_auth(request)
+    account = require_auth(request)
     changes = video_changes(await read_json_object(request), creating=True)
     store = state_of(request).store
-    video = store.new_video(changes.pop("title"))
+    video = store.new_video(changes.pop("title"), account)
     for attr, value in changes.items():
         setattr(video, attr, value)
     store.add_video(video)
@@ -74,14 +77,14 @@ async def create(request: Request) -> Response:
 
 async def get(request: Request) -> Response:
     """``GET /videos/{videoId}``."""
-    require_auth(request)
-    return json_response(video_json(_video(request)))
+    account = require_auth(request)
+    return json_response(video_json(_video(request, account)))
 
 
 async def update(request: Request) -> Response:
     """``PATCH /videos/{videoId}``: merge; tags and metadata replace; playerId may be null."""
-    require_auth(request)
-    video = _video(request)
+    account = require_auth(request)
+    video = _video(request, account)
     changes = video_changes(await read_json_object(request), creating=False)
     for attr, value in changes.items():
         setattr(video, attr, value)
@@ -92,15 +95,15 @@ async def update(request: Request) -> Response:
 
 async def delete(request: Request) -> Response:
     """``DELETE /videos/{videoId}`` → 204."""
-    require_auth(request)
-    video = _video(request)
+    account = require_auth(request)
+    video = _video(request, account)
     state_of(request).store.delete_video(video.video_id)
     return no_content()
 
 
 async def status(request: Request) -> Response:
     """``GET /videos/{videoId}/status``: ingest (uploading|uploaded) and encoding."""
-    require_auth(request)
-    return json_response(status_json(_video(request)))
+    account = require_auth(request)
+    return json_response(status_json(_video(request, account)))
 
 

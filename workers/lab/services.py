@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -155,12 +156,17 @@ def _pings(client: redis.Redis) -> bool:
 
 # -- the emulator ----------------------------------------------------------------------------------
 class EmulatorProcess(EmulatorClient):
-    """A running emulator (``python -m emulator``) and its client."""
+    """A running emulator (``python -m emulator``) and its client (of the first key's account).
 
-    def __init__(self, child: Child, url: str, api_key: str, data_dir: Path) -> None:
+    ``api_keys`` holds every key, the first one first; ``for_key(key)`` calls as another account.
+    """
+
+    def __init__(self, child: Child, url: str, api_key: str, data_dir: Path,
+                 api_keys: Sequence[str] = ()) -> None:
         super().__init__(url, api_key)
         self.child = child
         self.data_dir = data_dir
+        self.api_keys = _distinct_keys(api_key, api_keys)
 
     @property
     def proc(self) -> subprocess.Popen[bytes]:
@@ -170,22 +176,53 @@ class EmulatorProcess(EmulatorClient):
         self.child.stop(5.0)
 
 
-def start_emulator(data_dir: Path, api_key: str, log_dir: Path, args: Sequence[str] = (),
-                   host: str = "127.0.0.1", port: int = 0, prefix: Sequence[str] = ()) -> EmulatorProcess:
-    """Start the emulator on ``host`` (port 0: a free one) and wait for its address."""
-    argv = [*prefix, sys.executable, "-m", "emulator", "--host", host, "--port", str(port),
-            "--data-dir", str(data_dir), "--api-key", api_key, *args]
-    child = start(f"emulator-{uuid.uuid4().hex[:6]}", argv, os.environ, log_dir)
-    _ready_or_killed(child, lambda log: _LISTENING.search(log) is not None)
-    url = _LISTENING.search(child.log()).group(1)  # type: ignore[union-attr]
-    return EmulatorProcess(child, url, api_key, data_dir)
+def _distinct_keys(api_key: str, api_keys: Sequence[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys([api_key, *api_keys]))
 
 
 @contextmanager
-def running_emulator(data_dir: Path, api_key: str = "local-api-key", args: Sequence[str] = ()
-                     ) -> Iterator[EmulatorProcess]:
-    """``start_emulator`` on 127.0.0.1 (logs next to ``data_dir``), stopped on exit."""
-    emu = start_emulator(data_dir, api_key, data_dir.parent / f"{data_dir.name}-logs", args)
+def _key_files(keys: Sequence[str]) -> Iterator[list[str]]:
+    """``--api-key-file`` arguments for ``keys``: one file each (mode 0600) in a private temporary
+    directory (0700), removed on exit, so no key shows on a command line."""
+    directory = tempfile.mkdtemp(prefix="vuq-emulator-keys-")
+    try:
+        args: list[str] = []
+        for index, key in enumerate(keys):
+            path = os.path.join(directory, f"key-{index}")
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(key)
+            args += ["--api-key-file", path]
+        yield args
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def start_emulator(data_dir: Path, api_key: str, log_dir: Path, args: Sequence[str] = (),
+                   host: str = "127.0.0.1", port: int = 0, prefix: Sequence[str] = (),
+                   api_keys: Sequence[str] = ()) -> EmulatorProcess:
+    """Start the emulator on ``host`` (port 0: a free one) and wait for its address.
+
+    ``api_key`` is the first (default) account; ``api_keys`` add accounts. Every key is passed in
+    a file (``--api-key-file``), read before the emulator says it listens, then removed.
+    """
+    keys = _distinct_keys(api_key, api_keys)
+    with _key_files(keys) as key_args:
+        argv = [*prefix, sys.executable, "-m", "emulator", "--host", host, "--port", str(port),
+                "--data-dir", str(data_dir), *key_args, *args]
+        child = start(f"emulator-{uuid.uuid4().hex[:6]}", argv, os.environ, log_dir)
+        _ready_or_killed(child, lambda log: _LISTENING.search(log) is not None)
+    url = _LISTENING.search(child.log()).group(1)  # type: ignore[union-attr]
+    return EmulatorProcess(child, url, api_key, data_dir, keys)
+
+
+@contextmanager
+def running_emulator(data_dir: Path, api_key: str = "local-api-key", args: Sequence[str] = (),
+                     api_keys: Sequence[str] = ()) -> Iterator[EmulatorProcess]:
+    """``start_emulator`` on 127.0.0.1 (logs next to ``data_dir``), stopped on exit; ``api_keys``
+    are accounts besides ``api_key``'s."""
+    emu = start_emulator(data_dir, api_key, data_dir.parent / f"{data_dir.name}-logs", args,
+                         api_keys=api_keys)
     try:
         yield emu
     finally:

@@ -160,3 +160,46 @@ def test_single_and_empty() -> None:
     assert rule_slug(lambda: state.accept_single(200 * MIB + 1)) == errors.FILE_TOO_LARGE[0]
     state.accept_single(3)
     assert state.complete
+
+
+def test_forms_do_not_mix_while_chunks_are_in_flight() -> None:
+    bytes_first = UploadState()
+    bytes_first.admit_bytes(ByteRange(0, MIN_CHUNK_BYTES - 1, None))  # in flight, nothing recorded yet
+    assert rule_slug(lambda: bytes_first.admit_part(PartRange(2, None))) == errors.RANGE_STARTED_WITH_BYTES[0]
+    parts_first = UploadState()
+    parts_first.admit_part(PartRange(1, None))
+    second = ByteRange(MIN_CHUNK_BYTES, 2 * MIN_CHUNK_BYTES - 1, None)
+    assert rule_slug(lambda: parts_first.admit_bytes(second)) == errors.RANGE_STARTED_WITH_PART[0]
+    parts_first.release(PartRange(1, None))  # the part failed: the upload has not started
+    parts_first.admit_bytes(second)
+
+
+def test_a_part_accepted_after_a_concurrent_one_keeps_the_rules() -> None:
+    """Parts admitted together (both in flight) are checked again when accepted: first one wins."""
+    state = UploadState()
+    state.admit_part(PartRange(1, 3))
+    state.admit_part(PartRange(2, 4))  # admissible: no total is recorded yet
+    state.accept_part(PartRange(1, 3), MIN_CHUNK_BYTES)
+    assert rule_slug(lambda: state.accept_part(PartRange(2, 4), MIN_CHUNK_BYTES)) == errors.PART_DIFFERENT_TOTAL[0]
+    assert state.total == 3 and [c.part for c in state.chunks] == [1]
+    state.admit_part(PartRange(2, None))
+    state.accept_part(PartRange(2, None), MIN_CHUNK_BYTES)
+    assert state.total == 3
+
+
+def test_a_total_below_a_part_in_flight_is_too_low() -> None:
+    state = UploadState()
+    state.admit_part(PartRange(5, None))
+    assert rule_slug(lambda: state.admit_part(PartRange(2, 3))) == errors.PART_TOTAL_TOO_LOW[0]
+    assert rule_slug(lambda: state.admit_part(PartRange(5, None))) == errors.PART_ALREADY_SENT[0]
+
+
+def test_byte_ranges_accepted_after_a_concurrent_one_keep_its_total() -> None:
+    state = UploadState()
+    first = ByteRange(0, MIN_CHUNK_BYTES - 1, 4 * MIN_CHUNK_BYTES)
+    second = ByteRange(MIN_CHUNK_BYTES, 2 * MIN_CHUNK_BYTES - 1, 3 * MIN_CHUNK_BYTES)
+    state.admit_bytes(first)
+    state.admit_bytes(second)  # admissible: no total is recorded yet
+    state.accept_bytes(first, first.length)
+    assert rule_slug(lambda: state.accept_bytes(second, second.length)) == errors.BYTES_DIFFERENT_TOTAL[0]
+    assert state.total == 4 * MIN_CHUNK_BYTES and state.received_bytes() == MIN_CHUNK_BYTES

@@ -116,6 +116,22 @@ def test_parts_on_source_endpoint(emulator: Emulator, client: httpx.Client) -> N
     assert status["receivedParts"] == {"parts": [1, 2, 3], "total": 3}
 
 
+def test_byte_ranges_on_source_endpoint(emulator: Emulator, client: httpx.Client) -> None:
+    vid = client.post("/videos", json={"title": "ranges"}).json()["videoId"]
+    pieces = [os.urandom(5 * MIB), os.urandom(777)]
+    total = sum(len(p) for p in pieces)
+    for header, piece in ((f"bytes {5 * MIB}-{total - 1}/{total}", pieces[1]),
+                          (f"bytes 0-{5 * MIB - 1}/*", pieces[0])):
+        response = client.post(f"/videos/{vid}/source", headers={"Content-Range": header},
+                               files={"file": ("r.mp4", piece)})
+        assert response.status_code == 201, response.text
+    assert response.json()["videoId"] == vid and "assets" in response.json()
+    assert emulator.video(vid)["sha256"] == hashlib.sha256(b"".join(pieces)).hexdigest()
+    again = client.post(f"/videos/{vid}/source", headers={"Content-Range": f"bytes 0-{5 * MIB - 1}/*"},
+                        files={"file": ("r.mp4", pieces[0])})
+    assert again.json()["type"].endswith("/video-source-already-uploaded")
+
+
 def test_persistence_across_restart(tmp_path: Path) -> None:
     data_dir = tmp_path / "persist"
     payload = os.urandom(6 * MIB)
