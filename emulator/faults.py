@@ -34,15 +34,15 @@ class FaultSettings:
     rate_limit_per_minute: int = 0  # > 0 overrides limits.upload; 0 leaves it
     limits: ClassLimits = GENEROUS  # per class, from --limits or the faults hook
 
-    def limit_for(self, klass: str) -> int:
-        """The effective limit of request class ``klass``."""
-        if klass == CLASS_UPLOAD and self.rate_limit_per_minute > 0:
+    def limit_for(self, request_class: str) -> int:
+        """The effective limit of request class ``request_class``."""
+        if request_class == CLASS_UPLOAD and self.rate_limit_per_minute > 0:
             return self.rate_limit_per_minute
-        return self.limits.of(klass)
+        return self.limits.of(request_class)
 
     def effective_limits(self) -> ClassLimits:
         """``limits`` with the ``rate_limit_per_minute`` override applied."""
-        return ClassLimits(*(self.limit_for(klass) for klass in CLASSES))
+        return ClassLimits(*(self.limit_for(request_class) for request_class in CLASSES))
 
     def to_json(self) -> dict[str, Any]:
         """JSON form as served by ``GET /_emulator/faults`` (``limits`` are the effective ones)."""
@@ -124,10 +124,10 @@ class FaultState:
         """Record that a fault of ``kind`` was injected."""
         self.injected[kind] = self.injected.get(kind, 0) + 1
 
-    def count_rate_limited(self, klass: str) -> None:
-        """Record a 429 answered to a request of class ``klass``."""
+    def count_rate_limited(self, request_class: str) -> None:
+        """Record a 429 answered to a request of class ``request_class``."""
         self.count(KIND_RATE_LIMITED)
-        self.rate_limited_by_class[klass] += 1
+        self.rate_limited_by_class[request_class] += 1
 
     def to_json(self) -> dict[str, Any]:
         """``GET /_emulator/faults`` body."""

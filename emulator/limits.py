@@ -39,14 +39,14 @@ class ClassLimits:
     read: int
 
     def __post_init__(self) -> None:
-        for klass in CLASSES:
-            value = getattr(self, klass)
+        for request_class in CLASSES:
+            value = getattr(self, request_class)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"limits.{klass} must be a positive integer, got {value!r}")
+                raise ValueError(f"limits.{request_class} must be a positive integer, got {value!r}")
 
-    def of(self, klass: str) -> int:
-        """The limit of request class ``klass``."""
-        return int(getattr(self, klass))
+    def of(self, request_class: str) -> int:
+        """The limit of request class ``request_class``."""
+        return int(getattr(self, request_class))
 
     def to_json(self) -> dict[str, int]:
         """``{"upload": n, "write": n, "read": n}``."""

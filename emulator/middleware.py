@@ -51,18 +51,18 @@ class EmulatorMiddleware:
     async def _api_request(self, scope: Scope, receive: Receive, send: Send) -> None:
         state = self.state
         method, path = scope["method"], scope["path"]
-        klass = request_class(method, path)
-        entry = state.log.start(method, path, klass, header(scope, b"content-range"))
+        kind = request_class(method, path)
+        entry = state.log.start(method, path, kind, header(scope, b"content-range"))
         scope[LOG_ENTRY_SCOPE_KEY] = entry
         account, receive = await acting_account(state, scope, receive)
         entry["account"] = account
         decision = state.faults.next_decision()
         if decision.latency_ms > 0:
             await asyncio.sleep(decision.latency_ms / 1000)
-        verdict = state.limiter.hit(klass, state.faults.settings.limit_for(klass), account)
+        verdict = state.limiter.hit(kind, state.faults.settings.limit_for(kind), account)
         send = _with_headers(send, verdict, entry)
         if not verdict.allowed:
-            state.faults.count_rate_limited(klass)
+            state.faults.count_rate_limited(kind)
             await _send_json(send, 429, errors.error_body(errors.TOO_MANY_REQUESTS, 429))
         elif decision.kind == faults.KIND_ERROR:
             state.faults.count(faults.KIND_ERROR)

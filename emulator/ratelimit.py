@@ -81,14 +81,14 @@ class RateLimiter:
     def __init__(self) -> None:
         self.windows: dict[tuple[str | None, str], Window] = {}
 
-    def hit(self, klass: str, limit: int, account: str | None = ANONYMOUS) -> Verdict:
-        """Count one request of ``klass`` for ``account`` now against ``limit``."""
-        window = self.windows.setdefault((account, klass), Window())
+    def hit(self, request_class: str, limit: int, account: str | None = ANONYMOUS) -> Verdict:
+        """Count one request of ``request_class`` for ``account`` now against ``limit``."""
+        window = self.windows.setdefault((account, request_class), Window())
         return window.hit(limit, time.monotonic())
 
-    def peek(self, klass: str, limit: int, account: str | None = ANONYMOUS) -> Verdict:
-        """Header values of ``account``'s ``klass`` window for an answer that is not counted (hooks)."""
-        return self.windows.get((account, klass), Window()).peek(limit, time.monotonic())
+    def peek(self, request_class: str, limit: int, account: str | None = ANONYMOUS) -> Verdict:
+        """Header values of ``account``'s ``request_class`` window for an answer that is not counted (hooks)."""
+        return self.windows.get((account, request_class), Window()).peek(limit, time.monotonic())
 
     def clear(self, account: str | None = None) -> None:
         """Start the windows of ``account`` afresh, or every window (anonymous ones too) without it."""

@@ -22,14 +22,14 @@ class RequestLog:
         self.entries: deque[dict[str, Any]] = deque(maxlen=REQUEST_LOG_ENTRIES)
         self.serial = 0
 
-    def start(self, method: str, path: str, klass: str, content_range: str | None) -> dict[str, Any]:
+    def start(self, method: str, path: str, request_class: str, content_range: str | None) -> dict[str, Any]:
         """Open an entry for a request that just arrived; the caller fills in the rest (``account`` too)."""
         self.serial += 1
         entry: dict[str, Any] = {
             "n": self.serial,
             "method": method,
             "path": path,
-            "class": klass,
+            "class": request_class,
             "status": None,
             "started": time.monotonic(),
             "finished": None,

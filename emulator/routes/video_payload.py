@@ -14,8 +14,6 @@ LANGUAGES = frozenset((
 ))
 STRING_FIELDS = {"title": "title", "description": "description"}
 BOOL_FIELDS = {"public": "public", "panoramic": "panoramic", "mp4Support": "mp4_support"}
-IGNORED_FIELDS = ("transcript", "transcriptSummary", "transcriptSummaryAttributes",
-                  "clip", "watermark")
 
 
 def _invalid(name: str, detail: str) -> ApiError:

@@ -7,12 +7,12 @@ import pytest
 from emulator.cli import _faults, build_parser
 from emulator.faults import KIND_RATE_LIMITED, FaultSettings, FaultState
 from emulator.limits import GENEROUS, PRODUCTION, SANDBOX, ClassLimits
-from emulator.ratelimit import RateLimiter, Window, request_class
+from emulator.ratelimit import RateLimiter, Window
 
 REQUIRED = ["--data-dir", "emu", "--api-key", "k"]
 
 
-@pytest.mark.parametrize(("method", "path", "klass"), [
+@pytest.mark.parametrize(("method", "path", "request_class"), [
     ("POST", "/upload", "upload"),
     ("POST", "/videos/vi123/source", "upload"),
     ("GET", "/videos", "read"),
@@ -26,8 +26,8 @@ REQUIRED = ["--data-dir", "emu", "--api-key", "k"]
     ("POST", "/auth/api-key", "write"),
     ("POST", "/auth/refresh", "write"),
 ])
-def test_request_classes(method: str, path: str, klass: str) -> None:
-    assert request_class(method, path) == klass
+def test_request_classes(method: str, path: str, request_class: str) -> None:
+    assert request_class(method, path) == request_class
 
 
 def test_profiles() -> None:
