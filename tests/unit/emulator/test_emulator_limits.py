@@ -12,7 +12,7 @@ from emulator.ratelimit import RateLimiter, Window
 REQUIRED = ["--data-dir", "emu", "--api-key", "k"]
 
 
-@pytest.mark.parametrize(("method", "path", "request_class"), [
+@pytest.mark.parametrize(("method", "path", "expected"), [
     ("POST", "/upload", "upload"),
     ("POST", "/videos/vi123/source", "upload"),
     ("GET", "/videos", "read"),
@@ -26,8 +26,8 @@ REQUIRED = ["--data-dir", "emu", "--api-key", "k"]
     ("POST", "/auth/api-key", "write"),
     ("POST", "/auth/refresh", "write"),
 ])
-def test_request_classes(method: str, path: str, request_class: str) -> None:
-    assert request_class(method, path) == request_class
+def test_request_classes(method: str, path: str, expected: str) -> None:
+    assert request_class(method, path) == expected
 
 
 def test_profiles() -> None:
