@@ -7,7 +7,7 @@ import pytest
 from emulator.cli import _faults, build_parser
 from emulator.faults import KIND_RATE_LIMITED, FaultSettings, FaultState
 from emulator.limits import GENEROUS, PRODUCTION, SANDBOX, ClassLimits
-from emulator.ratelimit import RateLimiter, Window
+from emulator.ratelimit import RateLimiter, Window, request_class
 
 REQUIRED = ["--data-dir", "emu", "--api-key", "k"]
 
