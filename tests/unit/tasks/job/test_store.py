@@ -1,6 +1,6 @@
 """tasks.job.store: the writes (create, claim, renew, update, schedule, later, pop_due, reject), each a
 Lua script, run on fakeredis and on a real Redis. Fences, leases, Redis's clock, and what a refused
-write leaves alone. The indexes, retention, the outbox and the listings are in test_lua_store.py."""
+write leaves alone. The indexes, retention, the outbox and the listings are in test_scripts.py."""
 
 from __future__ import annotations
 
