@@ -109,74 +109,77 @@ class Pipeline:
         return Continue(following)
 
     def _step(self, step: Step, holder: str) -> Step | None:
-        if step.task == TASK_START:
-            return self.start(step.job_id, holder)
-        if step.task == TASK_CHUNK:
-            return self.chunk(step.job_id, int(step.chunk or 0), holder)
-        return self.finalize(step.job_id, holder)
-
-    # -- steps ---------------------------------------------------------------------------
-    def start(self, job_id: str, holder: str) -> Step | None:
-        """Stat the source, plan the chunks, make sure the video exists, send chunk 0."""
-        expect = expectation(TASK_START)
-        with self._holding(job_id, holder, expect) as holding:
+        """Claim the job for ``step`` and run it; None when the record no longer expects it."""
+        expect = expectation(step.task, step.chunk)
+        with self._holding(step.job_id, holder, expect) as holding:
             if holding is None:
                 return None
-            job = holding.job
-            source = self._source(job)
-            info = source.info()
-            # a retried start keeps the plan its first attempt recorded: chunk 0 may already be at api.video
-            chunk_size = job.chunk_size or job.spec.chunk_size or self._fitted_chunk_size(info.size)
-            plan = plan_chunks(info.size, chunk_size)
-            token = holding.token or self._mint_token(job, holder, expect)
-            video_id = job.video_id or self._ensure_video(job, holder, expect)
-            changes = {"state": State.UPLOADING, "size": info.size, "chunk_size": plan.chunk_size,
-                       "chunks_total": plan.count, "source_identity": info.identity, "video_id": video_id or ""}
-            self._write(job_id, holder, changes, expect)
-            log.info("job %s: %d bytes in %d chunk(s) of %d", job_id, info.size, plan.count, plan.chunk_size)
-            job = replace(job, state=State.UPLOADING, size=info.size, chunk_size=plan.chunk_size,
-                          chunks_total=plan.count, video_id=video_id)
-            return self._send(ChunkInFlight(job, 0, source, info.name, token, holding.held))
+            if step.task == TASK_START:
+                return self._start(holding, expect)
+            if step.task == TASK_CHUNK:
+                return self._chunk(holding, int(step.chunk or 0))
+            return self._finalize(holding, expect)
+
+    def start(self, job_id: str, holder: str) -> Step | None:
+        """Stat the source, plan the chunks, make sure the video exists, send chunk 0."""
+        return self._step(Step(TASK_START, job_id), holder)
 
     def chunk(self, job_id: str, index: int, holder: str) -> Step | None:
         """Send chunk ``index`` if it is the job's next one, then move the cursor."""
-        with self._holding(job_id, holder, expectation(TASK_CHUNK, index)) as holding:
-            if holding is None:
-                return None
-            job = holding.job
-            source = self._source(job)
-            info = source.info()
-            if info.identity != job.source_identity:
-                raise SourceError(f"source: {source.description} changed since the job started "
-                                  f"(was {job.size} bytes, now {info.size})")
-            if not holding.token:
-                raise ConfigError("the job's upload token is missing from its record")
-            return self._send(ChunkInFlight(job, index, source, info.name, holding.token, holding.held))
+        return self._step(Step(TASK_CHUNK, job_id, index), holder)
 
     def finalize(self, job_id: str, holder: str) -> Step | None:
         """Check the upload is whole where a chunk was taken as already received, patch the video's
         metadata with API-key auth, and mark the job done."""
-        expect = expectation(TASK_FINALIZE)
-        with self._holding(job_id, holder, expect) as holding:
-            if holding is None:
-                return None
-            job = holding.job
-            missing = self._missing_chunk(job)
-            if missing is not None:
-                log.warning("job %s: api.video lacks chunk %d; sending it again", job_id, missing + 1)
-                written = self._write(job_id, holder, {"state": State.UPLOADING, "next_chunk": missing,
+        return self._step(Step(TASK_FINALIZE, job_id), holder)
+
+    # -- steps ---------------------------------------------------------------------------
+    def _start(self, holding: Holding, expect: Expect) -> Step:
+        job, holder = holding.job, holding.held.holder
+        source = self._source(job)
+        info = source.info()
+        # a retried start keeps the plan its first attempt recorded: chunk 0 may already be at api.video
+        chunk_size = job.chunk_size or job.spec.chunk_size or self._fitted_chunk_size(info.size)
+        plan = plan_chunks(info.size, chunk_size)
+        token = holding.token or self._mint_token(job, holder, expect)
+        video_id = job.video_id or self._ensure_video(job, holder, expect)
+        changes = {"state": State.UPLOADING, "size": info.size, "chunk_size": plan.chunk_size,
+                   "chunks_total": plan.count, "source_identity": info.identity, "video_id": video_id or ""}
+        self._write(job.job_id, holder, changes, expect)
+        log.info("job %s: %d bytes in %d chunk(s) of %d", job.job_id, info.size, plan.count, plan.chunk_size)
+        job = replace(job, state=State.UPLOADING, size=info.size, chunk_size=plan.chunk_size,
+                      chunks_total=plan.count, video_id=video_id)
+        return self._send(ChunkInFlight(job, 0, source, info.name, token, holding.held))
+
+    def _chunk(self, holding: Holding, index: int) -> Step:
+        job = holding.job
+        source = self._source(job)
+        info = source.info()
+        if info.identity != job.source_identity:
+            raise SourceError(f"source: {source.description} changed since the job started "
+                              f"(was {job.size} bytes, now {info.size})")
+        if not holding.token:
+            raise ConfigError("the job's upload token is missing from its record")
+        return self._send(ChunkInFlight(job, index, source, info.name, holding.token, holding.held))
+
+    def _finalize(self, holding: Holding, expect: Expect) -> Step | None:
+        job, holder = holding.job, holding.held.holder
+        missing = self._missing_chunk(job)
+        if missing is not None:
+            log.warning("job %s: api.video lacks chunk %d; sending it again", job.job_id, missing + 1)
+            written = self._write(job.job_id, holder, {"state": State.UPLOADING, "next_chunk": missing,
                                                        "bytes_sent": job.plan.start(missing), "verify_upload": "",
                                                        "handoff_at": NOW}, expect, release=True)
-                return replace(step_for(job, TASK_CHUNK, missing), handoff_at=written.at)
-            video = job.spec.video.to_json()
-            if video or self.account.available:
-                if not job.video_id:
-                    raise PermanentError("no video id was recorded for this job")
-                self.account.patch_video(job.video_id, job.spec.video.tagged(JOB_METADATA_KEY, job_id).to_json())
-            self._write(job_id, holder, {"state": State.DONE, "error": ""}, expect, release=True)
-            self.reporter.state(job_id, State.DONE)
-            log.info("job %s: done, video %s", job_id, job.video_id)
-            return callback_step(job)
+            return replace(step_for(job, TASK_CHUNK, missing), handoff_at=written.at)
+        video = job.spec.video.to_json()
+        if video or self.account.available:
+            if not job.video_id:
+                raise PermanentError("no video id was recorded for this job")
+            self.account.patch_video(job.video_id, job.spec.video.tagged(JOB_METADATA_KEY, job.job_id).to_json())
+        self._write(job.job_id, holder, {"state": State.DONE, "error": ""}, expect, release=True)
+        self.reporter.state(job.job_id, State.DONE)
+        log.info("job %s: done, video %s", job.job_id, job.video_id)
+        return callback_step(job)
 
     # -- holding the job -----------------------------------------------------------------
     @contextmanager
