@@ -33,8 +33,11 @@ EXPIRY_KEY: Final = KEY_PREFIX + "expiry"  # sorted set: ended job id -> when it
 OUTBOX_KEY: Final = KEY_PREFIX + "outbox"  # sorted set: job id -> when its completion webhook is due
 DELAYED_KEY: Final = KEY_PREFIX + "delayed"  # sorted set: deferred step (JSON) -> when to publish it
 TAKEN_KEY: Final = KEY_PREFIX + "delayed:taken"  # sorted set: step taken by a pump -> when, until published
+REVOKE_KEY: Final = KEY_PREFIX + "revoke"  # sorted set: ended job id -> since when its minted token awaits deletion
+REVOKE_TOKEN_KEY: Final = KEY_PREFIX + "revoke:{job_id}"  # hash: that token and its account, until deleted
 REJECTED_KEY: Final = KEY_PREFIX + "rejected:{message_id}"  # a spec refused for an id already in use
 LEASE_KEY: Final = KEY_PREFIX + "lease:{job_id}"
+TOKEN_OWNER_KEY: Final = KEY_PREFIX + "token-owner:{token_id}"  # which account holds an upload token (a hash)
 # A delayed step taken (TAKEN_KEY) and not confirmed published this long is due again.
 TAKEN_STEP_TIMEOUT_S: Final = 30
 
@@ -56,6 +59,8 @@ NEEDS_TOKEN: Final = "token"
 
 # Metadata key that tags the container a job creates, so a crashed start finds it again.
 JOB_METADATA_KEY: Final = "vuq-job-id"
+# ...and a nonce the job drew at its start: a job id used again never finds another job's video.
+JOB_NONCE_METADATA_KEY: Final = "vuq-job-nonce"
 
 # Spec limits (bad input is refused at enqueue with the field named).
 MAX_TITLE_CHARS: Final = 256

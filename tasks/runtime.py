@@ -13,9 +13,7 @@ import ssl
 
 import httpx
 
-from tasks.apivideo.access_tokens import AccessTokens
 from tasks.apivideo.client import ApiClient
-from tasks.apivideo.limiter import FleetLimiter
 from tasks.job.store import job_store
 from tasks.outbound.guarded_transport import guarded_client
 from tasks.pipeline.reports import NULL_REPORTER, Reporter
@@ -45,12 +43,10 @@ def ssl_context() -> ssl.SSLContext:
 
 def build_pipeline(settings: Settings, reporter: Reporter = NULL_REPORTER) -> Pipeline:
     store = job_store(settings)
-    limiter = FleetLimiter(store.redis, settings.api_base_url, settings.rate_limits)
     api = ApiClient(httpx.Client(timeout=http_timeout(settings), limits=HTTP_LIMITS, verify=ssl_context()),
-                    settings.api_base_url, pacer=limiter)
+                    settings.api_base_url)
     sources = guarded_client(settings.net_policy, http_timeout(settings), HTTP_LIMITS, ssl_context=ssl_context())
-    return Pipeline(settings=settings, store=store, api=api, tokens=AccessTokens(store.redis, api, settings.api_key),
-                    sources=sources, limiter=limiter, reporter=reporter)
+    return Pipeline(settings=settings, store=store, api=api, sources=sources, reporter=reporter)
 
 
 def set_reporter(reporter: Reporter) -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from tasks.apivideo.accounts import DEFAULT_ACCOUNT, AccountConfig, parse_accounts_file
 from tasks.apivideo.limiter import parse_rate_limits
 from tasks.constants import (
     DEFAULT_CHUNK_BYTES,
@@ -67,6 +68,8 @@ class Settings:
     sentinel_password: str | None = field(default=None, repr=False)  # the sentinels' own password, if any
     health_dir: str = ""  # where workers note their activity for `vuq health` ("": the temp dir)
     health_idle_s: int = 120  # `vuq health` fails a worker idle this long while its queue waits
+    accounts: tuple[AccountConfig, ...] = ()  # VUQ_ACCOUNTS_FILE's accounts, besides `default` (VUQ_API_KEY)
+    tenant_weights: dict[str, int] = field(default_factory=dict)  # a tenant's share of a budget that binds
 
     def __post_init__(self) -> None:
         if not MIN_CHUNK_BYTES <= self.chunk_size <= MAX_CHUNK_BYTES:
@@ -82,6 +85,11 @@ class Settings:
             raise ConfigError("VUQ_STALE_AFTER_S must exceed VUQ_LEASE_TTL_S")
         if self.retry_backoff_max_s < self.retry_backoff_s:
             raise ConfigError("VUQ_RETRY_BACKOFF_MAX_S must be at least VUQ_RETRY_BACKOFF_S")
+        names = [account.name for account in self.keyring]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ConfigError(f"VUQ_ACCOUNTS_FILE: account {twice[0]!r} is named twice (VUQ_API_KEY is "
+                              f"{DEFAULT_ACCOUNT!r})")
         uses_sentinel = any(is_sentinel(url) for url in (self.broker_url, self.redis_url))
         if uses_sentinel and not self.sentinel_master:
             raise ConfigError("sentinel:// URLs need VUQ_SENTINEL_MASTER: the name the sentinels monitor")
@@ -94,6 +102,16 @@ class Settings:
     def sentinel(self) -> SentinelOptions | None:
         """How to find the primary when the URLs name sentinels (None: plain Redis URLs)."""
         return SentinelOptions(self.sentinel_master, self.sentinel_password) if self.sentinel_master else None
+
+    @property
+    def keyring(self) -> tuple[AccountConfig, ...]:
+        """Every account the workers hold a key for: ``default`` (VUQ_API_KEY) first, then the file's."""
+        default = (AccountConfig(DEFAULT_ACCOUNT, self.api_key, self.rate_limits),) if self.api_key else ()
+        return (*default, *self.accounts)
+
+    def account(self, name: str) -> AccountConfig | None:
+        """The account of that name in the keyring, if any."""
+        return next((account for account in self.keyring if account.name == name), None)
 
     @property
     def net_policy(self) -> NetPolicy:
@@ -140,6 +158,8 @@ class Settings:
             sentinel_password=reader.secret("VUQ_SENTINEL_PASSWORD", "VUQ_SENTINEL_PASSWORD_FILE"),
             health_dir=reader.text("VUQ_HEALTH_DIR", default.health_dir),
             health_idle_s=reader.integer("VUQ_HEALTH_IDLE_S", default.health_idle_s, minimum=5),
+            accounts=reader.parsed("VUQ_ACCOUNTS_FILE", parse_accounts_file, default.accounts),
+            tenant_weights=reader.parsed("VUQ_TENANT_WEIGHTS", parse_weights, default.tenant_weights),
         )
 
     def secrets(self) -> list[str]:
@@ -147,7 +167,19 @@ class Settings:
         passwords = [url_password(url) for url in (self.broker_url, self.redis_url)]
         keys = [getattr(self, name) for name in ("api_key", "webhook_secret", "flower_basic_auth",
                                                  "sentinel_password")]
-        return [value for value in (*keys, *passwords) if value]
+        accounts = [account.api_key for account in self.accounts]
+        return [value for value in (*keys, *accounts, *passwords) if value]
+
+
+def parse_weights(text: str) -> dict[str, int]:
+    """``live=4,backfill=1``: each tenant's weight (a whole number, at least 1); ValueError says what is wrong."""
+    weights: dict[str, int] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        tenant, sep, value = item.partition("=")
+        if not sep or not tenant.strip() or not value.strip().isdigit() or int(value) < 1:
+            raise ValueError(f"{item!r} is not TENANT=WEIGHT with WEIGHT a whole number of at least 1")
+        weights[tenant.strip()] = int(value)
+    return weights
 
 
 def _default_beat_schedule(env: Mapping[str, str]) -> str:

@@ -1,5 +1,5 @@
-"""Tasks around the upload: completion webhooks, cleaning up after a cancel, and the janitor
-(run by ``vuq beat``)."""
+"""Tasks around the upload: completion webhooks, cleaning up after a job ended (its minted token, a
+cancelled job's video), and the janitor (run by ``vuq beat``)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ from celery import Task, shared_task
 from celery.exceptions import Retry
 
 from tasks import runtime
-from tasks.constants import JOB_METADATA_KEY, TASK_CLEANUP, TASK_JANITOR, TASK_WEBHOOK
-from tasks.errors import ApiRejected, PermanentError, RetryableError, Throttled
+from tasks.constants import TASK_CLEANUP, TASK_JANITOR, TASK_WEBHOOK
+from tasks.errors import PermanentError, RetryableError
 from tasks.job.connections import SentinelOptions, redis_client
 from tasks.job.record import State
 from tasks.pipeline.backoff import backoff_s
+from tasks.pipeline.cleanup import clean_up
 from tasks.pipeline.janitor import queue_head, resend_webhooks, sweep
 from tasks.pipeline.message import Step
 from tasks.uploads import enqueue
@@ -66,39 +67,13 @@ def _callback(job_id: str, outcome: str) -> None:
 
 @shared_task(bind=True, name=TASK_CLEANUP, ignore_result=True, acks_late=True)
 def cleanup(self: Task, job_id: str) -> None:
-    """Delete the partial video of a cancelled job (the workers' API key), once no chunk is in flight."""
+    """After a job ended: delete the token vuq minted for it and, for a cancelled job, its partial video
+    (the job's account key), once no chunk is in flight."""
     pipeline = runtime.pipeline()
-    store = pipeline.store
-    job = store.get(job_id)
-    if job is None or job.state != State.CANCELLED or job.cleanup != "deleting":
-        return
-    again = Step(TASK_CLEANUP, job_id, queue=pipeline.settings.queue).to_member()
-    if store.lease_holder(job_id):  # a chunk is still on its way; its cursor write will be refused
-        store.later(again, CLEANUP_WAIT_S)
-        return
-    try:
-        outcome = _delete_video(job_id, job.video_id)
-    except (RetryableError, Throttled) as exc:
-        store.later(again, getattr(exc, "wait_s", 0) or CLEANUP_WAIT_S * 5)
-        log.info("job %s: cleanup deferred: %s", job_id, exc)
-        return
-    except ApiRejected as exc:
-        outcome = f"video kept: api.video refused the deletion ({exc})"
-    store.update(job_id, None, {"cleanup": outcome}, expect={"state": [State.CANCELLED]})
-    log.info("job %s: cancelled; %s", job_id, outcome)
-
-
-def _delete_video(job_id: str, video_id: str | None) -> str:
-    account = runtime.pipeline().account
-    if not account.available:
-        return "video kept: the workers hold no API key"
-    if not video_id:  # asked for, never recorded: look for it by its tag
-        found = account.find_videos({JOB_METADATA_KEY: job_id})
-        video_id = str(found[0]["videoId"]) if found else None
-    if not video_id:
-        return "no video was created"
-    account.delete_video(video_id)
-    return f"video {video_id} deleted"
+    assert pipeline.keyring is not None
+    again_in = clean_up(pipeline.store, pipeline.keyring, job_id)
+    if again_in is not None:
+        pipeline.store.later(Step(TASK_CLEANUP, job_id, queue=pipeline.settings.queue).to_member(), again_in)
 
 
 @cache
@@ -118,4 +93,6 @@ def janitor(self: Task) -> list[str]:
     head = queue_head(_broker(settings.broker_url, settings.sentinel), settings.queue)
     rescued = sweep(pipeline.store, send, settings.stale_after_s, head, settings.queue)
     resend_webhooks(pipeline.store, send, settings.stale_after_s, settings.queue)
+    for job_id in pipeline.store.revocations_due(settings.stale_after_s):  # minted tokens a dead worker left
+        send(Step(TASK_CLEANUP, job_id))
     return rescued

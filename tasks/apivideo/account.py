@@ -22,6 +22,13 @@ class AccountApi:
     def create_upload_token(self, ttl_s: int) -> str:
         return self.tokens.call(lambda authorization: self.api.create_upload_token(authorization, ttl_s))
 
+    def upload_token(self, token: str) -> dict[str, Any] | None:
+        """This account's active upload token ``token``, or None (another account's, expired, deleted)."""
+        return self.tokens.call(lambda authorization: self.api.upload_token(authorization, token))
+
+    def delete_upload_token(self, token: str) -> None:
+        self.tokens.call(lambda authorization: self.api.delete_upload_token(authorization, token))
+
     def create_video(self, payload: dict[str, Any]) -> dict[str, Any]:
         return self.tokens.call(lambda authorization: self.api.create_video(authorization, payload))
 

@@ -23,7 +23,7 @@ from tasks.redact import redact
 log = logging.getLogger(__name__)
 # api.video's rate-limit classes (per account and minute): what each request counts against.
 UPLOAD, WRITE, READ = "upload", "write", "read"
-MAX_INLINE_WAIT_S = 2.0  # a slot this close is waited for; a later one defers the step
+MAX_INLINE_WAIT_S = 1.0  # a slot this close is waited for in the worker; a later one defers the step
 
 # api.video error slugs that mean "this part was already received": the server owns
 # the offset, so a re-sent chunk that meets one of these has in fact arrived.
@@ -54,6 +54,11 @@ class ApiClient:
         self.base_url = base_url.rstrip("/")
         self.pacer = pacer  # every request waits for a slot of its class; every answer teaches it
 
+    def paced(self, pacer: Pacer | None) -> ApiClient:
+        """This client (its pooled connections) with requests paced by ``pacer``: one account's budget,
+        asked on behalf of one job's turn."""
+        return ApiClient(self.http, self.base_url, pacer)
+
     # -- delegated uploads ------------------------------------------------------------
     def upload_chunk(self, token: str, *, video_id: str | None, content_range: str | None,
                      file_name: str, length: int, blocks: Iterable[bytes]) -> dict[str, Any]:
@@ -72,6 +77,25 @@ class ApiClient:
     def create_upload_token(self, authorization: str, ttl_s: int) -> str:
         answer = self._call("POST", "/upload-tokens", WRITE, authorization=authorization, json={"ttl": ttl_s})
         return str(answer["token"])
+
+    def upload_token(self, authorization: str, token: str) -> dict[str, Any] | None:
+        """The account's upload token ``token`` (``GET /upload-tokens/{token}``), or None when this
+        account has no such active token (another account's, expired, deleted)."""
+        try:
+            return dict(self._call("GET", f"/upload-tokens/{token}", READ, authorization=authorization,
+                                   secrets=(token,)))
+        except ApiRejected as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def delete_upload_token(self, authorization: str, token: str) -> None:
+        """Delete an upload token (one vuq minted); one already gone is not an error."""
+        try:
+            self._call("DELETE", f"/upload-tokens/{token}", WRITE, authorization=authorization, secrets=(token,))
+        except ApiRejected as exc:
+            if exc.status != 404:
+                raise
 
     def create_video(self, authorization: str, payload: dict[str, Any]) -> dict[str, Any]:
         return self._call("POST", "/videos", WRITE, authorization=authorization, json=payload)

@@ -1,21 +1,33 @@
-"""The fleet's limiter for api.video's per-class budgets, shared by every worker through Redis.
+"""The fleet's limiter for api.video's budgets, one per account and request class, shared by every
+worker through Redis.
 
-api.video limits each account per minute and per request class (production: uploads 100,
-writes 200, reads 500; sandbox 40/40/100) and reports each class's state in
-``X-RateLimit-*`` headers; Celery's own ``rate_limit`` is per worker, so a growing fleet
-would only earn 429s. Before every request a worker asks ``acquire(class)``: a sliding
-one-minute log per class in Redis (one sorted set, one Lua script, Redis's own clock)
-admits at most ``limit - 1`` requests in any 60 seconds, which keeps every server window
-under the limit too. ``observe()`` feeds it from each answer: ``X-RateLimit-Limit`` sets the
-class's limit (learned, unless configured with ``VUQ_RATE_LIMITS``), and ``Remaining: 0`` or
-a 429 holds every worker until ``X-RateLimit-Retry-After`` has passed.
+api.video limits each account per minute and per request class (production: uploads 100, writes
+200, reads 500; sandbox 40/40/100) and reports each class's window in ``X-RateLimit-*`` headers;
+Celery's own ``rate_limit`` is per worker, so a growing fleet would only earn 429s. Before every
+request a worker asks ``acquire(class)`` for a slot of its job's account:
+
+* **Paced, never bursting**: one slot every (60 s + margin) / limit, so no 60-second window of
+  arrivals at api.video, fixed or sliding, holds more than the limit while a request reaches
+  api.video less than the margin after its admission (``SPACING_MARGIN_S``).
+* **Resynchronised** from every answer (``observe``): ``X-RateLimit-Limit`` sets the class's limit
+  (learned, unless configured); a 429 or ``Remaining: 0`` holds every worker until
+  ``X-RateLimit-Retry-After``; fewer requests remaining than the fleet would send before the reset
+  (someone else spends the same budget) moves the next slot later.
+* **Fair**: a request takes the turn of its job's tenant (``Turn``); when the budget binds, a free
+  slot goes to the waiting tenant with the earliest virtual time (each slot a tenant takes adds
+  1 / its weight, ``VUQ_TENANT_WEIGHTS``), interactive before bulk, so a tenant's backlog delays
+  another tenant's job by a few slots, not by its length.
+
+One Lua script per call (``lua/*.lua``), Redis's own clock. A 429 for one account never slows another:
+every key is the account's (a hash of its API key, or of the upload token for a job with no key).
 """
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
 
 import redis
 
@@ -23,50 +35,29 @@ from tasks.apivideo.client import READ, UPLOAD, WRITE
 from tasks.constants import KEY_PREFIX
 
 WINDOW_S = 60.0
+SPACING_MARGIN_S = 2.0  # a request arrives at api.video less than this long after its admission
+PRESENT_S = 1.5  # a waiting turn back within this long holds the free slot for itself
+FORGET_WAITER_S = 10.0  # a waiting turn this long past its return is forgotten (its job went away)
 CLASSES = (UPLOAD, WRITE, READ)
 # api.video's limits are 40-500 a minute; above this nothing is paced (only 429s block)
 UNLIMITED_PER_MINUTE = 10_000
-RATE_LIMIT_KEY = KEY_PREFIX + "ratelimit:{account}:{request_class}"
-RATE_STATE_KEY = KEY_PREFIX + "ratelimit-state:{account}:{request_class}"
+BUDGET_KEY = KEY_PREFIX + "budget:{account}:{request_class}:{part}"
+INTERACTIVE_TURN, BULK_TURN = "0", "1"
+_LUA = Path(__file__).with_name("lua")
 
-_ACQUIRE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
-local window = tonumber(ARGV[1])
-local blocked = tonumber(redis.call('HGET', KEYS[2], 'blocked_until') or '0')
-if blocked > now then return tostring(blocked - now) end
-local limit = tonumber(ARGV[2])
-if limit <= 0 then limit = tonumber(redis.call('HGET', KEYS[2], 'limit') or '0') end
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
--- every admitted request is logged, also before the limit is known, so it counts once learned
-if limit <= 0 or redis.call('ZCARD', KEYS[1]) < math.max(1, limit - 1) then
-  redis.call('ZADD', KEYS[1], now, ARGV[3])
-  redis.call('PEXPIRE', KEYS[1], math.floor(window * 1000) + 1000)
-  return '0'
-end
-local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-return tostring(math.max(0.001, tonumber(oldest[2]) + window - now))
-"""
 
-_BLOCK = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
-local until_ = now + tonumber(ARGV[1])
-local current = tonumber(redis.call('HGET', KEYS[1], 'blocked_until') or '0')
-if until_ > current then redis.call('HSET', KEYS[1], 'blocked_until', tostring(until_)) end
-redis.call('EXPIRE', KEYS[1], 86400)
-return 1
-"""
+@dataclass(frozen=True)
+class Turn:
+    """Whose turn a request takes: its job's tenant, its priority (bulk only takes the slots no
+    interactive job waits for) and the tenant's weight."""
 
-# How much of the class's budget the last minute used: {requests in the window, its limit}.
-_USAGE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[1]))
-local limit = tonumber(ARGV[2])
-if limit <= 0 then limit = tonumber(redis.call('HGET', KEYS[2], 'limit') or '0') end
-return {redis.call('ZCARD', KEYS[1]), limit}
-"""
+    tenant: str = "default"
+    bulk: bool = False
+    weight: int = 1
+
+    @property
+    def member(self) -> str:
+        return f"{BULK_TURN if self.bulk else INTERACTIVE_TURN}|{self.tenant}"
 
 
 def parse_rate_limits(text: str) -> dict[str, int]:
@@ -85,44 +76,74 @@ def parse_rate_limits(text: str) -> dict[str, int]:
 
 
 class FleetLimiter:
-    """Paces one api.video account's requests, per class, across all workers."""
+    """Paces one api.video account's requests, per class, across all workers. ``account``: the
+    account's identity for shared state (never a key); ``configured``: limits known in advance."""
 
     def __init__(self, client: redis.Redis, account: str, configured: Mapping[str, int] | None = None) -> None:
-        account_id = hashlib.sha256(account.encode()).hexdigest()[:16]
         self.redis = client
         self.configured = dict(configured or {})
-        self.keys = {k: (RATE_LIMIT_KEY.format(account=account_id, request_class=k),
-                         RATE_STATE_KEY.format(account=account_id, request_class=k)) for k in CLASSES}
+        self.keys = {c: [BUDGET_KEY.format(account=account, request_class=c, part=part)
+                         for part in ("state", "log", "vt", "waiting")] for c in CLASSES}
         self.learned: dict[str, int] = {}  # this process's last view, to skip needless writes
-        self._acquire = client.register_script(_ACQUIRE)
-        self._block = client.register_script(_BLOCK)
-        self._usage = client.register_script(_USAGE)
+        self._acquire = client.register_script((_LUA / "acquire.lua").read_text(encoding="utf-8"))
+        self._observe = client.register_script((_LUA / "observe.lua").read_text(encoding="utf-8"))
+        self._usage = client.register_script((_LUA / "usage.lua").read_text(encoding="utf-8"))
 
-    def acquire(self, request_class: str) -> float:
+    def acquire(self, request_class: str, turn: Turn | None = None) -> float:
         """Take a slot of ``request_class`` now and return 0, or return how many seconds to wait first."""
         configured = self.configured.get(request_class, 0)
         if not configured and self.learned.get(request_class, 0) >= UNLIMITED_PER_MINUTE:
             return 0.0  # a limit no fleet reaches (the emulator's default): no round trip
-        wait = self._acquire(keys=list(self.keys[request_class]), args=[WINDOW_S, configured, secrets.token_hex(8)])
+        turn = turn or Turn()
+        wait = self._acquire(keys=self.keys[request_class],
+                             args=[configured, turn.member, turn.weight, secrets.token_hex(8), SPACING_MARGIN_S,
+                                   PRESENT_S, FORGET_WAITER_S, WINDOW_S])
         return float(wait)
 
     def observe(self, request_class: str, status: int, headers: Mapping[str, str]) -> None:
-        """Learn from an answer's rate-limit headers."""
+        """Learn from an answer's rate-limit headers (a round trip only when there is something to learn)."""
         limit = _integer(headers.get("x-ratelimit-limit"))
-        _, state_key = self.keys[request_class]
-        if limit and request_class not in self.configured and limit != self.learned.get(request_class):
-            self.redis.hset(state_key, "limit", limit)
-            self.learned[request_class] = limit
+        configured = self.configured.get(request_class, 0)
+        learn = limit if limit and not configured and limit != self.learned.get(request_class) else None
         remaining = _integer(headers.get("x-ratelimit-remaining"))
         retry_after = _integer(headers.get("x-ratelimit-retry-after"))
-        if retry_after is not None and (status == 429 or remaining == 0):
-            self._block(keys=[state_key], args=[retry_after])
+        known = configured or limit or self.learned.get(request_class, 0)
+        blocks = retry_after is not None and (status == 429 or remaining == 0)
+        # fewer left than this fleet would send before the reset: someone else spends this budget
+        short = (retry_after is not None and remaining is not None and 0 < known < UNLIMITED_PER_MINUTE
+                 and remaining * (WINDOW_S + SPACING_MARGIN_S) / known < retry_after)
+        if learn is None and not blocks and not short:
+            return
+        self._observe(keys=self.keys[request_class][:1],
+                      args=["" if learn is None else learn, status, "" if remaining is None else remaining,
+                            "" if retry_after is None else retry_after, configured, SPACING_MARGIN_S, WINDOW_S])
+        if learn is not None:
+            self.learned[request_class] = learn
 
     def usage(self, request_class: str) -> tuple[int, int]:
-        """Requests of ``request_class`` in the last minute, and its limit (0: not known yet)."""
-        configured = self.configured.get(request_class, 0)
-        used, limit = self._usage(keys=list(self.keys[request_class]), args=[WINDOW_S, configured])
-        return int(used), int(limit)
+        """Requests of ``request_class`` in hand (admitted in the last minute, and the turns waiting for a
+        slot), and its limit (0: not known yet)."""
+        admitted, waiting, limit = self._usage(keys=self.keys[request_class],
+                                               args=[self.configured.get(request_class, 0), WINDOW_S])
+        return int(admitted) + int(waiting), int(limit)
+
+    def paced(self, turn: Turn) -> TurnPacer:
+        """This limiter as a ``Pacer`` for the requests of one turn (a job's tenant and priority)."""
+        return TurnPacer(self, turn)
+
+
+@dataclass(frozen=True)
+class TurnPacer:
+    """A ``tasks.apivideo.client.Pacer``: the account's limiter, asked on behalf of one turn."""
+
+    limiter: FleetLimiter
+    turn: Turn
+
+    def acquire(self, request_class: str) -> float:
+        return self.limiter.acquire(request_class, self.turn)
+
+    def observe(self, request_class: str, status: int, headers: Mapping[str, str]) -> None:
+        self.limiter.observe(request_class, status, headers)
 
 
 def _integer(value: str | None) -> int | None:

@@ -12,7 +12,16 @@ from typing import cast
 
 import redis
 
-from tasks.constants import EXPIRY_KEY, JOB_INDEX_KEY, JOB_KEY, LEASE_KEY, OUTBOX_KEY, STATE_INDEX_KEY
+from tasks.constants import (
+    EXPIRY_KEY,
+    JOB_INDEX_KEY,
+    JOB_KEY,
+    LEASE_KEY,
+    OUTBOX_KEY,
+    REVOKE_KEY,
+    REVOKE_TOKEN_KEY,
+    STATE_INDEX_KEY,
+)
 from tasks.job import scripts
 from tasks.job.record import ACTIVE_STATES, JobRecord, State
 
@@ -21,7 +30,8 @@ RECORD_FIELDS = ("job_id", "state", "spec", "size", "chunk_size", "chunks_total"
                  "chunk_bytes", "video_id", "retries", "last_retry_reason", "error", "error_retryable",
                  "error_reason", "error_needs", "created_at", "updated_at", "ended_at", "heartbeat_at",
                  "handoff_at", "wake_at", "step_starts", "source_identity", "token_minted", "container_pending",
-                 "verify_upload", "callback", "cleanup", "queue")
+                 "verify_upload", "callback", "cleanup", "queue", "account", "token_only", "nonce",
+                 "token_expires_at")
 PRUNE_BATCH = 1000
 
 
@@ -110,6 +120,25 @@ class JobIndex:
         """Forget the index entries of records whose retention ran out; how many were pruned."""
         keys = [JOB_INDEX_KEY, *(STATE_INDEX_KEY.format(state=s) for s in State), EXPIRY_KEY, OUTBOX_KEY]
         return int(self._prune(keys=keys, args=[limit, JOB_KEY.format(job_id="")]))
+
+    # -- tokens vuq minted, owed their deletion at api.video once their job ended ------------------
+    def revocations_due(self, older_than_s: float, limit: int = 100) -> list[str]:
+        """Jobs whose minted token has waited ``older_than_s`` for its deletion (its worker went away)."""
+        until = self.now() - older_than_s
+        return [str(i) for i in cast(list[str], self.redis.zrangebyscore(REVOKE_KEY, "-inf", repr(until), start=0,
+                                                                          num=limit))]
+
+    def revocation(self, job_id: str) -> tuple[str, str] | None:
+        """The minted token an ended job owes the deletion of, and its account; None when none is owed."""
+        owed = cast(dict[str, str], self.redis.hgetall(REVOKE_TOKEN_KEY.format(job_id=job_id)))
+        return (owed["token"], owed.get("account", "")) if owed.get("token") else None
+
+    def revoked(self, job_id: str) -> None:
+        """The token was deleted at api.video (or is gone there): nothing is owed any more."""
+        pipe = self.redis.pipeline()
+        pipe.delete(REVOKE_TOKEN_KEY.format(job_id=job_id))
+        pipe.zrem(REVOKE_KEY, job_id)
+        pipe.execute()
 
     # -- the webhook outbox: completion webhooks a job owes, recorded with its final state ------
     def outbox_due(self, older_than_s: float, limit: int = 100) -> list[str]:

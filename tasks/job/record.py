@@ -73,6 +73,10 @@ class JobRecord:
     callback: str | None = None
     cleanup: str | None = None  # what cancel did with the partial video
     queue: str | None = None  # the queue its steps go to (the janitor of that queue watches it)
+    account: str | None = None  # the account it runs in, chosen at its start ("" with token_only)
+    token_only: bool = False  # its token belongs to no account the workers hold a key for: no key is sent
+    nonce: str | None = None  # tags the video it made, with its id: no other job adopts or deletes it
+    token_expires_at: float | None = None  # when a token vuq minted for it expires (Redis's clock)
 
     @classmethod
     def from_hash(cls, data: dict[str, str]) -> JobRecord:
@@ -99,7 +103,8 @@ class JobRecord:
             source_identity=text("source_identity"),
             token_minted=data.get("token_minted") == "1", container_pending=data.get("container_pending") == "1",
             verify_upload=data.get("verify_upload") == "1", callback=text("callback"), cleanup=text("cleanup"),
-            queue=text("queue"),
+            queue=text("queue"), account=data.get("account"), token_only=data.get("token_only") == "1",
+            nonce=text("nonce"), token_expires_at=real("token_expires_at"),
         )
 
     @property
@@ -157,7 +162,18 @@ class JobRecord:
             "callback_url": mask_url(self.spec.callback_url) if self.spec.callback_url else None,
             "callback": self.callback,
             "cleanup": self.cleanup,
+            "account": self.account_shown,
+            "tenant": self.spec.share,
+            "priority": self.spec.priority,
         }
+
+    @property
+    def account_shown(self) -> str | None:
+        """The account the job runs in (``token-only`` when it has no key), or the one it names until
+        its start chose."""
+        if self.token_only:
+            return "token-only"
+        return self.account or self.spec.account
 
 
 def resume_command(job_id: str, needs: str | None = None) -> str:

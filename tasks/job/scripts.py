@@ -7,6 +7,8 @@ Each script gets the same keys (``KEYS``, built by ``tasks.job.store.job_keys``)
     4-9 one index per state (queued uploading finalizing done failed cancelled), by creation
     10 expiry (id -> when its record goes)   11 the webhook outbox (id -> when it is due)
     12 delayed steps (member -> when to publish it)
+    13 tokens to revoke (id -> since when: a token vuq minted, owed its deletion at api.video)
+    14 the job's token to revoke (hash: token, account; no TTL, the record may expire first)
 
 so the indexes move in the same script that changes a state and can never disagree with
 the records. Times are Redis's own (``TIME``): a value ``NOW`` (a NUL, then ``@now``: no text a

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
+from tasks.apivideo.accounts import ACCOUNT_NAME, DEFAULT_ACCOUNT
 from tasks.constants import (
     MAX_CHUNK_BYTES,
     MAX_DESCRIPTION_CHARS,
@@ -35,7 +36,11 @@ from tasks.job.sizes import parse_size
 from tasks.outbound.address_policy import BlockedAddress, NetPolicy, check_url
 from tasks.redact import mask_url
 
-SPEC_FIELDS = frozenset({"version", "source", "token", "video", "chunk_size", "job_id", "callback_url"})
+SPEC_FIELDS = frozenset({"version", "source", "token", "video", "chunk_size", "job_id", "callback_url", "account",
+                         "tenant", "priority"})
+INTERACTIVE, BULK = "interactive", "bulk"
+PRIORITIES = (INTERACTIVE, BULK)
+_TENANT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 _BOOL_FIELDS = {"public": "public", "panoramic": "panoramic", "mp4Support": "mp4_support"}
 VIDEO_FIELDS = frozenset({"title", "description", "tags", "metadata", "playerId", *_BOOL_FIELDS})
 _JOB_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]*")
@@ -70,6 +75,10 @@ class Video:
             data["playerId"] = self.player_id
         return data
 
+    def key_fields(self) -> list[str]:
+        """The fields given that only an API-key request can set (api.video's names): all of them."""
+        return list(self.to_json())
+
     def tagged(self, key: str, value: str) -> Video:
         """This metadata plus one more pair (the tag that finds the job's video again)."""
         return replace(self, metadata=(*(self.metadata or ()), (key, value)))
@@ -95,6 +104,14 @@ class UploadSpec:
     chunk_size: int | None = None
     job_id: str | None = None
     callback_url: str | None = None
+    account: str | None = None  # None: the account that owns the token (else ``default`` mints one)
+    tenant: str | None = None  # whose share of the account's budget; None: the account's name
+    priority: str = INTERACTIVE  # bulk jobs get only the slots no interactive job waits for
+
+    @property
+    def share(self) -> str:
+        """The tenant whose turn a request of this job takes."""
+        return self.tenant or self.account or DEFAULT_ACCOUNT
 
     def fingerprint(self) -> str:
         """What makes two enqueues of one ``job_id`` the same request (token included, hashed)."""
@@ -104,9 +121,11 @@ class UploadSpec:
     def to_json(self) -> dict[str, Any]:
         """The spec as JSON, without the token: what the job record keeps and shows."""
         data: dict[str, Any] = {"version": SPEC_VERSION, "source": self.source, "video": self.video.to_json()}
-        for name in ("chunk_size", "job_id", "callback_url"):
+        for name in ("chunk_size", "job_id", "callback_url", "account", "tenant"):
             if getattr(self, name) is not None:
                 data[name] = getattr(self, name)
+        if self.priority != INTERACTIVE:
+            data["priority"] = self.priority
         return data
 
     @classmethod
@@ -114,7 +133,8 @@ class UploadSpec:
         """What ``to_json`` wrote (the job record's ``spec``); the token is not in it."""
         return cls(source=str(data.get("source", "")), video=Video.from_json(data.get("video") or {}),
                    chunk_size=data.get("chunk_size"), job_id=data.get("job_id"),
-                   callback_url=data.get("callback_url"))
+                   callback_url=data.get("callback_url"), account=data.get("account"), tenant=data.get("tenant"),
+                   priority=data.get("priority") or INTERACTIVE)
 
 
 def new_job_id() -> str:
@@ -140,6 +160,9 @@ def parse_spec(raw: Mapping[str, Any], policy: NetPolicy | None = None) -> Uploa
         chunk_size=_chunk_size(raw.get("chunk_size")),
         job_id=_job_id(raw.get("job_id")),
         callback_url=_callback_url(raw.get("callback_url"), policy),
+        account=_name("account", raw.get("account"), ACCOUNT_NAME, "64"),
+        tenant=_name("tenant", raw.get("tenant"), _TENANT_RE, "64"),
+        priority=_priority(raw.get("priority")),
     )
 
 
@@ -235,6 +258,24 @@ def _job_id(value: Any) -> str | None:
     if not _JOB_ID_RE.fullmatch(job_id):
         raise SpecError("job_id", "may hold only letters, digits and . _ : - (and must start with a letter or digit)")
     return job_id
+
+
+def _name(field: str, value: Any, pattern: re.Pattern[str], longest: str) -> str | None:
+    if value is None:
+        return None
+    name = _text(field, value, 256)
+    if not pattern.fullmatch(name):
+        allowed = "letters, digits and . _ -" + (" :" if ":" in pattern.pattern else "")
+        raise SpecError(field, f"may hold only {allowed} (at most {longest}, starting with a letter or digit)")
+    return name
+
+
+def _priority(value: Any) -> str:
+    if value is None:
+        return INTERACTIVE
+    if value not in PRIORITIES:
+        raise SpecError("priority", f"must be {INTERACTIVE!r} or {BULK!r}, not {value!r}")
+    return str(value)
 
 
 def _callback_url(value: Any, policy: NetPolicy) -> str | None:

@@ -28,6 +28,8 @@ from tasks.constants import (
     LEASE_KEY,
     OUTBOX_KEY,
     REJECTED_KEY,
+    REVOKE_KEY,
+    REVOKE_TOKEN_KEY,
     STATE_INDEX_KEY,
     TAKEN_KEY,
     TAKEN_STEP_TIMEOUT_S,
@@ -224,7 +226,8 @@ def _store(redis_url: str, sentinel: SentinelOptions | None, keep_done_s: int, k
 def job_keys(job_id: str) -> list[str]:
     """KEYS of every job script, in the order ``tasks.job.scripts`` reads them."""
     return [JOB_KEY.format(job_id=job_id), LEASE_KEY.format(job_id=job_id), JOB_INDEX_KEY,
-            *(STATE_INDEX_KEY.format(state=s) for s in State), EXPIRY_KEY, OUTBOX_KEY, DELAYED_KEY]
+            *(STATE_INDEX_KEY.format(state=s) for s in State), EXPIRY_KEY, OUTBOX_KEY, DELAYED_KEY, REVOKE_KEY,
+            REVOKE_TOKEN_KEY.format(job_id=job_id)]
 
 
 def _expectations(expect: Expect | None) -> list[str | int]:

@@ -59,7 +59,7 @@ def cancel(store: JobStore, job_id: str, send: Send | None = None, keep_video: b
     if not written:
         raise OperationError(f"job {job_id} changed while cancelling it; look again")
     if send is not None:
-        if cleanup == "deleting":
+        if cleanup == "deleting" or job.token_minted:  # its video, and the token vuq minted for it
             send(Step(TASK_CLEANUP, job_id))
         if job.spec.callback_url:
             send(Step(TASK_WEBHOOK, job_id))

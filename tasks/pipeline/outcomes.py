@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis
@@ -46,7 +47,11 @@ from tasks.settings import Settings
 
 log = logging.getLogger(__name__)
 REDIS_PATIENCE_S = 20.0  # how long a step waits for Redis to answer again (a failover takes seconds)
-DEFER_JITTER_S = 1.0  # deferred steps of many jobs do not all come back in the same instant
+DEFER_JITTER_S = 1.0  # steps of many jobs waiting for a lease do not all come back in the same instant
+# A step waiting for a budget slot comes back this much before it (the delayed-step pump publishes twice a
+# second) and waits the rest in the worker (at most MAX_INLINE_WAIT_S): the slot is taken on time, not late.
+SLOT_EARLY_S = 0.5
+SLOT_JITTER_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -94,8 +99,9 @@ def failure_for(job_id: str, error: PermanentError) -> JobFailed:
 class Ending:
     """Ends steps: defers, retries and fails them in the job store, fenced by the step's expectation."""
 
-    def __init__(self, store: JobStore, settings: Settings, reporter: Reporter) -> None:
-        self.store, self.settings, self.reporter = store, settings, reporter
+    def __init__(self, store: JobStore, settings: Settings, reporter: Reporter,
+                 revoke: Callable[[str], object] | None = None) -> None:
+        self.store, self.settings, self.reporter, self.revoke = store, settings, reporter, revoke
 
     def after(self, step: Step, holder: str, expect: Expect, attempt: Attempt, exc: BaseException) -> Outcome:
         """The outcome of a step that raised ``exc``."""
@@ -108,7 +114,8 @@ class Ending:
             log.info("job %s: %s; asking again shortly", step.job_id, exc)
             return Stop(str(exc))
         if isinstance(exc, Throttled):  # the fleet's api.video budget: wait for it, not a retry
-            self._schedule(step, holder, expect, attempt, exc.wait_s + random.uniform(0, DEFER_JITTER_S), None)
+            delay = max(0.0, exc.wait_s - SLOT_EARLY_S) + random.uniform(0, SLOT_JITTER_S)
+            self._schedule(step, holder, expect, attempt, delay, None)
             log.info("job %s: %s; step deferred", step.job_id, exc)
             return Stop(str(exc))
         if isinstance(exc, redis.RedisError):
@@ -154,8 +161,18 @@ class Ending:
         self.reporter.state(job_id, State.FAILED)
         hint = f"resumable: {resume_command(job_id, error.needs)}" if error.resumable else "not resumable"
         log.warning("job %s: failed: %s (%s)", job_id, error, hint)
+        self._revoke(job_id)
         job = self.store.get(job_id)
         return Fail(failure_for(job_id, error), callback_step(job) if job else None)
+
+    def _revoke(self, job_id: str) -> None:
+        """A token vuq minted for the job is owed its deletion now that the job ended (failed)."""
+        if self.revoke is None:
+            return
+        try:
+            self.revoke(job_id)
+        except Exception as exc:  # the failure is recorded: a revocation left owed is the janitor's
+            log.info("job %s: its minted token is left to the janitor (%s)", job_id, type(exc).__name__)
 
     def _schedule(self, step: Step, holder: str, expect: Expect, attempt: Attempt, delay_s: float,
                   retry_reason: str | None) -> bool:

@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from tasks.apivideo.chunking import ChunkPlan
+from tasks.apivideo.keyring import Account
+from tasks.apivideo.limiter import Turn
 from tasks.errors import LeaseLost
 from tasks.job.record import JobRecord
 from tasks.outbound.sources import Source
@@ -21,7 +23,7 @@ PROGRESS_EVERY_S = 1.0
 @dataclass
 class ChunkInFlight:
     """Chunk ``index`` of ``job``: its bytes come from ``source`` (``name`` titles the multipart part),
-    it goes up with ``token`` under the lease ``held``."""
+    it goes up with ``token`` under the lease ``held``, in ``account`` on the job's ``turn``."""
 
     job: JobRecord
     index: int
@@ -29,6 +31,8 @@ class ChunkInFlight:
     name: str
     token: str
     held: Held
+    account: Account
+    turn: Turn
     began: float = field(default_factory=time.monotonic)
 
     @property

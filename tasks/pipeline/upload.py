@@ -12,6 +12,7 @@ write is fenced.
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -19,13 +20,12 @@ from typing import Any
 
 import httpx
 
-from tasks.apivideo.access_tokens import AccessTokens
-from tasks.apivideo.account import AccountApi
 from tasks.apivideo.chunking import plan_chunks
 from tasks.apivideo.client import ALREADY_RECEIVED_SLUGS, UPLOAD, ApiClient
-from tasks.apivideo.limiter import FleetLimiter
+from tasks.apivideo.keyring import Account, Keyring
+from tasks.apivideo.limiter import Turn
 from tasks.apivideo.upload_status import first_missing_chunk, range_received
-from tasks.constants import JOB_METADATA_KEY, MAX_CHUNK_BYTES, TASK_CHUNK, TASK_FINALIZE, TASK_START
+from tasks.constants import MAX_CHUNK_BYTES, TASK_CHUNK, TASK_FINALIZE, TASK_START
 from tasks.errors import (
     ApiRejected,
     Busy,
@@ -37,9 +37,11 @@ from tasks.errors import (
     StepKeepsDying,
     StepTimedOut,
 )
-from tasks.job.record import ACTIVE_STATES, JobRecord, State
+from tasks.job.record import JobRecord, State
 from tasks.job.store import NOW, Expect, JobStore, Written
 from tasks.outbound.sources import Source, open_source
+from tasks.pipeline import minted, video
+from tasks.pipeline.job_account import account_of, choose_account, turn_of
 from tasks.pipeline.leases import Held, LeaseKeeper, new_holder
 from tasks.pipeline.message import Step, callback_step, step_for
 from tasks.pipeline.outcomes import Attempt, Continue, Ending, Outcome, Stop
@@ -48,7 +50,6 @@ from tasks.pipeline.sending import ChunkInFlight
 from tasks.settings import Settings
 
 log = logging.getLogger(__name__)
-MINTED_TOKEN_TTL_S = 7 * 24 * 3600
 MAX_BUSY_WAIT_S = 5.0
 BUDGET_BINDS_AT = 0.5  # share of a minute's upload budget that the requests in hand must reach
 
@@ -64,11 +65,17 @@ def expectation(task: str, chunk: int | None = None) -> Expect:
 
 @dataclass(frozen=True)
 class Holding:
-    """What a step that holds its job's lease works with: the record, its upload token, the lease."""
+    """What a step that holds its job's lease works with: the record, its upload token, the lease, and
+    whose turn its requests take."""
 
     job: JobRecord
     token: str | None
     held: Held
+    turn: Turn
+
+    @property
+    def holder(self) -> str:
+        return self.held.holder
 
 
 @dataclass
@@ -79,16 +86,16 @@ class Pipeline:
     settings: Settings
     store: JobStore
     api: ApiClient
-    tokens: AccessTokens
     sources: httpx.Client
-    limiter: FleetLimiter | None = None
+    keyring: Keyring | None = None  # the accounts of the settings' keyring if not given
     reporter: Reporter = field(default=NULL_REPORTER)
     leases: LeaseKeeper | None = None  # the process's; made from the store and the lease TTL if not given
 
     def __post_init__(self) -> None:
         if self.leases is None:
             self.leases = LeaseKeeper(self.store, self.settings.lease_ttl_s)
-        self.account = AccountApi(self.api, self.tokens)
+        if self.keyring is None:
+            self.keyring = Keyring(self.store.redis, self.api, self.settings.keyring, self.settings.rate_limits)
 
     def run(self, step: Step, attempt: Attempt | None = None,
             interruptions: tuple[type[BaseException], ...] = ()) -> Outcome:
@@ -100,7 +107,7 @@ class Pipeline:
         except Exception as exc:
             if isinstance(exc, interruptions):
                 exc = StepTimedOut()
-            ending = Ending(self.store, self.settings, self.reporter)
+            ending = Ending(self.store, self.settings, self.reporter, self.revoke_token)
             return ending.after(step, holder, expect, attempt or Attempt(), exc)
         if following is None:
             return Stop("nothing to do")
@@ -117,7 +124,7 @@ class Pipeline:
             if step.task == TASK_START:
                 return self._start(holding, expect)
             if step.task == TASK_CHUNK:
-                return self._chunk(holding, int(step.chunk or 0))
+                return self._chunk(holding, int(step.chunk or 0), expect)
             return self._finalize(holding, expect)
 
     def start(self, job_id: str, holder: str) -> Step | None:
@@ -133,26 +140,33 @@ class Pipeline:
         metadata with API-key auth, and mark the job done."""
         return self._step(Step(TASK_FINALIZE, job_id), holder)
 
+    def revoke_token(self, job_id: str) -> bool:
+        """Delete the token vuq minted for an ended job (see ``tasks.pipeline.minted``)."""
+        assert self.keyring is not None
+        return minted.revoke(self.store, self.keyring, job_id)
+
     # -- steps ---------------------------------------------------------------------------
     def _start(self, holding: Holding, expect: Expect) -> Step:
-        job, holder = holding.job, holding.held.holder
+        job, holder = holding.job, holding.holder
+        account = self._choose(holding, expect)
         source = self._source(job)
         info = source.info()
         # a retried start keeps the plan its first attempt recorded: chunk 0 may already be at api.video
-        chunk_size = job.chunk_size or job.spec.chunk_size or self._fitted_chunk_size(info.size)
+        chunk_size = job.chunk_size or job.spec.chunk_size or self._fitted_chunk_size(info.size, account)
         plan = plan_chunks(info.size, chunk_size)
-        token = holding.token or self._mint_token(job, holder, expect)
-        video_id = job.video_id or self._ensure_video(job, holder, expect)
+        token = holding.token or self._mint_token(job, holder, expect, account, holding.turn, info.size)
+        video_id = job.video_id or self._ensure_video(job, holder, expect, account, holding.turn)
         changes = {"state": State.UPLOADING, "size": info.size, "chunk_size": plan.chunk_size,
                    "chunks_total": plan.count, "source_identity": info.identity, "video_id": video_id or ""}
         self._write(job.job_id, holder, changes, expect)
         log.info("job %s: %d bytes in %d chunk(s) of %d", job.job_id, info.size, plan.count, plan.chunk_size)
         job = replace(job, state=State.UPLOADING, size=info.size, chunk_size=plan.chunk_size,
                       chunks_total=plan.count, video_id=video_id)
-        return self._send(ChunkInFlight(job, 0, source, info.name, token, holding.held))
+        return self._send(ChunkInFlight(job, 0, source, info.name, token, holding.held, account, holding.turn))
 
-    def _chunk(self, holding: Holding, index: int) -> Step:
+    def _chunk(self, holding: Holding, index: int, expect: Expect) -> Step:
         job = holding.job
+        account = account_of(self._keyring, job, holding.token)
         source = self._source(job)
         info = source.info()
         if info.identity != job.source_identity:
@@ -160,25 +174,28 @@ class Pipeline:
                               f"(was {job.size} bytes, now {info.size})")
         if not holding.token:
             raise ConfigError("the job's upload token is missing from its record")
-        return self._send(ChunkInFlight(job, index, source, info.name, holding.token, holding.held))
+        token = self._fresh_token(holding, expect, account, holding.token)
+        return self._send(ChunkInFlight(job, index, source, info.name, token, holding.held, account, holding.turn))
 
     def _finalize(self, holding: Holding, expect: Expect) -> Step | None:
-        job, holder = holding.job, holding.held.holder
-        missing = self._missing_chunk(job)
+        job, holder = holding.job, holding.holder
+        account = account_of(self._keyring, job, holding.token)
+        missing = self._missing_chunk(job, account, holding.turn)
         if missing is not None:
             log.warning("job %s: api.video lacks chunk %d; sending it again", job.job_id, missing + 1)
             written = self._write(job.job_id, holder, {"state": State.UPLOADING, "next_chunk": missing,
                                                        "bytes_sent": job.plan.start(missing), "verify_upload": "",
                                                        "handoff_at": NOW}, expect, release=True)
             return replace(step_for(job, TASK_CHUNK, missing), handoff_at=written.at)
-        video = job.spec.video.to_json()
-        if video or self.account.available:
+        if account.keyed:  # a token-only job set nothing a key could set (refused at its start)
             if not job.video_id:
                 raise PermanentError("no video id was recorded for this job")
-            self.account.patch_video(job.video_id, job.spec.video.tagged(JOB_METADATA_KEY, job.job_id).to_json())
+            account.with_key(holding.turn).patch_video(job.video_id, video.tagged(job).to_json())
         self._write(job.job_id, holder, {"state": State.DONE, "error": ""}, expect, release=True)
         self.reporter.state(job.job_id, State.DONE)
         log.info("job %s: done, video %s", job.job_id, job.video_id)
+        if job.token_minted:
+            self.revoke_token(job.job_id)
         return callback_step(job)
 
     # -- holding the job -----------------------------------------------------------------
@@ -196,8 +213,9 @@ class Pipeline:
         if claim.record.step_starts > self.settings.max_retries + 1:
             raise StepKeepsDying(claim.record.step_starts - 1)
         assert self.leases is not None
+        turn = turn_of(claim.record.spec, self.settings.tenant_weights)
         with self.leases.hold(job_id, holder, expect) as held:
-            yield Holding(claim.record, claim.token, held)
+            yield Holding(claim.record, claim.token, held, turn)
 
     def _write(self, job_id: str, holder: str, changes: dict[str, Any], expect: Expect,
                release: bool = False) -> Written:
@@ -208,46 +226,73 @@ class Pipeline:
         return written
 
     # -- starting a job ------------------------------------------------------------------
-    def _fitted_chunk_size(self, size: int) -> int:
+    @property
+    def _keyring(self) -> Keyring:
+        assert self.keyring is not None
+        return self.keyring
+
+    def _choose(self, holding: Holding, expect: Expect) -> Account:
+        """The account the job runs in: chosen once, before any request that creates or uploads, and
+        recorded (a retried start keeps what its first attempt chose)."""
+        job = holding.job
+        if job.account is not None:
+            return account_of(self._keyring, job, holding.token)
+        account = choose_account(self._keyring, job.spec, holding.token, holding.turn)
+        self._write(job.job_id, holding.holder, {"account": account.name, "token_only": not account.keyed}, expect)
+        return account
+
+    def _fitted_chunk_size(self, size: int, account: Account) -> int:
         """The chunk size of a job of ``size`` bytes whose producer did not pin one: the largest when
-        the fleet's upload budget binds, the configured default when it is idle. It binds when the
-        requests in hand (the last minute's uploads, one for each other active job, and this job's
-        own at the default size) would use half a minute's budget or more: a big job is many requests
-        by itself, whatever was enqueued after it. See the README, "Chunk size and the upload budget"."""
+        its account's upload budget binds, the configured default when it is idle. It binds when the
+        requests in hand (the account's uploads of the last minute, the turns waiting for a slot, and
+        this job's own at the default size) would use half a minute's budget or more: a big job is many
+        requests by itself. See the README, "Chunk size and the upload budget"."""
         default = self.settings.chunk_size
-        if self.limiter is None:
-            return default
-        used, limit = self.limiter.usage(UPLOAD)
+        in_hand, limit = account.limiter.usage(UPLOAD)
         if not limit:  # not known yet: nothing to fit to
             return default
-        others = sum(self.store.counts()[str(s)] for s in ACTIVE_STATES) - 1  # this job is active too
-        in_hand = used + max(0, others) + plan_chunks(size, default).count
+        in_hand += plan_chunks(size, default).count
         return MAX_CHUNK_BYTES if in_hand >= limit * BUDGET_BINDS_AT else default
 
     def _source(self, job: JobRecord) -> Source:
         return open_source(job.spec.source, self.settings.allowed_roots, self.sources)
 
-    def _mint_token(self, job: JobRecord, holder: str, expect: Expect) -> str:
-        if not self.account.available:
-            raise ConfigError("the job has no upload token and the workers hold no API key to mint one")
-        token = self.account.create_upload_token(MINTED_TOKEN_TTL_S)
-        self._write(job.job_id, holder, {"secret:token": token, "token_minted": True}, expect)
+    def _mint_token(self, job: JobRecord, holder: str, expect: Expect, account: Account, turn: Turn,
+                    remaining_bytes: int) -> str:
+        if not account.keyed:
+            raise ConfigError("the job has no upload token and no API key of its account to mint one")
+        token, ttl_s = minted.mint(account, turn, remaining_bytes)
+        self._write(job.job_id, holder, {"secret:token": token, "token_minted": True,
+                                         "token_expires_at": (job.heartbeat_at or 0.0) + ttl_s}, expect)
         return token
 
-    def _ensure_video(self, job: JobRecord, holder: str, expect: Expect) -> str | None:
-        """With an API key, create the job's empty video first, so a retried chunk 0 fills it
-        instead of creating a second one. Only a start that may have crashed after asking for it
-        (``container_pending``) looks for it again: no read the record already answers."""
-        if not self.account.available:
+    def _fresh_token(self, holding: Holding, expect: Expect, account: Account, token: str) -> str:
+        """The job's token, or a new one when the one vuq minted for it runs short (the old one deleted)."""
+        job = holding.job
+        if not (job.token_minted and job.token_expires_at and job.heartbeat_at) \
+                or job.token_expires_at - job.heartbeat_at > minted.RENEW_BEFORE_S:
+            return token
+        fresh = self._mint_token(job, holding.holder, expect, account, holding.turn, (job.size or 0) - job.bytes_sent)
+        minted.replaced(account, holding.turn, token)
+        log.info("job %s: its minted token was about to expire; replaced", job.job_id)
+        return fresh
+
+    def _ensure_video(self, job: JobRecord, holder: str, expect: Expect, account: Account, turn: Turn
+                      ) -> str | None:
+        """With an API key, create the job's empty video first, so a retried chunk 0 fills it instead of
+        creating a second one; tagged with the job's id and nonce (``tasks.pipeline.video``). Only a start
+        that may have crashed after asking for it (``container_pending``) looks for it again."""
+        if not account.keyed:
             return None
-        if job.container_pending:
-            found = self.account.find_videos({JOB_METADATA_KEY: job.job_id})
+        api = account.with_key(turn)
+        if job.container_pending and job.nonce:
+            found = video.find(api, job)
             if found:
-                return self._record_video(job, holder, expect, str(found[0]["videoId"]))
-        self._write(job.job_id, holder, {"container_pending": True}, expect)
-        payload = {"title": job.spec.video.title or f"vuq job {job.job_id}",
-                   "metadata": [{"key": JOB_METADATA_KEY, "value": job.job_id}]}
-        created = self.account.create_video(payload)
+                return self._record_video(job, holder, expect, found)
+        if not job.nonce:
+            job = replace(job, nonce=secrets.token_hex(8))
+        self._write(job.job_id, holder, {"container_pending": True, "nonce": job.nonce}, expect)
+        created = api.create_video(video.container(job))
         return self._record_video(job, holder, expect, str(created["videoId"]))
 
     def _record_video(self, job: JobRecord, holder: str, expect: Expect, video_id: str) -> str:
@@ -263,9 +308,12 @@ class Pipeline:
         try:
             answer = self._upload(chunk)
         except ApiRejected as exc:
-            if exc.token_refused and self.account.available:  # once: a second refusal fails
+            if exc.token_refused and chunk.account.keyed:  # once: a second refusal fails
+                # the token is of the job's account (checked at its start, or minted there): a new one of the
+                # same account may replace it; a token-only job's is never replaced
                 log.warning("job %s: api.video refused the upload token; minting a new one", job.job_id)
-                chunk.token = self._mint_token(job, holder, expect)
+                chunk.token = self._mint_token(job, holder, expect, chunk.account, chunk.turn,
+                                               chunk.plan.size - chunk.plan.start(index))
                 answer = self._upload(chunk)
             elif exc.slug in ALREADY_RECEIVED_SLUGS and job.video_id:
                 trusted = self._confirm_received(chunk)
@@ -287,7 +335,7 @@ class Pipeline:
         return replace(step, sent=chunk.sent(), handoff_at=written.at)
 
     def _upload(self, chunk: ChunkInFlight) -> dict[str, Any]:
-        return self.api.upload_chunk(chunk.token, video_id=chunk.job.video_id,
+        return chunk.account.uploads(chunk.turn).upload_chunk(chunk.token, video_id=chunk.job.video_id,
                                      content_range=chunk.plan.content_range(chunk.index), file_name=chunk.name,
                                      length=chunk.length, blocks=chunk.blocks(self.reporter))
 
@@ -296,20 +344,17 @@ class Pipeline:
         it holds the range (it may still be arriving through another request: then wait and ask
         again); without one, trust the answer and say so (``verify_upload``). Returns whether trusted."""
         job, index = chunk.job, chunk.index
-        if not self.account.available:
+        if not chunk.account.keyed:
             log.info("job %s: chunk %d taken as already received (no API key to check)", job.job_id, index + 1)
             return True
-        if not range_received(self._status(job), chunk.plan.start(index), chunk.plan.end(index) - 1):
+        status = chunk.account.with_key(chunk.turn).video_status(job.video_id or "")
+        if not range_received(status, chunk.plan.start(index), chunk.plan.end(index) - 1):
             raise RangeArriving(job.job_id, index)
         log.info("job %s: chunk %d was already received", job.job_id, index + 1)
         return False
 
-    def _missing_chunk(self, job: JobRecord) -> int | None:
+    def _missing_chunk(self, job: JobRecord, account: Account, turn: Turn) -> int | None:
         """The first chunk api.video lacks, when a chunk was taken on trust and a key can check."""
-        if not job.verify_upload or not self.account.available or not job.video_id:
+        if not job.verify_upload or not account.keyed or not job.video_id:
             return None
-        return first_missing_chunk(self._status(job), job.plan)
-
-    def _status(self, job: JobRecord) -> dict[str, Any]:
-        """What api.video holds of the job's upload (API-key auth)."""
-        return self.account.video_status(job.video_id or "")
+        return first_missing_chunk(account.with_key(turn).video_status(job.video_id), job.plan)

@@ -6,6 +6,7 @@ end
 local t = now()
 -- an id used again after its record expired: what the old job left in the indexes goes first
 for k = 4, 11 do redis.call('ZREM', KEYS[k], ARGV[3]) end
+redis.call('ZREM', KEYS[13], ARGV[3])
 redis.call('HSET', KEYS[1], 'job_id', ARGV[3], 'state', 'queued', 'created_at', stamp(t), 'handoff_at', stamp(t))
 local new = write(4, t)
 redis.call('ZADD', KEYS[3], t, ARGV[3])

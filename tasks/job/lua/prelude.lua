@@ -29,7 +29,8 @@ local function expectations(at)
 end
 
 -- after the record's state changed from old to new: move its index entry; a job that ended
--- gets its expiry (retention), loses its token if done or cancelled, and owes its webhook
+-- gets its expiry (retention), loses its token if done or cancelled, owes its webhook, and owes
+-- the deletion of a token vuq minted for it (kept apart until then, however the job ended)
 local function moved(old, new, t, keep_done, keep_failed)
   local id = redis.call('HGET', KEYS[1], 'job_id')
   local created = redis.call('HGET', KEYS[1], 'created_at') or stamp(t)
@@ -38,6 +39,15 @@ local function moved(old, new, t, keep_done, keep_failed)
   redis.call('HSET', KEYS[1], 'step_starts', '0')
   if FINAL[new] then
     redis.call('HSET', KEYS[1], 'ended_at', stamp(t))
+    if redis.call('HGET', KEYS[1], 'token_minted') == '1' then
+      local minted = redis.call('HGET', KEYS[1], 'secret:token')
+      if minted then
+        -- apart from the record, without a TTL: the record may expire before the token is deleted
+        redis.call('HSET', KEYS[14], 'token', minted, 'account', redis.call('HGET', KEYS[1], 'account') or '')
+        redis.call('ZADD', KEYS[13], t, id)
+      end
+      redis.call('HDEL', KEYS[1], 'secret:token', 'token_minted', 'token_expires_at')
+    end
     if new ~= 'failed' then redis.call('HDEL', KEYS[1], 'secret:token') end
     local keep = tonumber(new == 'failed' and keep_failed or keep_done)
     if keep > 0 then

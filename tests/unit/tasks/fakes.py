@@ -3,7 +3,7 @@ records what it was asked, and a job store whose lease renewals can be counted o
 
 ``FakeApiVideo`` keeps just enough of api.video to drive the pipeline: delegated uploads (byte
 ranges, videoId, range overlap, already-initiated, refused upload tokens), videos (create, find by
-metadata, status with ``receivedBytes``, patch, delete), upload tokens and API-key authentication.
+metadata, status with ``receivedBytes``, patch, delete), upload tokens (mint, read, delete) and API-key authentication.
 Failures are injected with ``fail()`` (answered instead of, or after, the real handling: an
 answer lost on the way back), and ``hooks`` run before each answer (a slow server, a look at the
 store mid-request).
@@ -157,6 +157,13 @@ class FakeApiVideo:
                 token = f"to{self._serial:022d}"
             self.upload_tokens.add(token)
             return httpx.Response(200, json={"token": token, "ttl": json.loads(request.content)["ttl"]})
+        if parts[0] == "upload-tokens" and len(parts) == 2:
+            if parts[1] not in self.upload_tokens:
+                return problem(404, "resource-not-found", "The requested resource was not found.")
+            if method == "DELETE":
+                self.upload_tokens.discard(parts[1])
+                return httpx.Response(204)
+            return httpx.Response(200, json={"token": parts[1], "ttl": 0})
         if parts[0] != "videos":
             return problem(404, "unrecognized-request-url")
         if (method, parts) == ("POST", ["videos"]):

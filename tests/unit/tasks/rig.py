@@ -15,9 +15,7 @@ from typing import Protocol
 import httpx
 import pytest
 
-from tasks.apivideo.access_tokens import AccessTokens
 from tasks.apivideo.client import ApiClient
-from tasks.apivideo.limiter import FleetLimiter
 from tasks.constants import LEASE_KEY, MIB, TASK_CHUNK, TASK_START, TASK_WEBHOOK
 from tasks.errors import PermanentError
 from tasks.job.record import JobRecord
@@ -38,7 +36,7 @@ RANGES = [f"bytes 0-{CHUNK - 1}/{SIZE}", f"bytes {CHUNK}-{2 * CHUNK - 1}/{SIZE}"
 
 class Build(Protocol):
     def __call__(self, api_key: str | None = ..., *, lease_ttl_s: int = ..., max_retries: int = ...,
-                 limiter: FleetLimiter | None = ..., job_store: JobStore | None = ...) -> Pipeline: ...
+                 rate_limits: dict[str, int] | None = ..., job_store: JobStore | None = ...) -> Pipeline: ...
 
 
 # -- the rig -------------------------------------------------------------------------------
@@ -60,20 +58,19 @@ def _no_network(request: httpx.Request) -> httpx.Response:
 
 @pytest.fixture
 def build(store: JobStore, fake: FakeApiVideo, root: Path) -> Iterator[Build]:
-    """``build(api_key, lease_ttl_s=…, max_retries=…, limiter=…)``: a worker's Pipeline on the shared
-    store and fake api.video (two builds are two workers, possibly configured differently)."""
+    """``build(api_key, lease_ttl_s=…, max_retries=…, rate_limits=…)``: a worker's Pipeline on the shared
+    store and fake api.video (two builds are two workers, possibly configured differently); ``api_key`` is
+    the ``default`` account's (None: no key)."""
     clients: list[httpx.Client] = []
 
     def make(api_key: str | None = API_KEY, *, lease_ttl_s: int = 5, max_retries: int = 3,
-             limiter: FleetLimiter | None = None, job_store: JobStore | None = None) -> Pipeline:
+             rate_limits: dict[str, int] | None = None, job_store: JobStore | None = None) -> Pipeline:
         settings = Settings(api_base_url=BASE_URL, api_key=api_key, chunk_size=CHUNK, allowed_roots=(root,),
-                            lease_ttl_s=lease_ttl_s, max_retries=max_retries)
+                            lease_ttl_s=lease_ttl_s, max_retries=max_retries, rate_limits=rate_limits or {})
         http = httpx.Client(transport=fake.transport)
         sources = httpx.Client(transport=httpx.MockTransport(_no_network))
         clients.extend([http, sources])
-        api = ApiClient(http, BASE_URL)
-        return Pipeline(settings=settings, store=job_store or store, api=api,
-                        tokens=AccessTokens(store.redis, api, api_key), sources=sources, limiter=limiter)
+        return Pipeline(settings=settings, store=job_store or store, api=ApiClient(http, BASE_URL), sources=sources)
 
     yield make
     for client in clients:

@@ -1,14 +1,29 @@
-"""tasks.apivideo.limiter: the fleet's per-class limiter for api.video's budgets (upload, write, read), shared
-through Redis (fakeredis here), and parse_rate_limits for VUQ_RATE_LIMITS."""
+"""tasks.apivideo.limiter: the fleet's limiter for api.video's budgets, per account and class (upload,
+write, read), shared through Redis (fakeredis here): paced one slot every (60 s + margin) / limit, resynchronised
+from the answers' headers, fair between tenants; and parse_rate_limits for VUQ_RATE_LIMITS. Waits are read from
+what ``acquire`` returns; a test sleeps only for the wait the limiter prescribed, the behaviour under test."""
 
 from __future__ import annotations
+
+import itertools
+import time
 
 import fakeredis
 import pytest
 
-from tasks.apivideo.limiter import UNLIMITED_PER_MINUTE, WINDOW_S, FleetLimiter, parse_rate_limits
+from tasks.apivideo import limiter as limiter_module
+from tasks.apivideo.limiter import (
+    SPACING_MARGIN_S,
+    UNLIMITED_PER_MINUTE,
+    WINDOW_S,
+    FleetLimiter,
+    Turn,
+    parse_rate_limits,
+)
 
-ACCOUNT = "https://ws.api.video"
+ACCOUNT = "3f9a1c0d2b4e5f60"
+FAST = 1200  # a limit whose spacing (about 52 ms) a test can wait out
+SPACING_S = (WINDOW_S + SPACING_MARGIN_S) / FAST
 
 
 @pytest.fixture
@@ -22,76 +37,94 @@ def limiter(server: fakeredis.FakeServer, configured: dict[str, int] | None = No
     return FleetLimiter(fakeredis.FakeRedis(server=server, decode_responses=True), account, configured)
 
 
-def admitted(fleet: list[FleetLimiter], request_class: str, tries: int) -> int:
-    return sum(1 for n in range(tries) if fleet[n % len(fleet)].acquire(request_class) == 0)
+def take(worker: FleetLimiter, request_class: str = "upload", turn: Turn | None = None, tries: int = 50) -> float:
+    """Wait for a slot as a step does (the waits the limiter prescribes); when it was granted."""
+    for _ in range(tries):
+        wait = worker.acquire(request_class, turn)
+        if wait == 0:
+            return time.monotonic()
+        time.sleep(wait)
+    raise AssertionError(f"no slot after {tries} tries")
 
 
-# -- per class -----------------------------------------------------------------------------
+# -- pacing ----------------------------------------------------------------------------------
+def test_the_first_request_goes_at_once_and_the_next_waits_one_spacing(server: fakeredis.FakeServer) -> None:
+    worker = limiter(server, {"upload": FAST})
+    assert worker.acquire("upload") == 0
+    assert SPACING_S * 0.5 < worker.acquire("upload") <= SPACING_S
+
+
+def test_slots_are_spaced_never_burst_so_no_window_holds_more_than_the_limit(server: fakeredis.FakeServer) -> None:
+    fleet = [limiter(server, {"upload": FAST}), limiter(server, {"upload": FAST})]
+    granted = [take(fleet[n % 2]) for n in range(12)]
+    gaps = [b - a for a, b in itertools.pairwise(granted)]
+    assert min(gaps) >= SPACING_S * 0.9  # Redis's clock spaces them; a few ms of this host's scheduling aside
+    # (window + margin) / limit apart: at most limit - 1 admissions in any window, limit with the margin spent
+
+
 def test_each_class_has_its_own_budget_and_keys(server: fakeredis.FakeServer) -> None:
     worker = limiter(server, {"upload": 3, "write": 4, "read": 5})
-    assert (admitted([worker], "upload", 10), admitted([worker], "write", 10), admitted([worker], "read", 10)) == (
-        2, 3, 4)  # limit - 1 each, one spent on one class leaves the others untouched
-    assert len(set(worker.keys.values())) == 3
-    assert len({key for pair in worker.keys.values() for key in pair}) == 6
-
-
-def test_a_blocked_class_does_not_block_the_others(server: fakeredis.FakeServer) -> None:
-    worker = limiter(server)
-    worker.observe("upload", 429, {"x-ratelimit-retry-after": "30"})
-    assert worker.acquire("upload") > 0
-    assert worker.acquire("write") == 0 and worker.acquire("read") == 0
+    assert [worker.acquire(c) for c in ("upload", "write", "read")] == [0, 0, 0]
+    assert all(worker.acquire(c) > 1 for c in ("upload", "write", "read"))  # each one spacing of its own
+    assert len({key for keys in worker.keys.values() for key in keys}) == 12
 
 
 def test_workers_share_one_budget(server: fakeredis.FakeServer) -> None:
-    fleet = [limiter(server, {"upload": 10}), limiter(server, {"upload": 10})]
-    assert admitted(fleet, "upload", 20) == 9
-    wait = fleet[0].acquire("upload")
-    assert 0 < wait <= WINDOW_S
+    first, second = limiter(server, {"upload": 10}), limiter(server, {"upload": 10})
+    assert first.acquire("upload") == 0
+    assert 6 < second.acquire("upload") <= (WINDOW_S + SPACING_MARGIN_S) / 10
 
 
 def test_another_account_has_its_own_budget(server: fakeredis.FakeServer) -> None:
-    assert admitted([limiter(server, {"upload": 3})], "upload", 5) == 2
-    assert admitted([limiter(server, {"upload": 3}, account="https://sandbox.api.video")], "upload", 5) == 2
+    assert limiter(server, {"upload": 3}).acquire("upload") == 0
+    assert limiter(server, {"upload": 3}).acquire("upload") > 0
+    assert limiter(server, {"upload": 3}, account="9b8a7c6d5e4f3a2b").acquire("upload") == 0
 
 
-def test_the_redis_keys_do_not_name_the_account(server: fakeredis.FakeServer) -> None:
+def test_a_429_of_one_account_never_slows_another(server: fakeredis.FakeServer) -> None:
+    limiter(server).observe("upload", 429, {"x-ratelimit-retry-after": "30"})
+    assert limiter(server, account="9b8a7c6d5e4f3a2b").acquire("upload") == 0
+
+
+def test_the_redis_keys_do_not_name_anything_but_the_account_id(server: fakeredis.FakeServer) -> None:
     worker = limiter(server, {"upload": 5})
     worker.acquire("upload")
     worker.observe("upload", 429, {"x-ratelimit-retry-after": "1"})
     keys = fakeredis.FakeRedis(server=server, decode_responses=True).keys("*")
-    assert len(keys) == 2 and not any("api.video" in key for key in keys)
+    assert keys and all(key.startswith(f"vuq:budget:{ACCOUNT}:upload:") for key in keys)
 
 
 # -- configured and learned limits -----------------------------------------------------------
 def test_an_unknown_limit_admits_everything(server: fakeredis.FakeServer) -> None:
-    assert admitted([limiter(server)], "upload", 50) == 50
+    worker = limiter(server)
+    assert all(worker.acquire("upload") == 0 for _ in range(50))
 
 
 def test_a_limit_is_learned_from_the_headers_for_every_worker(server: fakeredis.FakeServer) -> None:
     first, second = limiter(server), limiter(server)
     first.observe("upload", 201, {"x-ratelimit-limit": "5", "x-ratelimit-remaining": "4"})
-    assert admitted([second], "upload", 10) == 4
-    assert second.usage("upload") == (4, 5)
+    assert second.acquire("upload") == 0 and second.acquire("upload") > 10
+    assert second.usage("upload") == (2, 5)  # one admitted, one turn waiting
 
 
 def test_requests_before_the_limit_was_learned_count_once_it_is(server: fakeredis.FakeServer) -> None:
     worker = limiter(server)
-    assert admitted([worker], "write", 3) == 3
+    assert all(worker.acquire("write") == 0 for _ in range(3))
     worker.observe("write", 200, {"x-ratelimit-limit": "5"})
-    assert admitted([worker], "write", 5) == 1  # 3 + 1 = limit - 1
+    assert worker.usage("write") == (3, 5)
 
 
 def test_a_configured_limit_wins_over_the_headers(server: fakeredis.FakeServer) -> None:
     worker = limiter(server, {"upload": 3})
     worker.observe("upload", 201, {"x-ratelimit-limit": "1000"})
-    assert admitted([worker], "upload", 5) == 2
-    assert worker.usage("upload") == (2, 3)
+    assert worker.acquire("upload") == 0 and worker.acquire("upload") > 10
+    assert worker.usage("upload")[1] == 3
 
 
 def test_a_limit_no_fleet_reaches_is_not_paced(server: fakeredis.FakeServer) -> None:
     worker = limiter(server)
     worker.observe("read", 200, {"x-ratelimit-limit": str(UNLIMITED_PER_MINUTE)})
-    assert admitted([worker], "read", 20) == 20
+    assert all(worker.acquire("read") == 0 for _ in range(20))
     assert worker.usage("read")[0] == 0  # not even logged: no round trip
 
 
@@ -102,7 +135,7 @@ def test_a_missing_or_bad_limit_header_is_ignored(server: fakeredis.FakeServer, 
     assert worker.usage("upload") == (0, 0)
 
 
-# -- blocking until Retry-After ------------------------------------------------------------
+# -- resynchronised from the answers ---------------------------------------------------------
 def test_a_429_blocks_every_worker_until_retry_after(server: fakeredis.FakeServer) -> None:
     first, second = limiter(server), limiter(server)
     first.observe("upload", 429, {"x-ratelimit-limit": "100", "x-ratelimit-retry-after": "42"})
@@ -110,19 +143,26 @@ def test_a_429_blocks_every_worker_until_retry_after(server: fakeredis.FakeServe
 
 
 def test_remaining_zero_blocks_until_retry_after(server: fakeredis.FakeServer) -> None:
-    worker = limiter(server)
+    worker = limiter(server, {"write": 100})
     worker.observe("write", 201, {"x-ratelimit-remaining": "0", "x-ratelimit-retry-after": "20"})
     assert 19 < worker.acquire("write") <= 20
 
 
-def test_remaining_requests_do_not_block(server: fakeredis.FakeServer) -> None:
-    worker = limiter(server)
-    worker.observe("write", 201, {"x-ratelimit-remaining": "3", "x-ratelimit-retry-after": "20"})
+def test_remaining_requests_that_fit_before_the_reset_do_not_block(server: fakeredis.FakeServer) -> None:
+    worker = limiter(server, {"write": 100})
+    worker.observe("write", 201, {"x-ratelimit-remaining": "40", "x-ratelimit-retry-after": "20"})
     assert worker.acquire("write") == 0
 
 
+def test_fewer_remaining_than_the_fleet_would_send_move_the_next_slot(server: fakeredis.FakeServer) -> None:
+    worker = limiter(server, {"write": 60})  # one slot every 62/60 s
+    worker.observe("write", 201, {"x-ratelimit-remaining": "2", "x-ratelimit-retry-after": "30"})
+    expected = 30 - 2 * (WINDOW_S + SPACING_MARGIN_S) / 60  # the two left fit before the reset, the rest after
+    assert expected - 1 < worker.acquire("write") <= expected
+
+
 def test_a_shorter_block_does_not_cut_a_longer_one(server: fakeredis.FakeServer) -> None:
-    worker = limiter(server)
+    worker = limiter(server, {"upload": 100})
     worker.observe("upload", 429, {"x-ratelimit-retry-after": "50"})
     worker.observe("upload", 429, {"x-ratelimit-retry-after": "5"})
     assert worker.acquire("upload") > 45
@@ -134,14 +174,66 @@ def test_a_429_without_retry_after_does_not_block(server: fakeredis.FakeServer) 
     assert worker.acquire("upload") == 0
 
 
-# -- usage ---------------------------------------------------------------------------------
-def test_usage_counts_the_requests_of_the_last_minute_per_class(server: fakeredis.FakeServer) -> None:
+# -- fair shares ------------------------------------------------------------------------------
+def test_a_tenant_that_took_slots_waits_behind_one_that_took_none(server: fakeredis.FakeServer) -> None:
+    worker = limiter(server, {"upload": FAST})
+    backfill, live = Turn("backfill"), Turn("live")
+    for _ in range(3):
+        take(worker, turn=backfill)
+    backfill_wait = worker.acquire("upload", backfill)  # both wait for the next slot...
+    live_wait = worker.acquire("upload", live)
+    time.sleep(max(backfill_wait, live_wait))
+    assert worker.acquire("upload", backfill) > 0  # ...which live is back for: backfill is told to wait
+    assert worker.acquire("upload", live) == 0
+
+
+def test_weights_share_the_slots_a_binding_budget_hands_out(server: fakeredis.FakeServer) -> None:
+    worker = limiter(server, {"upload": FAST})
+    heavy, light = Turn("live", weight=3), Turn("backfill", weight=1)
+    granted: list[str] = []
+    turns = {"live": heavy, "backfill": light}
+    waits = dict.fromkeys(turns, 0.0)
+    while len(granted) < 16:  # both always want a slot: whoever is due asks, the limiter decides
+        name = min(waits, key=lambda n: waits[n])
+        time.sleep(max(0.0, waits[name] - time.monotonic()))
+        wait = worker.acquire("upload", turns[name])
+        if wait == 0:
+            granted.append(name)
+        waits[name] = time.monotonic() + wait
+    assert 10 <= granted.count("live") <= 14  # about three slots in four
+
+
+def test_bulk_takes_only_the_slots_no_interactive_job_waits_for(server: fakeredis.FakeServer) -> None:
+    worker = limiter(server, {"upload": FAST})
+    bulk, interactive = Turn("batch", bulk=True), Turn("batch")
+    assert worker.acquire("upload", bulk) == 0
+    interactive_wait = worker.acquire("upload", interactive)
+    bulk_wait = worker.acquire("upload", bulk)
+    assert bulk_wait > interactive_wait  # queued behind the interactive turn
+    time.sleep(interactive_wait)
+    assert worker.acquire("upload", bulk) > 0 and worker.acquire("upload", interactive) == 0
+
+
+def test_a_waiting_turn_that_never_comes_back_is_forgotten(server: fakeredis.FakeServer,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(limiter_module, "FORGET_WAITER_S", 0.1)
+    monkeypatch.setattr(limiter_module, "PRESENT_S", 0.0)
+    worker = limiter(server, {"upload": FAST})
+    take(worker, turn=Turn("busy"))
+    gone_wait = worker.acquire("upload", Turn("gone"))  # it registers, then its job goes away
+    time.sleep(gone_wait + 0.2)
+    assert worker.acquire("upload", Turn("busy")) == 0  # the slot is not held for it for ever
+
+
+# -- usage -----------------------------------------------------------------------------------
+def test_usage_counts_the_requests_of_the_last_minute_and_the_waiting_turns(server: fakeredis.FakeServer) -> None:
     worker = limiter(server, {"upload": 10})
     assert worker.usage("upload") == (0, 10)
-    admitted([worker], "upload", 3)
-    admitted([worker], "read", 2)
-    assert worker.usage("upload") == (3, 10)
-    assert worker.usage("read") == (2, 0)  # counted, limit not known yet
+    assert worker.acquire("upload") == 0
+    assert worker.acquire("upload", Turn("other")) > 0
+    assert worker.usage("upload") == (2, 10)  # one admitted, one waiting
+    assert worker.acquire("read") == 0
+    assert worker.usage("read") == (1, 0)  # counted, limit not known yet
     assert worker.usage("write") == (0, 0)
 
 

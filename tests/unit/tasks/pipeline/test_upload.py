@@ -4,6 +4,7 @@ a JobStore on fakeredis, a fake api.video, local sources); plus the retry/resume
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import time
@@ -14,9 +15,10 @@ import pytest
 import redis
 
 from tasks.apivideo.client import UPLOAD
-from tasks.apivideo.limiter import FleetLimiter
+from tasks.apivideo.limiter import FleetLimiter, Turn
 from tasks.constants import (
     JOB_METADATA_KEY,
+    JOB_NONCE_METADATA_KEY,
     MAX_CHUNK_BYTES,
     MIB,
     TASK_CHUNK,
@@ -37,6 +39,7 @@ from tasks.errors import (
     SourceError,
     SpecError,
     StepKeepsDying,
+    Throttled,
 )
 from tasks.job.record import State
 from tasks.job.spec import Video
@@ -47,7 +50,6 @@ from tasks.pipeline.message import Step
 from tasks.pipeline.upload import Pipeline, expectation
 from tests.support.secrets import has_token
 from tests.unit.tasks.fakes import (
-    BASE_URL,
     OVERLAP,
     TOKEN_INVALID,
     UPLOAD_TOKEN,
@@ -96,7 +98,8 @@ def test_a_job_goes_from_start_through_each_chunk_to_done(build: Build, store: J
     assert [u.video_id for u in fake.uploads] == [job.video_id] * 3  # the container, from chunk 0 on
     assert all(u.token == UPLOAD_TOKEN and u.file_name == "clip.mp4" for u in fake.uploads)
     assert bytes(video.content) == CONTENT and video.complete
-    assert video.patches == [{"title": "Holiday", "metadata": [{"key": JOB_METADATA_KEY, "value": "j1"}]}]
+    assert job.nonce and video.patches == [{"title": "Holiday", "metadata": [
+        {"key": JOB_METADATA_KEY, "value": "j1"}, {"key": JOB_NONCE_METADATA_KEY, "value": job.nonce}]}]
 
 
 def test_without_an_api_key_chunk_0_creates_the_video_and_the_rest_name_it(build: Build, store: JobStore,
@@ -201,17 +204,28 @@ def test_a_step_finding_another_holder_raises_busy(build: Build, store: JobStore
 
 
 # -- refused upload tokens -----------------------------------------------------------------
-def test_a_refused_upload_token_is_replaced_with_the_api_key(build: Build, store: JobStore, fake: FakeApiVideo,
-                                                             clip: Path) -> None:
-    new_job(store, clip, token="toEXPIREDexpiredEXPIRED0")
+def test_a_refused_token_of_the_jobs_account_is_replaced_with_its_key(build: Build, store: JobStore,
+                                                                      fake: FakeApiVideo, clip: Path) -> None:
+    new_job(store, clip)  # the default account's token, checked at the start...
+    fake.fail("POST", "/upload", 401, TOKEN_INVALID)  # ...then refused (it expired meanwhile)
     step = build().start("j1", "w")
     assert step is not None and step.chunk == 1
     assert len(fake.calls("POST", "/upload-tokens")) == 1
     assert len(fake.calls("POST", "/upload")) == 2  # refused, then sent with the new token
     (upload,) = fake.uploads
-    assert upload.token in fake.upload_tokens and upload.token != "toEXPIREDexpiredEXPIRED0"
+    assert upload.token in fake.upload_tokens and upload.token != UPLOAD_TOKEN
     assert store.redis.hget("vuq:job:j1", "secret:token") == upload.token
     assert record(store).token_minted and record(store).next_chunk == 1
+
+
+def test_a_token_no_account_of_ours_holds_is_never_replaced(build: Build, store: JobStore, fake: FakeApiVideo,
+                                                            clip: Path) -> None:
+    new_job(store, clip, token="toFOREIGNforeignFOREIGN0")
+    with pytest.raises(ApiRejected) as info:
+        build().start("j1", "w")  # token-only: api.video refuses it, and nobody mints another
+    assert info.value.needs == "token" and info.value.resumable
+    assert fake.calls("POST", "/upload-tokens") == [] and fake.calls("POST", "/videos") == []
+    assert record(store).token_only and not record(store).token_minted
 
 
 def test_a_second_refusal_after_minting_fails_the_step(build: Build, store: JobStore, fake: FakeApiVideo,
@@ -279,19 +293,32 @@ def test_a_resent_chunk_still_arriving_elsewhere_is_in_flight(build: Build, stor
     assert record(store).next_chunk == 2
 
 
-def test_without_an_api_key_already_received_is_trusted_then_checked_at_finalize(
-        build: Build, store: JobStore, fake: FakeApiVideo, clip: Path) -> None:
-    keyless, keyed = build(None), build()
+def test_without_an_api_key_already_received_is_trusted_and_said_so(build: Build, store: JobStore,
+                                                                     fake: FakeApiVideo, clip: Path) -> None:
+    keyless = build(None)
     new_job(store, clip)
     keyless.start("j1", "w0")
+    assert record(store).token_only  # the token is no account's the workers hold a key for
     video = fake.videos[str(record(store).video_id)]
     video.in_flight.append((CHUNK, 2 * CHUNK - 1))  # "already received", but the request delivering it dies
     step = keyless.chunk("j1", 1, "w1")
     assert step is not None and step.chunk == 2
-    assert record(store).verify_upload
-    video.in_flight.clear()
-    assert keyless.chunk("j1", 2, "w2") is not None
+    assert record(store).verify_upload  # taken on trust, and the record says so
+    run(keyless, step)
+    assert record(store).state is State.DONE
+    assert not [r for r in fake.requests if "authorization" in r.headers]  # a token-only job sends no key
 
+
+def test_finalize_with_the_key_sends_again_a_chunk_taken_on_trust_that_api_video_lacks(
+        build: Build, store: JobStore, fake: FakeApiVideo, clip: Path) -> None:
+    keyed = build()
+    new_job(store, clip)
+    step = keyed.start("j1", "w0")
+    step = keyed.chunk("j1", 1, "w1")
+    assert step is not None and keyed.chunk("j1", 2, "w2") is not None
+    video = fake.videos[str(record(store).video_id)]
+    video.received.remove((CHUNK, 2 * CHUNK - 1))  # a chunk taken on trust (a record from a keyless worker)
+    assert store.update("j1", None, {"verify_upload": True})
     step = keyed.finalize("j1", "w3")  # a worker with the key checks before declaring it done
     assert step is not None and (step.task, step.chunk) == (TASK_CHUNK, 1)
     assert step.handoff_at is not None and step.label is not None and "2/3" in step.label
@@ -299,18 +326,14 @@ def test_without_an_api_key_already_received_is_trusted_then_checked_at_finalize
     assert (job.state, job.next_chunk, job.bytes_sent, job.verify_upload) == (State.UPLOADING, 1, CHUNK, False)
     assert store.lease_holder("j1") is None
 
-    run(keyed, step)
-    assert record(store).state is State.DONE
-    assert bytes(video.content) == CONTENT
-
 
 def test_finalize_with_the_key_finds_nothing_missing_when_api_video_holds_it_all(
         build: Build, store: JobStore, fake: FakeApiVideo, clip: Path) -> None:
+    keyed = build()
     new_job(store, clip)
-    run(build(None), Step(TASK_START, "j1"))  # keyless: done without a check
-    lapse(store)
+    run(keyed, Step(TASK_START, "j1"))
     assert store.update("j1", None, {"state": State.FINALIZING, "verify_upload": True})
-    assert build().finalize("j1", "w") is None
+    assert keyed.finalize("j1", "w") is None
     assert record(store).state is State.DONE
     assert len(fake.calls("GET", f"/videos/{record(store).video_id}/status")) == 1
 
@@ -529,43 +552,37 @@ def test_a_lease_lost_during_the_upload_stops_the_step_even_if_it_came_free_agai
 
 
 # -- chunk size and the upload budget ----------------------------------------------------------
-@pytest.fixture
-def limiter(store: JobStore) -> FleetLimiter:
-    return FleetLimiter(store.redis, BASE_URL, {"upload": 10})
-
-
-def _queued(store: JobStore, clip: Path, count: int) -> None:
-    for n in range(count):
-        new_job(store, clip, job_id=f"other{n}")
+def _budget(pipeline: Pipeline) -> FleetLimiter:
+    """The upload budget of the ``default`` account the rig's jobs run in."""
+    assert pipeline.keyring is not None and pipeline.keyring.default is not None
+    return pipeline.keyring.default.limiter
 
 
 def _chunk_size_at_start(pipeline: Pipeline, store: JobStore, clip: Path, pinned: int | None = None) -> int:
+    """The chunk size j1's start records (its upload may then have to wait for a slot: not the point here)."""
     if pinned:
         new_job(store, clip, chunk_size=pinned)
     else:
         new_job(store, clip)
-    assert pipeline.start("j1", "w") is not None
+    with contextlib.suppress(Throttled):
+        pipeline.start("j1", "w")
     return int(record(store).chunk_size or 0)
 
 
-def test_an_idle_budget_keeps_the_default_chunk_size(build: Build, store: JobStore, clip: Path,
-                                                     limiter: FleetLimiter) -> None:
-    _queued(store, clip, 1)  # one other job and j1's three requests: 4 in hand, under half of 10
-    assert _chunk_size_at_start(build(None, limiter=limiter), store, clip) == CHUNK
+def test_an_idle_budget_keeps_the_default_chunk_size(build: Build, store: JobStore, clip: Path) -> None:
+    pipeline = build(rate_limits={"upload": 10})
+    assert _budget(pipeline).acquire(UPLOAD) == 0  # one upload in the last minute and j1's three: under half of 10
+    assert _chunk_size_at_start(pipeline, store, clip) == CHUNK
 
 
-def test_active_jobs_reaching_half_the_budget_fit_the_largest_chunk(build: Build, store: JobStore, fake: FakeApiVideo,
-                                                                    clip: Path, limiter: FleetLimiter) -> None:
-    _queued(store, clip, 2)  # two others and j1's three requests: 5 of 10
-    assert _chunk_size_at_start(build(None, limiter=limiter), store, clip) == MAX_CHUNK_BYTES
-    assert [u.content_range for u in fake.uploads] == [None]  # the whole source in one request
-    assert record(store).chunks_total == 1
-
-
-def test_usage_and_active_jobs_together_fit_the_largest_chunk(build: Build, store: JobStore, clip: Path,
-                                                              limiter: FleetLimiter) -> None:
-    assert all(limiter.acquire(UPLOAD) == 0 for _ in range(2))  # and j1's three requests: 5 of 10
-    assert _chunk_size_at_start(build(None, limiter=limiter), store, clip) == MAX_CHUNK_BYTES
+def test_requests_in_hand_reaching_half_the_budget_fit_the_largest_chunk(
+        build: Build, store: JobStore, fake: FakeApiVideo, clip: Path) -> None:
+    pipeline = build(rate_limits={"upload": 10})
+    budget = _budget(pipeline)
+    assert budget.acquire(UPLOAD) == 0  # one upload in the last minute...
+    assert budget.acquire(UPLOAD, Turn("other")) > 0  # ...another tenant waiting, and j1's three: 5 of 10
+    assert _chunk_size_at_start(pipeline, store, clip) == MAX_CHUNK_BYTES
+    assert record(store).chunks_total == 1  # the whole source in one request
 
 
 @pytest.mark.parametrize(("limit", "fitted"), [(6, MAX_CHUNK_BYTES), (7, CHUNK)])
@@ -573,45 +590,45 @@ def test_a_job_that_is_half_the_budget_by_itself_fits_the_largest_chunk(
         build: Build, store: JobStore, clip: Path, limit: int, fitted: int) -> None:
     """Alone, j1's three requests at the default size are half of 6 (binds), not of 7: what is
     enqueued after it (before or after it starts) does not decide."""
-    limiter = FleetLimiter(store.redis, BASE_URL, {"upload": limit})
-    assert _chunk_size_at_start(build(None, limiter=limiter), store, clip) == fitted
+    assert _chunk_size_at_start(build(rate_limits={"upload": limit}), store, clip) == fitted
 
 
 def test_a_learned_limit_binds_like_a_configured_one(build: Build, store: JobStore, clip: Path) -> None:
-    limiter = FleetLimiter(store.redis, BASE_URL)
-    _queued(store, clip, 1)  # with j1: 2
-    limiter.observe(UPLOAD, 201, {"x-ratelimit-limit": "4"})
-    assert _chunk_size_at_start(build(None, limiter=limiter), store, clip) == MAX_CHUNK_BYTES
+    pipeline = build()
+    _budget(pipeline).observe(UPLOAD, 201, {"x-ratelimit-limit": "4"})
+    assert _chunk_size_at_start(pipeline, store, clip) == MAX_CHUNK_BYTES
 
 
 def test_an_unknown_limit_keeps_the_default_chunk_size(build: Build, store: JobStore, clip: Path) -> None:
-    _queued(store, clip, 20)
-    assert _chunk_size_at_start(build(None, limiter=FleetLimiter(store.redis, BASE_URL)), store, clip) == CHUNK
+    assert _chunk_size_at_start(build(), store, clip) == CHUNK
 
 
-def test_a_pinned_chunk_size_always_wins(build: Build, store: JobStore, clip: Path, limiter: FleetLimiter) -> None:
-    _queued(store, clip, 9)
+def test_a_pinned_chunk_size_always_wins(build: Build, store: JobStore, clip: Path) -> None:
     pinned = 6 * MIB
-    assert _chunk_size_at_start(build(None, limiter=limiter), store, clip, pinned) == pinned
+    assert _chunk_size_at_start(build(rate_limits={"upload": 2}), store, clip, pinned) == pinned
 
 
-def test_without_a_limiter_the_default_chunk_size_is_used(build: Build, store: JobStore, clip: Path) -> None:
-    _queued(store, clip, 20)
-    assert _chunk_size_at_start(build(None), store, clip) == CHUNK
+def test_the_budget_of_another_account_does_not_fit_this_jobs_chunks(build: Build, store: JobStore,
+                                                                     clip: Path) -> None:
+    pipeline = build(rate_limits={"upload": 10})
+    busy = FleetLimiter(store.redis, "some-other-account", {"upload": 10})
+    assert busy.acquire(UPLOAD) == 0 and busy.acquire(UPLOAD, Turn("other")) > 0
+    assert _chunk_size_at_start(pipeline, store, clip) == CHUNK
 
 
 def test_a_retried_start_keeps_the_chunk_size_its_first_attempt_recorded(
-        build: Build, store: JobStore, fake: FakeApiVideo, clip: Path, limiter: FleetLimiter) -> None:
-    pipeline = build(limiter=limiter)
+        build: Build, store: JobStore, fake: FakeApiVideo, clip: Path) -> None:
+    pipeline = build(rate_limits={"upload": 10})
     new_job(store, clip)
     fake.fail("POST", "/upload", 502, "server-error", after=True)  # chunk 0 arrives; its answer is lost
     with pytest.raises(ApiUnavailable):
         pipeline.start("j1", "w0")
     assert record(store).chunk_size == CHUNK
     lapse(store)
-    _queued(store, clip, 4)  # meanwhile the fleet got busy: the budget now binds
-    step = pipeline.start("j1", "w1")
-    assert step is not None and step.chunk == 1
+    for tenant in ("a", "b", "c", "d"):  # meanwhile the fleet got busy: the budget now binds
+        _budget(pipeline).acquire(UPLOAD, Turn(tenant))
+    with contextlib.suppress(Throttled):
+        pipeline.start("j1", "w1")
     assert record(store).chunk_size == CHUNK
 
 
