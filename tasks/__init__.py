@@ -1,6 +1,6 @@
 """vuq's upload pipeline, as producers and operators use it.
 
-``enqueue_upload`` enqueues one upload and returns its job id; ``resume_upload``, ``cancel_upload`` and
+``enqueue_upload`` enqueues one upload and returns its job id, ``enqueue_many`` many at once; ``resume_upload``, ``cancel_upload`` and
 ``retry_failed_uploads`` are the operator actions; ``send_step`` publishes one pipeline step by name.
 Other services send ``vuq.upload.start`` by name (README, "The contract"). Importing ``tasks`` reads
 no environment and connects nowhere.
@@ -13,8 +13,15 @@ producer (``producer``), webhook signatures (``webhooks``) and per-process wirin
 
 from tasks.errors import EnqueueError, SpecError
 from tasks.pipeline.operations import OperationError, RetryOutcome
-from tasks.producer import cancel_upload, enqueue_upload, resume_upload, retry_failed_uploads, send_step
+from tasks.producer import (
+    cancel_upload,
+    enqueue_many,
+    enqueue_upload,
+    resume_upload,
+    retry_failed_uploads,
+    send_step,
+)
 from tasks.settings import Settings
 
 __all__ = ["EnqueueError", "OperationError", "RetryOutcome", "Settings", "SpecError", "cancel_upload",
-           "enqueue_upload", "resume_upload", "retry_failed_uploads", "send_step"]
+           "enqueue_many", "enqueue_upload", "resume_upload", "retry_failed_uploads", "send_step"]

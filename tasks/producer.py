@@ -14,6 +14,7 @@ and the message leaves a queued job the janitor starts.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from functools import cache
 from typing import Any
@@ -26,27 +27,30 @@ from tasks.constants import TASK_START
 from tasks.errors import EnqueueError, SpecError
 from tasks.job.connections import SentinelOptions, broker_transport_options, unreachable
 from tasks.job.record import JobRecord, State
-from tasks.job.spec import new_job_id, parse_spec
-from tasks.job.store import job_store
+from tasks.job.spec import UploadSpec, new_job_id, parse_spec
+from tasks.job.store import REPLICATION_WAIT_MS, Created, job_store
 from tasks.pipeline.message import Step, step_for
 from tasks.pipeline.operations import RetryOutcome, cancel, resume, retry_failed
+from tasks.pipeline.wire import celery_message
 from tasks.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
+BULK_BATCH = 500  # jobs a bulk enqueue writes in one round trip
 
 
 def enqueue_upload(source: str, *, token: str | None = None, video: dict[str, Any] | None = None,
                    chunk_size: int | str | None = None, job_id: str | None = None,
-                   callback_url: str | None = None, settings: Settings | None = None) -> str:
+                   callback_url: str | None = None, account: str | None = None, tenant: str | None = None,
+                   priority: str | None = None, settings: Settings | None = None) -> str:
     """Enqueue one upload and return its job id at once.
 
     Raises ``SpecError`` (a ValueError naming the field) for a bad spec, or for a ``job_id``
     already used with another spec, and ``EnqueueError`` when Redis cannot be reached.
     """
     settings = settings or get_settings()
-    spec = parse_spec({"source": source, "token": token, "video": video or {}, "chunk_size": chunk_size,
-                       "job_id": job_id, "callback_url": callback_url}, settings.net_policy)
-    spec = replace(spec, job_id=spec.job_id or new_job_id())
+    spec = prepared({"source": source, "token": token, "video": video or {}, "chunk_size": chunk_size,
+                     "job_id": job_id, "callback_url": callback_url, "account": account, "tenant": tenant,
+                     "priority": priority}, settings)
     job_id = str(spec.job_id)
     store = job_store(settings)
     try:
@@ -56,17 +60,84 @@ def enqueue_upload(source: str, *, token: str | None = None, video: dict[str, An
     if created.created and settings.sentinel and not created.replicated:
         log.warning("job %s: no replica confirmed it within a second (a failover now could lose it)", job_id)
     if not created.created:
-        if created.conflicts(spec.fingerprint()):
-            raise SpecError("job_id", f"{job_id!r} already names a job with a different spec ({created.state}); "
-                                      "use another job_id, or the same spec to get that job")
+        _same_job(spec, created)
         return job_id  # the same request again: the same job, no second message
-    start = step_for(JobRecord(job_id, State.QUEUED, spec), TASK_START)
     try:
-        send_step(replace(start, handoff_at=created.at), settings)
+        send_step(replace(_start(spec), handoff_at=created.at), settings)
     except EnqueueError:
         store.forget(job_id)  # nothing half-written: the producer may simply try again
         raise
     return job_id
+
+
+def enqueue_many(specs: Iterable[Mapping[str, Any]], settings: Settings | None = None,
+                 batch: int = BULK_BATCH) -> list[str | SpecError]:
+    """Enqueue many uploads (each a spec as ``send_task`` takes it) and return, in order, each one's job
+    id or the ``SpecError`` that refused it (nothing of a refused spec is written). Records and start
+    messages go in pipelined batches of ``batch``; ``job_id`` is an idempotency key as for
+    ``enqueue_upload``. ``EnqueueError`` when Redis cannot be reached (the batches before it stay)."""
+    settings = settings or get_settings()
+    results: list[str | SpecError] = []
+    pending: list[tuple[int, UploadSpec]] = []
+    for raw in specs:
+        try:
+            pending.append((len(results), prepared(raw, settings)))
+            results.append(str(pending[-1][1].job_id))
+        except SpecError as exc:
+            results.append(exc)
+        if len(pending) >= batch:
+            _enqueue_batch(pending, results, settings)
+            pending = []
+    _enqueue_batch(pending, results, settings)
+    return results
+
+
+def prepared(raw: Mapping[str, Any], settings: Settings) -> UploadSpec:
+    """A producer's spec, validated, with its job id; an account the producer's keyring (its
+    ``VUQ_ACCOUNTS_FILE``) does not hold is refused here rather than at the job's start."""
+    spec = parse_spec(raw, settings.net_policy)
+    if spec.account is not None and settings.accounts and settings.account(spec.account) is None:
+        known = ", ".join(repr(a.name) for a in settings.keyring)
+        raise SpecError("account", f"unknown account {spec.account!r} (the keyring holds: {known})")
+    return replace(spec, job_id=spec.job_id or new_job_id())
+
+
+def _enqueue_batch(pending: list[tuple[int, UploadSpec]], results: list[str | SpecError], settings: Settings) -> None:
+    """One round trip for ``pending``'s records and start messages (the broker is the job store's Redis),
+    else a round trip for the records and one publication each."""
+    if not pending:
+        return
+    store = job_store(settings)
+    handoff = store.now()
+    try:
+        if settings.redis_url == settings.broker_url:
+            jobs = [(spec, celery_message(_start(spec), settings.queue, handoff)) for _, spec in pending]
+            created = store.create_many(jobs, settings.queue, queue=settings.queue)
+            if settings.sentinel:  # a replica holds the batch before the producer is answered
+                store.redis.execute_command("WAIT", 1, REPLICATION_WAIT_MS)
+        else:
+            created = [store.create(spec, queue=settings.queue) for _, spec in pending]
+            for (_, spec), outcome in zip(pending, created, strict=True):
+                if outcome.created:
+                    send_step(replace(_start(spec), handoff_at=outcome.at), settings)
+    except redis.RedisError as exc:
+        raise EnqueueError(unreachable(settings.redis_url, exc)) from None
+    for (index, spec), outcome in zip(pending, created, strict=True):
+        try:
+            _same_job(spec, outcome)
+        except SpecError as exc:
+            results[index] = exc
+
+
+def _start(spec: UploadSpec) -> Step:
+    return step_for(JobRecord(str(spec.job_id), State.QUEUED, spec), TASK_START)
+
+
+def _same_job(spec: UploadSpec, created: Created) -> None:
+    """An id already in use is the same job only with the same spec."""
+    if created.conflicts(spec.fingerprint()):
+        raise SpecError("job_id", f"{spec.job_id!r} already names a job with a different spec ({created.state}); "
+                                  "use another job_id, or the same spec to get that job")
 
 
 def resume_upload(job_id: str, token: str | None = None, settings: Settings | None = None) -> Step:

@@ -19,6 +19,8 @@ _PATTERNS = (
     re.compile(r"(?i)(\b(?:Bearer|Basic)\s+)[A-Za-z0-9._~+/=-]+"),
 )
 _UPLOAD_TOKEN = re.compile(r"(?i)(\bto[A-Za-z0-9]{22})\b")  # api.video upload token shape: "to" + 22 characters
+# Every pattern above needs one of these: text without any (most of it) is returned at once.
+_SUSPECT = re.compile(r"(?i)https?://|token|api_?key|refresh|signature|sig=|x-amz-|bearer|basic|\bto[A-Za-z0-9]{22}\b")
 # An http(s) URL in free text: user info and query string are masked, the rest stays.
 _URL = re.compile(r"(?i)\b(https?://)(?:[^\s/@'\"<>?#]*@)?([^\s?#'\"<>]*)(\?[^\s#'\"<>]*)?")
 
@@ -28,6 +30,8 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     for secret in secrets:
         if secret and len(secret) >= 4:
             text = text.replace(secret, MASK)
+    if not _SUSPECT.search(text):
+        return text
     text = _URL.sub(_masked_url_match, text)
     for pattern in _PATTERNS:
         text = pattern.sub(lambda m: m.group(1) + MASK, text)

@@ -9,6 +9,7 @@ Each script gets the same keys (``KEYS``, built by ``tasks.job.store.job_keys``)
     12 delayed steps (member -> when to publish it)
     13 tokens to revoke (id -> since when: a token vuq minted, owed its deletion at api.video)
     14 the job's token to revoke (hash: token, account; no TTL, the record may expire first)
+    15 (enqueue only) the broker's queue, where a new job's start message goes
 
 so the indexes move in the same script that changes a state and can never disagree with
 the records. Times are Redis's own (``TIME``): a value ``NOW`` (a NUL, then ``@now``: no text a
@@ -31,6 +32,7 @@ def _load(name: str, prelude: bool = True) -> str:
 
 
 CREATE = _load("create")
+ENQUEUE = _load("enqueue")
 FORGET = _load("forget")
 CLAIM = _load("claim")
 RENEW = _load("renew")

@@ -11,7 +11,7 @@ record is still where the step expects it. Reads and listings are in ``tasks.job
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING
@@ -98,6 +98,7 @@ class JobStore(JobIndex):
         super().__init__(client)
         self.keep = [keep_done_s, keep_failed_s]
         self._create = client.register_script(scripts.CREATE)
+        self._enqueue = client.register_script(scripts.ENQUEUE)
         self._claim = client.register_script(scripts.CLAIM)
         self._renew = client.register_script(scripts.RENEW)
         self._update = client.register_script(scripts.UPDATE)
@@ -112,18 +113,8 @@ class JobStore(JobIndex):
         fingerprint and state returned. ``notify``: the job owes its ``callback_url`` a webhook when it
         ends. ``replicas``: wait (up to a second) until that many replicas hold the write
         (``Created.replicated`` says how many did). ``fingerprint``: "" records none."""
-        job_id = spec.job_id
-        if not job_id:
-            raise ValueError("a job's spec must name its job_id before it is stored")
-        values: dict[str, object] = {"spec": json.dumps(spec.to_json(), sort_keys=True), "next_chunk": 0,
-                                     "bytes_sent": 0, "retries": 0,
-                                     "spec_hash": spec.fingerprint() if fingerprint is None else fingerprint,
-                                     **fields}
-        if notify and spec.callback_url:
-            values["webhook"] = "1"
-        if spec.token:
-            values[TOKEN_FIELD] = spec.token
-        args: list[str | int] = [*self.keep, job_id, *_flatten(values)]
+        job_id = _job_id(spec)
+        args: list[str | int] = [*self.keep, job_id, *_flatten(_values(spec, notify, fingerprint, fields))]
         if replicas:  # WAIT covers the writes of its own connection: one pipeline, one connection
             pipe = self.redis.pipeline(transaction=False)
             self._create(keys=job_keys(job_id), args=args, client=pipe)
@@ -131,9 +122,21 @@ class JobStore(JobIndex):
             result, acked = pipe.execute()
         else:
             result, acked = self._create(keys=job_keys(job_id), args=args), 0
-        if result[0] == 1:
-            return Created(True, at=float(result[1]), replicated=int(acked))
-        return Created(False, spec_hash=result[1], state=result[2])
+        return _created(result, acked)
+
+    def create_many(self, jobs: Sequence[tuple[UploadSpec, str]], queue_key: str, **fields: object) -> list[Created]:
+        """Create every job of ``jobs`` (a spec and its start message) and push each new one's message on
+        the broker's list ``queue_key`` (the broker is this Redis), in one script call; an id in use is
+        left alone and gets no message, as ``create`` does."""
+        if not jobs:
+            return []
+        args: list[str | int] = [*self.keep, JOB_KEY.format(job_id=""), LEASE_KEY.format(job_id=""),
+                                 REVOKE_TOKEN_KEY.format(job_id="")]
+        for spec, message in jobs:
+            values = {name: _text(value) for name, value in _values(spec, True, None, fields).items()}
+            args += [_job_id(spec), message, json.dumps(values)]
+        keys = [*job_keys(""), queue_key]
+        return [_created(result) for result in self._enqueue(keys=keys, args=args)]
 
     def forget(self, job_id: str) -> bool:
         """Undo a create whose start message could not be sent (a queued job nobody picked up)."""
@@ -221,6 +224,31 @@ def job_store(settings: Settings) -> JobStore:
 @cache
 def _store(redis_url: str, sentinel: SentinelOptions | None, keep_done_s: int, keep_failed_s: int) -> JobStore:
     return JobStore(redis_client(redis_url, sentinel), keep_done_s, keep_failed_s)
+
+
+def _job_id(spec: UploadSpec) -> str:
+    if not spec.job_id:
+        raise ValueError("a job's spec must name its job_id before it is stored")
+    return spec.job_id
+
+
+def _values(spec: UploadSpec, notify: bool, fingerprint: str | None, fields: Mapping[str, object]) -> dict[str, object]:
+    """A new record's fields: the spec as JSON, its fingerprint, its token apart, the cursor at 0."""
+    values: dict[str, object] = {"spec": json.dumps(spec.to_json(), sort_keys=True), "next_chunk": 0,
+                                 "bytes_sent": 0, "retries": 0,
+                                 "spec_hash": spec.fingerprint() if fingerprint is None else fingerprint, **fields}
+    if notify and spec.callback_url:
+        values["webhook"] = "1"
+    if spec.token:
+        values[TOKEN_FIELD] = spec.token
+    return values
+
+
+def _created(result: list[object], acked: object = 0) -> Created:
+    """A create script's reply: {1, Redis's time} new, else {0, spec hash, state}."""
+    if result[0] == 1:
+        return Created(True, at=float(str(result[1])), replicated=int(str(acked)))
+    return Created(False, spec_hash=str(result[1]), state=str(result[2]))
 
 
 def job_keys(job_id: str) -> list[str]:

@@ -64,20 +64,47 @@ local function moved(old, new, t, keep_done, keep_failed)
   end
 end
 
--- ARGV[i..] as field/value pairs (times resolved), plus updated_at; returns the new state if set
-local function write(i, t)
+-- field/value pairs (times resolved) into the record, plus updated_at; returns the new state if set
+local function write_pairs(given, t)
   local fields, new, cursor = {}, nil, false
-  while i < #ARGV do
-    local f, v = ARGV[i], value(ARGV[i + 1], t)
+  for i = 1, #given - 1, 2 do
+    local f, v = given[i], value(given[i + 1], t)
     if f == 'state' then new = v end
     if f == 'next_chunk' then cursor = true end
     fields[#fields + 1] = f
     fields[#fields + 1] = v
-    i = i + 2
   end
   fields[#fields + 1] = 'updated_at'
   fields[#fields + 1] = stamp(t)
   redis.call('HSET', KEYS[1], unpack(fields))
   if cursor then redis.call('HSET', KEYS[1], 'step_starts', '0') end
   return new
+end
+
+-- ARGV[i..] as field/value pairs: write_pairs
+local function write(i, t)
+  local given = {}
+  for k = i, #ARGV do given[#given + 1] = ARGV[k] end
+  return write_pairs(given, t)
+end
+
+-- a new queued job ``id`` (KEYS[1] its record) from field/value pairs (a 'state' other than queued
+-- is where the record starts, e.g. a spec rejected at once); keep_done, keep_failed: retention.
+-- {1, now} or, for an id in use, {0, spec_hash, state} and nothing changed
+local function create_job(id, given, keep_done, keep_failed)
+  if redis.call('EXISTS', KEYS[1]) == 1 then
+    return {0, redis.call('HGET', KEYS[1], 'spec_hash') or '', redis.call('HGET', KEYS[1], 'state')}
+  end
+  local t = now()
+  -- an id used again after its record expired: what the old job left in the indexes goes first
+  -- (pruning forgets an id in every index at once: not in the index of every job, it is in none)
+  if redis.call('ZSCORE', KEYS[3], id) then
+    for k = 3, 11 do redis.call('ZREM', KEYS[k], id) end
+  end
+  redis.call('HSET', KEYS[1], 'job_id', id, 'state', 'queued', 'created_at', stamp(t), 'handoff_at', stamp(t))
+  local new = write_pairs(given, t)
+  redis.call('ZADD', KEYS[3], t, id)
+  redis.call('ZADD', KEYS[STATE_KEY.queued], t, id)
+  if new and new ~= 'queued' then moved('queued', new, t, keep_done, keep_failed) end
+  return {1, stamp(t)}
 end
