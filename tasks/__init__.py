@@ -1,7 +1,8 @@
 """vuq's upload pipeline, as producers and operators use it.
 
-``enqueue_upload`` enqueues one upload and returns its job id, ``enqueue_many`` many at once; ``resume_upload``, ``cancel_upload`` and
-``retry_failed_uploads`` are the operator actions; ``send_step`` publishes one pipeline step by name.
+``enqueue_upload`` enqueues one upload and returns its job id, ``enqueue_many`` many at once;
+``resume_upload``, ``cancel_upload`` and ``retry_failed_uploads`` are the operator actions; ``send_step``
+publishes one pipeline step by name.
 Other services send ``vuq.upload.start`` by name (README, "The contract"). Importing ``tasks`` reads
 no environment and connects nowhere.
 
