@@ -7,7 +7,7 @@ jobs, and a page of history reads only that page, however much history there is.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import cast
 
 import redis
@@ -33,6 +33,8 @@ RECORD_FIELDS = ("job_id", "state", "spec", "size", "chunk_size", "chunks_total"
                  "verify_upload", "callback", "cleanup", "queue", "account", "token_only", "nonce",
                  "token_expires_at")
 PRUNE_BATCH = 1000
+PAGE_BATCH = 200  # records read at a time for a filtered listing
+PAGE_SCAN = 20_000  # a filtered listing reads at most this many records for one page
 
 
 class UnknownCursor(LookupError):
@@ -71,9 +73,26 @@ class JobIndex:
                 found.append(JobRecord.from_hash(data))
         return found
 
-    def page(self, states: Iterable[str] | None = None, limit: int = 100, before: str | None = None) -> list[JobRecord]:
-        """Newest first, at most ``limit``, optionally only in ``states`` and only older than the job
-        ``before`` (a cursor: the last id of the previous page). Reads that page, not the history."""
+    def page(self, states: Iterable[str] | None = None, limit: int = 100, before: str | None = None,
+             matches: Callable[[JobRecord], bool] | None = None) -> list[JobRecord]:
+        """Newest first, at most ``limit``, optionally only in ``states``, only older than the job ``before``
+        (a cursor: the last id of the previous page), and only those ``matches`` keeps (an account, a
+        tenant: read a page at a time until enough match, at most ``PAGE_SCAN`` records)."""
+        states = list(states) if states else None
+        if matches is None:
+            return self._page(states, limit, before)
+        found: list[JobRecord] = []
+        scanned = 0
+        while len(found) < limit and scanned < PAGE_SCAN:
+            batch = self._page(states, PAGE_BATCH, before)
+            found += [job for job in batch if matches(job)]
+            scanned += len(batch)
+            if len(batch) < PAGE_BATCH:
+                break
+            before = batch[-1].job_id
+        return found[:limit]
+
+    def _page(self, states: list[str] | None, limit: int, before: str | None) -> list[JobRecord]:
         keys = [STATE_INDEX_KEY.format(state=State(s)) for s in states] if states else [JOB_INDEX_KEY]
         top = "+inf"
         if before is not None:

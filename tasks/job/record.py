@@ -9,6 +9,7 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
 
+from tasks.apivideo.accounts import DEFAULT_ACCOUNT
 from tasks.apivideo.chunking import ChunkPlan
 from tasks.constants import NEEDS_TOKEN
 from tasks.job.spec import UploadSpec
@@ -166,6 +167,11 @@ class JobRecord:
             "tenant": self.spec.share,
             "priority": self.spec.priority,
         }
+
+    @property
+    def whose(self) -> tuple[str, str]:
+        """(account, tenant) for reports: the account it runs in (or names), the tenant whose share it takes."""
+        return self.account_shown or DEFAULT_ACCOUNT, self.spec.share
 
     @property
     def account_shown(self) -> str | None:

@@ -12,12 +12,12 @@ from tasks.pipeline.leases import LeaseKeeper, new_holder
 from tasks.pipeline.message import Send, Sent, Step, callback_step, step_for
 from tasks.pipeline.operations import OperationError, RetryOutcome, cancel, next_step, resume, retry_failed
 from tasks.pipeline.outcomes import Attempt, Continue, Fail, Outcome, Retry, Stop
-from tasks.pipeline.reports import NULL_REPORTER, Reporter
+from tasks.pipeline.reports import NOBODY_IN_PARTICULAR, NULL_REPORTER, Reporter, Whose
 from tasks.pipeline.upload import Pipeline, expectation
 
 __all__ = [
-    "NULL_REPORTER", "Attempt", "Continue", "DelayedStepPump", "Fail", "LeaseKeeper", "OperationError", "Outcome",
-    "Pipeline", "Reporter", "Retry", "RetryOutcome", "Send", "Sent", "Step", "Stop", "callback_step", "cancel",
-    "expectation", "new_holder", "next_step", "publish_due", "queue_head", "resend_webhooks", "resume",
-    "retry_failed", "step_for", "sweep",
+    "NOBODY_IN_PARTICULAR", "NULL_REPORTER", "Attempt", "Continue", "DelayedStepPump", "Fail", "LeaseKeeper",
+    "OperationError", "Outcome", "Pipeline", "Reporter", "Retry", "RetryOutcome", "Send", "Sent", "Step", "Stop",
+    "Whose", "callback_step", "cancel", "expectation", "new_holder", "next_step", "publish_due", "queue_head",
+    "resend_webhooks", "resume", "retry_failed", "step_for", "sweep",
 ]

@@ -12,8 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from tasks.apivideo.accounts import DEFAULT_ACCOUNT
 from tasks.constants import HANDOFF_HEADER, TASK_CHUNK, TASK_FINALIZE, TASK_START, TASK_WEBHOOK
 from tasks.job.record import JobRecord
+from tasks.pipeline.reports import NOBODY_IN_PARTICULAR, Whose
 from tasks.redact import redact
 
 MAX_LABEL_TEXT = 60
@@ -27,6 +29,7 @@ class Sent:
     total: int
     size: int
     seconds: float
+    whose: Whose = NOBODY_IN_PARTICULAR
 
 
 @dataclass(frozen=True)
@@ -70,8 +73,10 @@ Send = Callable[[Step], None]  # publishes a step (a producer, the janitor, an o
 
 
 def label(job: JobRecord, task: str, chunk: int | None = None) -> str:
-    """``{'chunk': '3/12', 'title': …, 'file': …, 'job_id': …}``: what a person needs first (Flower cuts
-    the cell at about 400 px), and still searchable as ``kwargs:<job id>``."""
+    """``{'chunk': '3/12', 'title': …, 'file': …, 'account': …, 'tenant': …, 'job_id': …}``: what a person
+    needs first (Flower cuts the cell at about 400 px), and still searchable as ``kwargs:<job id>``,
+    ``kwargs:<account>``. The account is shown unless it is ``default``, the tenant unless it is the
+    account's name (one account, one producer: nothing more to read)."""
     shown: dict[str, str] = {}
     if task == TASK_CHUNK and chunk is not None:
         shown["chunk"] = f"{chunk + 1}/{job.chunks_total or '?'}"
@@ -82,6 +87,11 @@ def label(job: JobRecord, task: str, chunk: int | None = None) -> str:
     if job.title:
         shown["title"] = _short(job.title)
     shown["file"] = _short(job.file_name)
+    account = job.account_shown or DEFAULT_ACCOUNT
+    if account != DEFAULT_ACCOUNT:
+        shown["account"] = account
+    if job.spec.share != account:
+        shown["tenant"] = job.spec.share
     shown["job_id"] = job.job_id
     return redact(repr(shown))
 

@@ -41,7 +41,7 @@ from tasks.job.record import ACTIVE_STATES, State, resume_command
 from tasks.job.store import Expect, JobStore
 from tasks.pipeline.backoff import backoff_s
 from tasks.pipeline.message import Step, callback_step
-from tasks.pipeline.reports import Reporter
+from tasks.pipeline.reports import NOBODY_IN_PARTICULAR, Reporter, Whose
 from tasks.redact import redact
 from tasks.settings import Settings
 
@@ -142,7 +142,8 @@ class Ending:
                           error.retry_after_s)
         if not self._schedule(step, holder, expect, attempt, delay, error.reason):
             return Stop("not rescheduled")
-        self.reporter.retry(step.job_id, error.reason)
+        job = self.store.get(step.job_id)
+        self.reporter.retry(step.job_id, error.reason, Whose(*job.whose) if job else NOBODY_IN_PARTICULAR)
         log.warning("job %s: %s; retry %d/%d in %.1fs", step.job_id, error, attempt.retries + 1,
                     settings.max_retries, delay)
         return Retry(delay, error)
@@ -158,11 +159,11 @@ class Ending:
         if not written:  # the job moved on under another worker: this step's failure is not the job's
             log.info("job %s: not marked failed (%s): %s", job_id, written.why, error)
             return Stop(written.why)
-        self.reporter.state(job_id, State.FAILED)
+        job = self.store.get(job_id)
+        self.reporter.state(job_id, State.FAILED, Whose(*job.whose) if job else NOBODY_IN_PARTICULAR)
         hint = f"resumable: {resume_command(job_id, error.needs)}" if error.resumable else "not resumable"
         log.warning("job %s: failed: %s (%s)", job_id, error, hint)
         self._revoke(job_id)
-        job = self.store.get(job_id)
         return Fail(failure_for(job_id, error), callback_step(job) if job else None)
 
     def _revoke(self, job_id: str) -> None:

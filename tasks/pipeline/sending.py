@@ -15,7 +15,7 @@ from tasks.job.record import JobRecord
 from tasks.outbound.sources import Source
 from tasks.pipeline.leases import Held
 from tasks.pipeline.message import Sent
-from tasks.pipeline.reports import Reporter
+from tasks.pipeline.reports import Reporter, Whose
 
 PROGRESS_EVERY_S = 1.0
 
@@ -63,4 +63,4 @@ class ChunkInFlight:
 
     def sent(self) -> Sent:
         """What to report once api.video acknowledged it."""
-        return Sent(self.index, self.plan.count, self.length, time.monotonic() - self.began)
+        return Sent(self.index, self.plan.count, self.length, time.monotonic() - self.began, Whose(*self.job.whose))

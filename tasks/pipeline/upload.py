@@ -45,7 +45,7 @@ from tasks.pipeline.job_account import account_of, choose_account, turn_of
 from tasks.pipeline.leases import Held, LeaseKeeper, new_holder
 from tasks.pipeline.message import Step, callback_step, step_for
 from tasks.pipeline.outcomes import Attempt, Continue, Ending, Outcome, Stop
-from tasks.pipeline.reports import NULL_REPORTER, Reporter
+from tasks.pipeline.reports import NULL_REPORTER, Reporter, Whose
 from tasks.pipeline.sending import ChunkInFlight
 from tasks.settings import Settings
 
@@ -192,7 +192,7 @@ class Pipeline:
                 raise PermanentError("no video id was recorded for this job")
             account.with_key(holding.turn).patch_video(job.video_id, video.tagged(job).to_json())
         self._write(job.job_id, holder, {"state": State.DONE, "error": ""}, expect, release=True)
-        self.reporter.state(job.job_id, State.DONE)
+        self.reporter.state(job.job_id, State.DONE, Whose(*job.whose))
         log.info("job %s: done, video %s", job.job_id, job.video_id)
         if job.token_minted:
             self.revoke_token(job.job_id)

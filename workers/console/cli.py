@@ -15,11 +15,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from tasks.errors import ConfigError, SpecError
-from tasks.job import parse_size
+from tasks.job import PRIORITIES, parse_size
 from tasks.settings import Settings, get_settings
 from workers.console import commands
 from workers.console import endings as clierrors
 from workers.console import launch as processes
+from workers.console.endings import UsageError
 
 PASSTHROUGH = ("worker", "flower", "beat", "emulator")
 HELP_FLAGS = ("-h", "--help")
@@ -47,7 +48,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _enqueue_command(command: Command) -> None:
     enq = command("enqueue", "enqueue an upload job and print its id")
-    enq.add_argument("source", help="a path or file:// URL under VUQ_ALLOWED_ROOTS, or an http(s):// URL")
+    enq.add_argument("source", nargs="?", help="a path or file:// URL under VUQ_ALLOWED_ROOTS, or an http(s):// URL")
+    enq.add_argument("--from", dest="from_file", metavar="FILE.jsonl",
+                     help="enqueue one job spec (JSON) per line of FILE ('-': standard input) instead; prints one "
+                          "job id per line, in order (an empty line where a line is refused)")
+    enq.add_argument("--account", help="the api.video account to upload into (default: the one that owns the "
+                                       "token, else 'default')")
+    enq.add_argument("--tenant", help="whose share of the account's budget the job takes (default: the account)")
+    enq.add_argument("--priority", choices=PRIORITIES, help="interactive (default) or bulk: bulk jobs take only "
+                                                           "the budget no interactive job waits for")
     enq.add_argument("--token", help="the delegated upload token (shows in `ps`; prefer --token-file or "
                                      "VUQ_UPLOAD_TOKEN; not needed when the workers hold an API key)")
     enq.add_argument("--token-file", help="read the upload token from this file")
@@ -78,6 +87,8 @@ def _job_commands(command: Command) -> None:
     jobs.add_argument("--state", action="append", choices=commands.STATES, help="filter (repeatable)")
     jobs.add_argument("--limit", type=_positive, default=50, help="jobs per page (default 50)")
     jobs.add_argument("--before", metavar="JOB_ID", help="the page after this job (the last one shown)")
+    jobs.add_argument("--account", help="only jobs of this account")
+    jobs.add_argument("--tenant", help="only jobs of this tenant")
     jobs.add_argument("--json", action="store_true", help="JSON (times: seconds since the epoch, Redis's clock)")
 
     watch = command("watch", "progress bar until the job ends")
@@ -153,11 +164,15 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "health":
         return commands.health(args.idle_s, args.node)
     if args.command == "enqueue":
+        if args.from_file:
+            return commands.enqueue_from(args.from_file, _line_defaults(args), check_source=not args.no_source_check)
+        if not args.source:
+            raise UsageError("enqueue needs a SOURCE, or --from FILE.jsonl")
         return commands.enqueue(_spec(args), wait=args.wait, as_json=args.json,
                                 check_source=not args.no_source_check)
     handlers: dict[str, Any] = {
         "status": lambda: commands.status(args.job_id, args.json),
-        "jobs": lambda: commands.jobs(args.state, args.limit, args.before, args.json),
+        "jobs": lambda: commands.jobs(args.state, args.limit, args.before, args.json, args.account, args.tenant),
         "watch": lambda: commands.watch(args.job_id, args.json),
         "resume": lambda: commands.resume(args.job_id, _token(args, env=False)),
         "cancel": lambda: commands.cancel(args.job_id, args.keep_video),
@@ -175,7 +190,20 @@ def _spec(args: argparse.Namespace) -> dict[str, Any]:
     if args.metadata:
         video["metadata"] = [_pair(item) for item in args.metadata]
     return {"source": _absolute(args.source), "token": _token(args), "video": video,
-            "chunk_size": args.chunk_size, "job_id": args.job_id, "callback_url": args.callback_url}
+            "chunk_size": args.chunk_size, "job_id": args.job_id, "callback_url": args.callback_url,
+            "account": args.account, "tenant": args.tenant, "priority": args.priority}
+
+
+def _line_defaults(args: argparse.Namespace) -> dict[str, Any]:
+    """What ``--from``'s lines take from the command line when they do not say: account, tenant, priority,
+    the token (``--token-file``, ``VUQ_UPLOAD_TOKEN``)."""
+    given = [name for name in ("title", "description", "player_id", "chunk_size", "job_id", "callback_url",
+                               "public", "panoramic", "mp4_support") if getattr(args, name) is not None]
+    if given or args.tag or args.metadata or args.wait:
+        shown = given[0] if given else ("tag" if args.tag else "metadata" if args.metadata else "wait")
+        raise UsageError(f"--from takes each job's spec from its line: --{shown.replace('_', '-')} is not for it")
+    defaults = {"account": args.account, "tenant": args.tenant, "priority": args.priority, "token": _token(args)}
+    return {name: value for name, value in defaults.items() if value is not None}
 
 
 def _pair(item: str) -> dict[str, str]:

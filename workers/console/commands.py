@@ -7,11 +7,13 @@ clock. Tables are for people: sized to the terminal, newest first, one line a jo
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from typing import Any
 
-from tasks import OperationError, cancel_upload, enqueue_upload, resume_upload, retry_failed_uploads
+from tasks import OperationError, cancel_upload, enqueue_many, enqueue_upload, resume_upload, retry_failed_uploads
+from tasks.errors import SpecError
 from tasks.job import JobRecord, JobStore, State, UnknownCursor, job_store
 from tasks.outbound import check_local_source
 from tasks.settings import get_settings
@@ -47,6 +49,57 @@ def enqueue(spec: dict[str, Any], wait: bool, as_json: bool, check_source: bool 
     return 0
 
 
+def enqueue_from(path: str, defaults: dict[str, Any], check_source: bool = True) -> int:
+    """``vuq enqueue --from FILE.jsonl``: one job spec per line, enqueued in batches; one job id per line
+    printed in order (an empty line where a line is refused, the reason on stderr, naming the line). Exit
+    status 1 when any line was refused, 0 when every one was enqueued."""
+    settings = get_settings()
+    lines = _spec_lines(path)
+    specs: list[dict[str, Any]] = []
+    results: dict[int, str | SpecError] = {}
+    for number, raw in lines:
+        try:
+            spec = {**defaults, **_line_spec(raw)}
+            if check_source and isinstance(spec.get("source"), str):
+                check_local_source(spec["source"], settings.allowed_roots)
+            specs.append(spec)
+        except SpecError as exc:
+            results[number] = exc
+    enqueued = iter(enqueue_many(specs, settings=settings))
+    refused = 0
+    for number, _ in lines:
+        outcome = results[number] if number in results else next(enqueued)
+        if isinstance(outcome, SpecError):
+            refused += 1
+            print(f"vuq enqueue: line {number}: {outcome}", file=sys.stderr)
+        print(outcome if isinstance(outcome, str) else "", flush=False)
+    if refused:
+        print(f"vuq enqueue: {refused} of {len(lines)} line(s) refused; the others were enqueued", file=sys.stderr)
+    return 1 if refused else 0
+
+
+def _spec_lines(path: str) -> list[tuple[int, str]]:
+    """The non-blank lines of ``path`` ('-': standard input), numbered from 1."""
+    try:
+        handle = sys.stdin if path == "-" else open(path, encoding="utf-8")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise CommandError(f"cannot read --from {path}: {exc.strerror}") from None
+    with handle:
+        return [(n, line) for n, line in enumerate(handle, start=1) if line.strip()]
+
+
+def _line_spec(raw: str) -> dict[str, Any]:
+    try:
+        spec = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise SpecError("spec", f"not JSON ({exc.msg} at column {exc.colno})") from None
+    if not isinstance(spec, dict):
+        raise SpecError("spec", f"must be a JSON object, not {type(spec).__name__}")
+    if isinstance(spec.get("source"), str) and "://" not in spec["source"] and not os.path.isabs(spec["source"]):
+        spec["source"] = os.path.abspath(spec["source"])  # a relative path means the caller's directory
+    return spec
+
+
 def _get(job_id: str) -> JobRecord:
     job = _store().get(job_id)
     if job is None:
@@ -78,11 +131,18 @@ def _show(job: JobRecord, as_json: bool) -> None:
         print(describe(job, _store().now()))
 
 
-def jobs(states: list[str] | None, limit: int, before: str | None, as_json: bool) -> int:
+def jobs(states: list[str] | None, limit: int, before: str | None, as_json: bool, account: str | None = None,
+         tenant: str | None = None) -> int:
     """One page of jobs, newest first; the next page starts ``--before`` the last one shown."""
     store = _store()
+    wanted = {"account": account, "tenant": tenant}
+
+    def matches(job: JobRecord) -> bool:
+        return (account is None or job.account_shown == account) and (tenant is None or job.spec.share == tenant)
+
     try:
-        records = store.page(states=states, limit=limit, before=before)
+        records = store.page(states=states, limit=limit, before=before,
+                             matches=matches if account or tenant else None)
     except UnknownCursor as exc:
         raise CommandError(str(exc)) from None
     if as_json:
@@ -91,7 +151,9 @@ def jobs(states: list[str] | None, limit: int, before: str | None, as_json: bool
         width = shutil.get_terminal_size((120, 24)).columns
         print(table(records, store.now(), width))
     if len(records) == limit:
-        more = " ".join([f"--state {s}" for s in states or []] + [f"--limit {limit}", f"--before {records[-1].job_id}"])
+        filters = [f"--{name} {value}" for name, value in wanted.items() if value]
+        more = " ".join([f"--state {s}" for s in states or []] + filters
+                        + [f"--limit {limit}", f"--before {records[-1].job_id}"])
         print(f"more: vuq jobs {more}", file=sys.stderr)
     return 0
 

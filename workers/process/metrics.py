@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from tasks.job import ACTIVE_STATES, State, job_store
+from tasks.pipeline import NOBODY_IN_PARTICULAR, Whose
 from tasks.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -48,27 +49,29 @@ class Metrics:
     def __init__(self) -> None:
         from prometheus_client import Counter, Histogram
 
-        self.bytes_uploaded = Counter("vuq_bytes_uploaded", "Bytes acknowledged by api.video")
-        self.chunks = Counter("vuq_chunks_uploaded", "Chunks acknowledged by api.video")
+        who = ["account", "tenant"]
+        self.bytes_uploaded = Counter("vuq_bytes_uploaded", "Bytes acknowledged by api.video", who)
+        self.chunks = Counter("vuq_chunks_uploaded", "Chunks acknowledged by api.video", who)
         self.chunk_seconds = Histogram("vuq_chunk_seconds", "Time to send one chunk and get its answer",
-                                       buckets=CHUNK_SECONDS_BUCKETS)
-        self.retries = Counter("vuq_retries", "Retried steps by reason", ["reason"])
-        self.jobs_ended = Counter("vuq_jobs_ended", "Jobs that reached a final state", ["state"])
+                                       ["account"], buckets=CHUNK_SECONDS_BUCKETS)
+        self.retries = Counter("vuq_retries", "Retried steps by reason", ["reason", "account"])
+        self.jobs_ended = Counter("vuq_jobs_ended", "Jobs that reached a final state", ["state", *who])
 
     def progress(self, job_id: str, index: int, total: int, streamed: int, length: int) -> None:
         pass
 
-    def chunk_sent(self, job_id: str, index: int, total: int, size: int, seconds: float) -> None:
-        self.bytes_uploaded.inc(size)
-        self.chunks.inc()
-        self.chunk_seconds.observe(seconds)
+    def chunk_sent(self, job_id: str, index: int, total: int, size: int, seconds: float,
+                   whose: Whose = NOBODY_IN_PARTICULAR) -> None:
+        self.bytes_uploaded.labels(account=whose.account, tenant=whose.tenant).inc(size)
+        self.chunks.labels(account=whose.account, tenant=whose.tenant).inc()
+        self.chunk_seconds.labels(account=whose.account).observe(seconds)
 
-    def state(self, job_id: str, state: str) -> None:
+    def state(self, job_id: str, state: str, whose: Whose = NOBODY_IN_PARTICULAR) -> None:
         if State(state).final:
-            self.jobs_ended.labels(state=str(state)).inc()
+            self.jobs_ended.labels(state=str(state), account=whose.account, tenant=whose.tenant).inc()
 
-    def retry(self, job_id: str, reason: str) -> None:
-        self.retries.labels(reason=reason).inc()
+    def retry(self, job_id: str, reason: str, whose: Whose = NOBODY_IN_PARTICULAR) -> None:
+        self.retries.labels(reason=reason, account=whose.account).inc()
 
 
 class RedisStateCollector:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import current_task
 
-from tasks.pipeline import Reporter
+from tasks.pipeline import NOBODY_IN_PARTICULAR, Reporter, Whose
 
 
 class TaskEvents:
@@ -17,16 +17,17 @@ class TaskEvents:
             task.send_event("task-progress", job_id=job_id, chunk=index, chunks_total=total,
                             progress=f"{index + 1}/{total}", streamed=streamed, length=length)
 
-    def chunk_sent(self, job_id: str, index: int, total: int, size: int, seconds: float) -> None:
+    def chunk_sent(self, job_id: str, index: int, total: int, size: int, seconds: float,
+                   whose: Whose = NOBODY_IN_PARTICULAR) -> None:
         task = current_task
         if task is not None and task.request.id:
             task.send_event("task-progress", job_id=job_id, chunk=index, chunks_total=total,
                             progress=f"{index + 1}/{total}")
 
-    def state(self, job_id: str, state: str) -> None:
+    def state(self, job_id: str, state: str, whose: Whose = NOBODY_IN_PARTICULAR) -> None:
         pass
 
-    def retry(self, job_id: str, reason: str) -> None:
+    def retry(self, job_id: str, reason: str, whose: Whose = NOBODY_IN_PARTICULAR) -> None:
         pass
 
 
@@ -40,14 +41,15 @@ class Fanout:
         for reporter in self.reporters:
             reporter.progress(job_id, index, total, streamed, length)
 
-    def chunk_sent(self, job_id: str, index: int, total: int, size: int, seconds: float) -> None:
+    def chunk_sent(self, job_id: str, index: int, total: int, size: int, seconds: float,
+                   whose: Whose = NOBODY_IN_PARTICULAR) -> None:
         for reporter in self.reporters:
-            reporter.chunk_sent(job_id, index, total, size, seconds)
+            reporter.chunk_sent(job_id, index, total, size, seconds, whose)
 
-    def state(self, job_id: str, state: str) -> None:
+    def state(self, job_id: str, state: str, whose: Whose = NOBODY_IN_PARTICULAR) -> None:
         for reporter in self.reporters:
-            reporter.state(job_id, state)
+            reporter.state(job_id, state, whose)
 
-    def retry(self, job_id: str, reason: str) -> None:
+    def retry(self, job_id: str, reason: str, whose: Whose = NOBODY_IN_PARTICULAR) -> None:
         for reporter in self.reporters:
-            reporter.retry(job_id, reason)
+            reporter.retry(job_id, reason, whose)

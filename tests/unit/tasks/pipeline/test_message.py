@@ -44,6 +44,14 @@ def test_the_chunk_shown_for_each_task(task: str, chunk: int | None, total: int 
     assert shown(label(job(chunks_total=total), task, chunk))["chunk"] == expected
 
 
+def test_a_label_names_the_account_unless_default_and_the_tenant_unless_the_accounts() -> None:
+    assert shown(label(job(account="acme", tenant="live"), TASK_CHUNK, 2))["account"] == "acme"
+    assert shown(label(job(account="acme", tenant="live"), TASK_CHUNK, 2))["tenant"] == "live"
+    assert "tenant" not in shown(label(job(account="acme"), TASK_CHUNK, 2))
+    assert shown(label(job(tenant="backfill"), TASK_CHUNK, 2))["tenant"] == "backfill"
+    assert set(shown(label(job(), TASK_CHUNK, 2))) == {"job_id", "chunk", "title", "file"}
+
+
 def test_a_label_is_searchable_by_job_id() -> None:
     assert "'job_id': 'job-42'" in label(job(), TASK_CHUNK, 0)
 
