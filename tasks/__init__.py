@@ -18,6 +18,7 @@ from tasks.producer import (
     cancel_upload,
     enqueue_many,
     enqueue_upload,
+    redeliver_webhook,
     resume_upload,
     retry_failed_uploads,
     send_step,
@@ -25,4 +26,4 @@ from tasks.producer import (
 from tasks.settings import Settings
 
 __all__ = ["EnqueueError", "OperationError", "RetryOutcome", "Settings", "SpecError", "cancel_upload",
-           "enqueue_many", "enqueue_upload", "resume_upload", "retry_failed_uploads", "send_step"]
+           "enqueue_many", "enqueue_upload", "redeliver_webhook", "resume_upload", "retry_failed_uploads", "send_step"]

@@ -33,6 +33,7 @@ EXPIRY_KEY: Final = KEY_PREFIX + "expiry"  # sorted set: ended job id -> when it
 OUTBOX_KEY: Final = KEY_PREFIX + "outbox"  # sorted set: job id -> when its completion webhook is due
 DELAYED_KEY: Final = KEY_PREFIX + "delayed"  # sorted set: deferred step (JSON) -> when to publish it
 TAKEN_KEY: Final = KEY_PREFIX + "delayed:taken"  # sorted set: step taken by a pump -> when, until published
+UNREADABLE_KEY: Final = KEY_PREFIX + "delayed:unreadable"  # sorted set: a member no pump can read, set aside
 REVOKE_KEY: Final = KEY_PREFIX + "revoke"  # sorted set: ended job id -> since when its minted token awaits deletion
 REVOKE_TOKEN_KEY: Final = KEY_PREFIX + "revoke:{job_id}"  # hash: that token and its account, until deleted
 REJECTED_KEY: Final = KEY_PREFIX + "rejected:{message_id}"  # a spec refused for an id already in use

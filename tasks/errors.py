@@ -20,6 +20,7 @@
      ├── Throttled               not an error: wait (the fleet's api.video budget), then go on
      │    └── Busy               another worker holds the job's lease just now: ask again shortly
      ├── LeaseLost               the job moved on under this step: stop quietly
+     ├── BadMessage              a task message with arguments vuq never writes: refused, touches nothing
      └── EnqueueError            (producer side) the job could not be enqueued; nothing was left written
 
 A ``PermanentError`` says itself whether ``vuq resume`` can help (``resumable``) and what a resume
@@ -172,6 +173,13 @@ class JobFailed(PermanentError):
 
 class JobFailedResumable(JobFailed):
     """The job failed and `vuq resume` continues it from its cursor once the cause is fixed."""
+
+
+class BadMessage(VuqError, ValueError):
+    """A task message whose arguments vuq never writes (a wrong type, an id outside the documented pattern,
+    an unknown task or field): refused before it touches anything, kept apart by message id."""
+
+    reason = "bad_message"
 
 
 class EnqueueError(VuqError):

@@ -30,7 +30,7 @@ from tasks.job.record import JobRecord, State
 from tasks.job.spec import UploadSpec, new_job_id, parse_spec
 from tasks.job.store import REPLICATION_WAIT_MS, Created, job_store
 from tasks.pipeline.message import Step, step_for
-from tasks.pipeline.operations import RetryOutcome, cancel, resume, retry_failed
+from tasks.pipeline.operations import RetryOutcome, cancel, redeliver, resume, retry_failed
 from tasks.pipeline.wire import celery_message
 from tasks.settings import Settings, get_settings
 
@@ -160,6 +160,13 @@ def retry_failed_uploads(include_permanent: bool = False, settings: Settings | N
     need a new token); what was resumed and what was skipped, by reason."""
     settings = settings or get_settings()
     return retry_failed(job_store(settings), lambda s: send_step(s, settings), include_permanent)
+
+
+def redeliver_webhook(job_id: str, settings: Settings | None = None) -> None:
+    """Deliver an ended job's completion webhook again (``vuq webhook JOB``); ``OperationError`` if it has
+    none or has not ended."""
+    settings = settings or get_settings()
+    redeliver(job_store(settings), job_id, lambda s: send_step(s, settings))
 
 
 def send_step(step: Step, settings: Settings | None = None) -> None:

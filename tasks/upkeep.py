@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from functools import cache
+from typing import Any
 
 import redis
 from celery import Task, shared_task
@@ -12,63 +13,37 @@ from celery.exceptions import Retry
 
 from tasks import runtime
 from tasks.constants import TASK_CLEANUP, TASK_JANITOR, TASK_WEBHOOK
-from tasks.errors import PermanentError, RetryableError
+from tasks.errors import BadMessage
 from tasks.job.connections import SentinelOptions, redis_client
-from tasks.job.record import State
-from tasks.pipeline.backoff import backoff_s
+from tasks.outbound.callbacks import TIMEOUT_S as CALLBACK_DEADLINE_S
+from tasks.pipeline.callbacks import deliver_webhook
 from tasks.pipeline.cleanup import clean_up
 from tasks.pipeline.janitor import queue_head, resend_webhooks, sweep
 from tasks.pipeline.message import Step
-from tasks.uploads import enqueue
-from tasks.webhooks import deliver
+from tasks.uploads import checked, enqueue
 
 log = logging.getLogger(__name__)
-CLEANUP_WAIT_S = 2.0
 
 
-@shared_task(bind=True, name=TASK_WEBHOOK, ignore_result=True, acks_late=True, max_retries=None)
-def webhook(self: Task, job_id: str) -> None:
-    """POST the job's final record to its callback_url, signed; retried with backoff, bounded. The
-    job's outbox entry (written with its final state) is cleared once delivered or refused."""
+@shared_task(bind=True, name=TASK_WEBHOOK, ignore_result=True, acks_late=True, max_retries=None,
+             throws=(BadMessage,))
+def webhook(self: Task, *args: Any, **kwargs: Any) -> None:
+    """POST the job's final record to its callback_url, signed, once at a time; retried with backoff, at
+    most VUQ_MAX_RETRIES + 1 attempts in all (``tasks.pipeline.callbacks``)."""
+    job_id = checked(self, TASK_WEBHOOK, args, kwargs, ("job_id",)).job_id
     pipeline = runtime.pipeline()
-    store, settings = pipeline.store, pipeline.settings
-    job = store.get(job_id)
-    url = job.spec.callback_url if job else None
-    if job is None or not url or not job.state.final:  # expired, or resumed since: nothing owed now
-        store.outbox_done(job_id)
-        return
-    store.outbox_later(job_id, 0.0)  # a delivery is under way
-    try:
-        status = deliver(pipeline.sources, url, job, settings.webhook_secret, int(store.now()))
-    except RetryableError as exc:
-        if self.request.retries >= settings.max_retries:
-            _callback(job_id, f"failed: {exc}")
-            log.warning("job %s: callback given up: %s", job_id, exc)
-            return
-        delay = backoff_s(self.request.retries, settings.retry_backoff_s, settings.retry_backoff_max_s)
-        _callback(job_id, f"retrying: {exc}")
-        store.outbox_later(job_id, delay)
-        store.later(Step(TASK_WEBHOOK, job_id, queue=settings.queue).to_member(self.request.id,
-                                                                               self.request.retries + 1), delay)
-        raise Retry(str(exc), exc=exc, when=delay) from None
-    except PermanentError as exc:
-        _callback(job_id, f"failed: {exc}")
-        log.warning("job %s: callback refused: %s", job_id, exc)
-        return
-    _callback(job_id, f"delivered ({status})")
+    again_in = deliver_webhook(pipeline.store, pipeline.sources, pipeline.settings, job_id, CALLBACK_DEADLINE_S)
+    if again_in is not None:
+        retry = Step(TASK_WEBHOOK, job_id, queue=pipeline.settings.queue)
+        pipeline.store.later(retry.to_member(self.request.id, self.request.retries + 1), again_in)
+        raise Retry(f"job {job_id}: callback to be tried again", when=again_in)
 
 
-def _callback(job_id: str, outcome: str) -> None:
-    store = runtime.pipeline().store
-    store.update(job_id, None, {"callback": outcome}, expect={"state": [s for s in State if s.final]})
-    if not outcome.startswith("retrying"):
-        store.outbox_done(job_id)
-
-
-@shared_task(bind=True, name=TASK_CLEANUP, ignore_result=True, acks_late=True)
-def cleanup(self: Task, job_id: str) -> None:
+@shared_task(bind=True, name=TASK_CLEANUP, ignore_result=True, acks_late=True, throws=(BadMessage,))
+def cleanup(self: Task, *args: Any, **kwargs: Any) -> None:
     """After a job ended: delete the token vuq minted for it and, for a cancelled job, its partial video
     (the job's account key), once no chunk is in flight."""
+    job_id = checked(self, TASK_CLEANUP, args, kwargs, ("job_id",)).job_id
     pipeline = runtime.pipeline()
     assert pipeline.keyring is not None
     again_in = clean_up(pipeline.store, pipeline.keyring, job_id)
@@ -81,9 +56,11 @@ def _broker(url: str, sentinel: SentinelOptions | None) -> redis.Redis:
     return redis_client(url, sentinel)
 
 
-@shared_task(bind=True, name=TASK_JANITOR, ignore_result=True)
-def janitor(self: Task) -> list[str]:
+@shared_task(bind=True, name=TASK_JANITOR, ignore_result=True, throws=(BadMessage,))
+def janitor(self: Task, *args: Any, **kwargs: Any) -> list[str]:
     """Re-enqueue the next step of jobs nobody moves, forget expired history, re-send webhooks."""
+    if args or kwargs:
+        raise BadMessage("the janitor takes no arguments")
     pipeline = runtime.pipeline()
     settings = pipeline.settings
 

@@ -20,10 +20,10 @@ from celery.worker.request import Request
 
 from tasks import runtime
 from tasks.constants import HANDOFF_HEADER, TASK_CHUNK, TASK_FINALIZE, TASK_START
-from tasks.errors import JobFailed
+from tasks.errors import BadMessage, JobFailed
 from tasks.pipeline import Attempt, Continue, Fail, Step
 from tasks.pipeline import Retry as Retrying
-from tasks.pipeline.intake import accept_spec
+from tasks.pipeline.intake import accept_spec, checked_message, refuse_message
 from tasks.redact import mask_secrets, redact
 
 # Publishing the next step waits out a short broker outage (a Redis restart) before giving up;
@@ -54,29 +54,40 @@ class UploadTask(Task):
     reject_on_worker_lost = True
     ignore_result = True
     max_retries = None
-    throws = (JobFailed,)
+    throws = (JobFailed, BadMessage)
     Request = MaskedRequest
 
 
 @shared_task(bind=True, base=UploadTask, name=TASK_START)
-def start(self: Task, job_id: str | None = None, **spec: Any) -> None:
+def start(self: Task, *args: Any, **kwargs: Any) -> None:
     """Validate, stat the source, plan chunks, send chunk 0, record the videoId."""
-    if spec:
-        job_id = accept_spec(runtime.pipeline(), spec, job_id, message_id=self.request.id)
-    assert job_id is not None
-    run_step(self, Step(TASK_START, job_id))
+    if not args and set(kwargs) - {"job_id"}:  # a whole spec, sent by another service
+        kwargs = {"job_id": accept_spec(runtime.pipeline(), kwargs, kwargs.pop("job_id", None), self.request.id)}
+    run_step(self, checked(self, TASK_START, args, kwargs, ("job_id",)))
 
 
 @shared_task(bind=True, base=UploadTask, name=TASK_CHUNK)
-def chunk(self: Task, job_id: str, chunk: int) -> None:
+def chunk(self: Task, *args: Any, **kwargs: Any) -> None:
     """Send chunk ``chunk`` of the job (0-based) if it is next, then enqueue the one after."""
-    run_step(self, Step(TASK_CHUNK, job_id, int(chunk)))
+    run_step(self, checked(self, TASK_CHUNK, args, kwargs, ("job_id", "chunk")))
 
 
 @shared_task(bind=True, base=UploadTask, name=TASK_FINALIZE)
-def finalize(self: Task, job_id: str) -> None:
+def finalize(self: Task, *args: Any, **kwargs: Any) -> None:
     """Patch title, description, tags, metadata and flags with API-key auth; mark the job done."""
-    run_step(self, Step(TASK_FINALIZE, job_id))
+    run_step(self, checked(self, TASK_FINALIZE, args, kwargs, ("job_id",)))
+
+
+def checked(task: Task, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], takes: tuple[str, ...]) -> Step:
+    """The step the message asks for, checked before anything is touched; a message vuq could not have
+    written is kept apart by its id and the task ends with ``BadMessage`` (one line, no traceback)."""
+    try:
+        return checked_message(name, args, kwargs, takes)
+    except BadMessage as exc:
+        pipeline = runtime.pipeline()
+        refuse_message(pipeline.store, task.request.id or "", name, kwargs, exc,
+                       pipeline.settings.failed_job_retention_s)
+        raise
 
 
 def run_step(task: Task, step: Step) -> None:

@@ -31,7 +31,7 @@ RECORD_FIELDS = ("job_id", "state", "spec", "size", "chunk_size", "chunks_total"
                  "error_reason", "error_needs", "created_at", "updated_at", "ended_at", "heartbeat_at",
                  "handoff_at", "wake_at", "step_starts", "source_identity", "token_minted", "container_pending",
                  "verify_upload", "callback", "cleanup", "queue", "account", "token_only", "nonce",
-                 "token_expires_at")
+                 "token_expires_at", "callback_attempts", "callback_again")
 PRUNE_BATCH = 1000
 PAGE_BATCH = 200  # records read at a time for a filtered listing
 PAGE_SCAN = 20_000  # a filtered listing reads at most this many records for one page
@@ -169,6 +169,10 @@ class JobIndex:
     def outbox_later(self, job_id: str, in_s: float) -> None:
         """A delivery is under way (or due in ``in_s``): the janitor waits from then on."""
         self.redis.zadd(OUTBOX_KEY, {job_id: self.now() + in_s}, xx=True)
+
+    def outbox_owed(self, job_id: str) -> None:
+        """The job owes its webhook (again) from now on."""
+        self.redis.zadd(OUTBOX_KEY, {job_id: self.now()})
 
     def outbox_done(self, job_id: str) -> None:
         """The webhook was delivered, or will never be."""

@@ -78,6 +78,8 @@ class JobRecord:
     token_only: bool = False  # its token belongs to no account the workers hold a key for: no key is sent
     nonce: str | None = None  # tags the video it made, with its id: no other job adopts or deletes it
     token_expires_at: float | None = None  # when a token vuq minted for it expires (Redis's clock)
+    callback_attempts: int = 0  # deliveries of its webhook tried since it ended
+    callback_again: bool = False  # an operator asked for its webhook to be delivered again
 
     @classmethod
     def from_hash(cls, data: dict[str, str]) -> JobRecord:
@@ -106,6 +108,7 @@ class JobRecord:
             verify_upload=data.get("verify_upload") == "1", callback=text("callback"), cleanup=text("cleanup"),
             queue=text("queue"), account=data.get("account"), token_only=data.get("token_only") == "1",
             nonce=text("nonce"), token_expires_at=real("token_expires_at"),
+            callback_attempts=num("callback_attempts") or 0, callback_again=data.get("callback_again") == "1",
         )
 
     @property

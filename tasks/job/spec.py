@@ -137,6 +137,11 @@ class UploadSpec:
                    priority=data.get("priority") or INTERACTIVE)
 
 
+def is_job_id(value: object) -> bool:
+    """Whether ``value`` is a job id as the contract writes them (the whole of it matches)."""
+    return isinstance(value, str) and len(value) <= MAX_JOB_ID_CHARS and bool(_JOB_ID_RE.fullmatch(value))
+
+
 def new_job_id() -> str:
     return uuid.uuid4().hex
 

@@ -33,6 +33,7 @@ from tasks.constants import (
     STATE_INDEX_KEY,
     TAKEN_KEY,
     TAKEN_STEP_TIMEOUT_S,
+    UNREADABLE_KEY,
 )
 from tasks.job import scripts
 from tasks.job.connections import SentinelOptions, redis_client
@@ -99,6 +100,7 @@ class JobStore(JobIndex):
         self.keep = [keep_done_s, keep_failed_s]
         self._create = client.register_script(scripts.CREATE)
         self._enqueue = client.register_script(scripts.ENQUEUE)
+        self._count_attempt = client.register_script(scripts.COUNT_ATTEMPT)
         self._claim = client.register_script(scripts.CLAIM)
         self._renew = client.register_script(scripts.RENEW)
         self._update = client.register_script(scripts.UPDATE)
@@ -197,9 +199,24 @@ class JobStore(JobIndex):
     def pop_due(self, limit: int = 100, taken_timeout_s: float = TAKEN_STEP_TIMEOUT_S) -> tuple[float, list[str]]:
         """Take the delayed steps that are due (each once, fleet-wide, until ``confirm``); Redis's
         time and them. Steps taken over ``taken_timeout_s`` ago and never confirmed are due again."""
-        now, due = self._pop_due(keys=[DELAYED_KEY, TAKEN_KEY],
+        now, due = self._pop_due(keys=[DELAYED_KEY, TAKEN_KEY, UNREADABLE_KEY],
                                  args=[limit, JOB_KEY.format(job_id=""), taken_timeout_s])
         return float(now), list(due)
+
+    def count_callback_attempt(self, job_id: str) -> int:
+        """One more delivery attempt of the job's webhook: how many there were (0: the record is gone)."""
+        return int(self._count_attempt(keys=[JOB_KEY.format(job_id=job_id)], args=[]))
+
+    def set_aside(self, member: str) -> None:
+        """A taken step nobody can publish (not a step vuq wrote): out of the way, kept for a person to see."""
+        pipe = self.redis.pipeline()
+        pipe.zrem(TAKEN_KEY, member)
+        pipe.zadd(UNREADABLE_KEY, {member: self.now()})
+        pipe.execute()
+
+    def unreadable_steps(self) -> int:
+        """How many delayed steps were set aside as unreadable (a metric)."""
+        return int(self.redis.zcard(UNREADABLE_KEY))
 
     def confirm(self, member: str) -> None:
         """A step taken by ``pop_due`` was published: it leaves the taken set."""

@@ -24,6 +24,7 @@ from dataclasses import replace
 
 import redis
 
+from tasks.errors import BadMessage
 from tasks.job.store import JobStore
 from tasks.pipeline.message import Step
 
@@ -44,7 +45,13 @@ def publish_due(store: JobStore, publish: Publish, limit: int = PUMP_BATCH,
     count = len(held)
     while held:
         now, member = held[0]
-        step, task_id, retries = Step.from_member(member)
+        try:
+            step, task_id, retries = Step.from_member(member)
+        except BadMessage as exc:  # not a step vuq wrote: set aside, never in the way of the others
+            log.warning("delayed steps: a member that is not a step was set aside (%s)", exc)
+            del held[0]
+            store.set_aside(member)
+            continue
         publish(replace(step, handoff_at=now), task_id, retries)
         del held[0]
         store.confirm(member)  # if this fails, the step is published again later: harmless

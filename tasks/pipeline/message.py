@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from tasks.apivideo.accounts import DEFAULT_ACCOUNT
-from tasks.constants import HANDOFF_HEADER, TASK_CHUNK, TASK_FINALIZE, TASK_START, TASK_WEBHOOK
+from tasks.constants import HANDOFF_HEADER, TASK_CHUNK, TASK_CLEANUP, TASK_FINALIZE, TASK_START, TASK_WEBHOOK
+from tasks.errors import BadMessage
 from tasks.job.record import JobRecord
+from tasks.job.spec import is_job_id
 from tasks.pipeline.reports import NOBODY_IN_PARTICULAR, Whose
 from tasks.redact import redact
 
@@ -64,12 +66,41 @@ class Step:
 
     @classmethod
     def from_member(cls, member: str) -> tuple[Step, str | None, int]:
-        data = json.loads(member)
-        step = cls(data["task"], data["job_id"], data.get("chunk"), data.get("label"), queue=data.get("queue"))
-        return step, data.get("id"), int(data.get("retries") or 0)
+        """A delayed-set member read back; ``BadMessage`` for anything vuq did not write."""
+        try:
+            data = json.loads(member)
+        except ValueError:
+            raise BadMessage("not JSON") from None
+        if not isinstance(data, dict):
+            raise BadMessage("not a JSON object")
+        step = checked_step(data.get("task"), data.get("job_id"), data.get("chunk"))
+        label, queue, task_id, retries = (data.get(k) for k in ("label", "queue", "id", "retries"))
+        if not all(v is None or isinstance(v, str) for v in (label, queue, task_id)) \
+                or not (retries is None or (isinstance(retries, int) and not isinstance(retries, bool))):
+            raise BadMessage("label, queue, id or retries of the wrong type")
+        return replace(step, label=label, queue=queue), task_id, int(retries or 0)
 
 
 Send = Callable[[Step], None]  # publishes a step (a producer, the janitor, an operator command)
+# The steps vuq publishes, and whether each names a chunk.
+STEP_TASKS = {TASK_START: False, TASK_CHUNK: True, TASK_FINALIZE: False, TASK_WEBHOOK: False, TASK_CLEANUP: False}
+MAX_CHUNKS = 10_000  # api.video's limit of parts for one video
+
+
+def checked_step(task: object, job_id: object, chunk: object = None) -> Step:
+    """The step a message names, if vuq could have written it; ``BadMessage`` naming what is wrong."""
+    if task not in STEP_TASKS:
+        raise BadMessage(f"task: not a step of vuq's ({str(task)[:64]!r})")
+    name = str(task)
+    if not is_job_id(job_id):
+        raise BadMessage(f"job_id: must be a job id ([A-Za-z0-9][A-Za-z0-9._:-]*, at most 128), not "
+                         f"{type(job_id).__name__}")
+    if STEP_TASKS[name]:
+        if not isinstance(chunk, int) or isinstance(chunk, bool) or not 0 <= chunk < MAX_CHUNKS:
+            raise BadMessage(f"chunk: must be a whole number 0..{MAX_CHUNKS - 1}, not {type(chunk).__name__}")
+    elif chunk is not None:
+        raise BadMessage(f"chunk: {name} takes no chunk")
+    return Step(name, str(job_id), chunk if STEP_TASKS[name] else None)
 
 
 def label(job: JobRecord, task: str, chunk: int | None = None) -> str:

@@ -66,6 +66,22 @@ def cancel(store: JobStore, job_id: str, send: Send | None = None, keep_video: b
     return cleanup
 
 
+def redeliver(store: JobStore, job_id: str, send: Send) -> None:
+    """Deliver an ended job's completion webhook again (an operator's decision: a message alone never
+    makes a delivered webhook go out twice), with a fresh signature and attempts counted anew."""
+    job = _get(store, job_id)
+    if not job.spec.callback_url:
+        raise OperationError(f"job {job_id} has no callback_url: no webhook to deliver")
+    if not job.state.final:
+        raise OperationError(f"job {job_id} is {job.state}; only an ended job's webhook can be delivered again")
+    written = store.update(job_id, None, {"callback_again": True, "callback_attempts": 0},
+                           expect={"state": [State.DONE, State.FAILED, State.CANCELLED]})
+    if not written:
+        raise OperationError(f"job {job_id} changed meanwhile; look again")
+    store.outbox_owed(job_id)
+    send(Step(TASK_WEBHOOK, job_id))
+
+
 @dataclass
 class RetryOutcome:
     """What ``retry_failed`` did: the jobs it resumed, and how many it skipped, by reason."""

@@ -103,6 +103,8 @@ def _job_commands(command: Command) -> None:
     cancel.add_argument("job_id")
     cancel.add_argument("--keep-video", action="store_true",
                         help="keep the partial video vuq created (by default a worker with the API key deletes it)")
+    webhook = command("webhook", "deliver an ended job's completion webhook again (signed anew)")
+    webhook.add_argument("job_id")
     retry = command("retry-failed", "resume every failed job whose error may be transient")
     retry.add_argument("--all", action="store_true", help="resume every failed job")
 
@@ -177,6 +179,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         "resume": lambda: commands.resume(args.job_id, _token(args, env=False)),
         "cancel": lambda: commands.cancel(args.job_id, args.keep_video),
         "retry-failed": lambda: commands.retry_failed(args.all),
+        "webhook": lambda: commands.webhook(args.job_id),
     }
     return int(handlers[args.command]())
 

@@ -12,7 +12,15 @@ import shutil
 import sys
 from typing import Any
 
-from tasks import OperationError, cancel_upload, enqueue_many, enqueue_upload, resume_upload, retry_failed_uploads
+from tasks import (
+    OperationError,
+    cancel_upload,
+    enqueue_many,
+    enqueue_upload,
+    redeliver_webhook,
+    resume_upload,
+    retry_failed_uploads,
+)
 from tasks.errors import SpecError
 from tasks.job import JobRecord, JobStore, State, UnknownCursor, job_store
 from tasks.outbound import check_local_source
@@ -174,6 +182,15 @@ def cancel(job_id: str, keep_video: bool) -> int:
     except OperationError as exc:
         raise CommandError(str(exc)) from None
     print(f"job {job_id}: cancelled; video: {video}")
+    return 0
+
+
+def webhook(job_id: str) -> int:
+    try:
+        redeliver_webhook(job_id)
+    except OperationError as exc:
+        raise CommandError(str(exc)) from None
+    print(f"job {job_id}: its webhook will be delivered again")
     return 0
 
 

@@ -1,4 +1,5 @@
--- The pump: KEYS[1] the delayed set, KEYS[2] the taken set; ARGV: limit, record key prefix, how
+-- The pump: KEYS[1] the delayed set, KEYS[2] the taken set, KEYS[3] steps it cannot read (set aside,
+-- never returned: one bad member must not stop every other job's due steps); ARGV: limit, record key prefix, how
 -- long a taken step may stay unconfirmed. Takes the steps that are due (each once, whichever worker
 -- asks) into the taken set and notes their hand-off on their records; the pump confirms each one
 -- it published (``JobStore.confirm``). A step taken longer ago and never confirmed (the script ran but its
@@ -12,10 +13,18 @@ for _, member in ipairs(stale) do
   redis.call('ZADD', KEYS[1], now, member)
 end
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
+local taken = {}
 for _, member in ipairs(due) do
   redis.call('ZREM', KEYS[1], member)
-  redis.call('ZADD', KEYS[2], now, member)
-  local key = ARGV[2] .. cjson.decode(member).job_id
-  if redis.call('EXISTS', key) == 1 then redis.call('HSET', key, 'handoff_at', string.format('%.6f', now)) end
+  local ok, step = pcall(cjson.decode, member)
+  local id = ok and type(step) == 'table' and step.job_id
+  if type(id) == 'string' then
+    redis.call('ZADD', KEYS[2], now, member)
+    local key = ARGV[2] .. id
+    if redis.call('EXISTS', key) == 1 then redis.call('HSET', key, 'handoff_at', string.format('%.6f', now)) end
+    taken[#taken + 1] = member
+  else
+    redis.call('ZADD', KEYS[3], now, member)
+  end
 end
-return {string.format('%.6f', now), due}
+return {string.format('%.6f', now), taken}

@@ -56,7 +56,10 @@ local function moved(old, new, t, keep_done, keep_failed)
       redis.call('PEXPIREAT', KEYS[1], expires_ms)
       redis.call('ZADD', KEYS[10], expires_ms / 1000, id)
     end
-    if redis.call('HGET', KEYS[1], 'webhook') == '1' then redis.call('ZADD', KEYS[11], t, id) end
+    if redis.call('HGET', KEYS[1], 'webhook') == '1' then
+      redis.call('ZADD', KEYS[11], t, id)
+      redis.call('HDEL', KEYS[1], 'callback', 'callback_attempts', 'callback_again')  -- owed anew
+    end
   elseif FINAL[old] then
     redis.call('PERSIST', KEYS[1])
     redis.call('ZREM', KEYS[10], id)
