@@ -62,6 +62,24 @@ class EmulatorClient:
         body = self._call("POST", "/upload-tokens", json={"ttl": ttl}, headers=self.auth_header)
         return str(body["token"])
 
+    def upload_tokens(self) -> list[str]:
+        """This client's account's active upload tokens (``GET /upload-tokens``, every page)."""
+        return [item["token"] for item in self._pages("/upload-tokens")]
+
+    def list_videos(self) -> list[dict[str, Any]]:
+        """This client's account's videos as api.video lists them (``GET /videos``, every page)."""
+        return self._pages("/videos")
+
+    def _pages(self, path: str) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        page = 1
+        while True:
+            body = self._call("GET", path, params={"currentPage": page, "pageSize": 100}, headers=self.auth_header)
+            found += body["data"]
+            if page >= int(body["pagination"]["pagesTotal"] or 1):
+                return found
+            page += 1
+
     def accounts(self) -> list[dict[str, Any]]:
         """Every account in the order given: ``[{"account", "videos", "upload_tokens"}]`` (hook)."""
         return list(self._call("GET", "/_emulator/accounts"))

@@ -23,6 +23,7 @@ import redis
 from celery import Celery
 from kombu.exceptions import OperationalError
 
+from tasks.apivideo.accounts import DEFAULT_ACCOUNT
 from tasks.constants import TASK_START
 from tasks.errors import EnqueueError, SpecError
 from tasks.job.connections import SentinelOptions, broker_transport_options, unreachable
@@ -96,7 +97,8 @@ def prepared(raw: Mapping[str, Any], settings: Settings) -> UploadSpec:
     """A producer's spec, validated, with its job id; an account the producer's keyring (its
     ``VUQ_ACCOUNTS_FILE``) does not hold is refused here rather than at the job's start."""
     spec = parse_spec(raw, settings.net_policy)
-    if spec.account is not None and settings.accounts and settings.account(spec.account) is None:
+    named = spec.account not in (None, DEFAULT_ACCOUNT)  # whether the workers hold `default` is theirs to say
+    if named and settings.accounts and settings.account(str(spec.account)) is None:
         known = ", ".join(repr(a.name) for a in settings.keyring)
         raise SpecError("account", f"unknown account {spec.account!r} (the keyring holds: {known})")
     return replace(spec, job_id=spec.job_id or new_job_id())

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import random
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +44,20 @@ def source_file(root: Path, name: str, size: int, seed: int = 0) -> tuple[Path, 
     """``sample_file`` at ``root/name``: its path and sha256."""
     path = root / name
     return path, sample_file(path, size, seed)
+
+
+def accounts_file(directory: Path, accounts: Mapping[str, str]) -> Path:
+    """A ``VUQ_ACCOUNTS_FILE`` naming ``accounts`` (name -> key), each key in a file of its own (0600)."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    lines = []
+    for name, key in accounts.items():
+        key_file = directory / f"{name}.key"
+        key_file.touch(mode=0o600)
+        key_file.write_text(key)
+        lines += [f"[accounts.{name}]", f'api_key_file = "{key_file.name}"', ""]
+    path = directory / "accounts.toml"
+    path.write_text("\n".join(lines))
+    return path
 
 
 def wait_final(store: JobStore, job_id: str, timeout_s: float) -> JobRecord:
@@ -106,16 +120,22 @@ class LocalStack:
 @contextmanager
 def running_stack(tmp: Path, redis_url: str, workers: int = 2, concurrency: int = 2,
                   api_key: str | None = DEFAULT_API_KEY, emulator_args: Sequence[str] = (),
-                  worker_prefix: Sequence[str] = (), pool: str = "prefork", **extra_env: str) -> Iterator[LocalStack]:
+                  worker_prefix: Sequence[str] = (), pool: str = "prefork", accounts: Mapping[str, str] | None = None,
+                  strangers: Sequence[str] = (), **extra_env: str) -> Iterator[LocalStack]:
     """Start the emulator and ``workers`` worker processes on a queue of their own, over ``redis_url``;
-    ``api_key`` None gives the workers no API key (the emulator always has one)."""
+    ``api_key`` None gives the workers no API key (the emulator always has one). ``accounts`` (name -> key)
+    are more accounts, in the emulator and in the workers' keyring (``VUQ_ACCOUNTS_FILE``); ``strangers``
+    are keys of accounts the emulator holds and the workers do not."""
     queue = f"vuq-{uuid.uuid4().hex[:8]}"
     root = tmp / "sources"
     root.mkdir(parents=True, exist_ok=True)
     log_dir = tmp / "logs"
     with ExitStack() as stack:
-        emu = start_emulator(tmp / "emulator", api_key or DEFAULT_API_KEY, log_dir, emulator_args)
+        emu = start_emulator(tmp / "emulator", api_key or DEFAULT_API_KEY, log_dir, emulator_args,
+                             api_keys=[*(accounts or {}).values(), *strangers])
         stack.callback(emu.stop)
+        if accounts:
+            extra_env = {"VUQ_ACCOUNTS_FILE": str(accounts_file(tmp / "keyring", accounts)), **extra_env}
         env = worker_env(redis_url, emu.url, api_key, [root], queue, **extra_env)
         settings = Settings.from_env({k: v for k, v in env.items() if k != "VUQ_API_KEY"})  # the producer's view
         system = LocalStack(emu, settings, job_store(settings), root, env, log_dir,
