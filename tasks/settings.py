@@ -26,6 +26,7 @@ from tasks.errors import ConfigError
 from tasks.job.connections import SentinelOptions, is_sentinel, url_password
 from tasks.job.sizes import parse_size
 from tasks.outbound.address_policy import IPNetwork, NetPolicy, parse_allowed_nets
+from tasks.outbound.sources import SourceLimits
 
 T = TypeVar("T")
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
@@ -67,6 +68,11 @@ class Settings:
     sentinel_password: str | None = field(default=None, repr=False)  # the sentinels' own password, if any
     health_dir: str = ""  # where workers note their activity for `vuq health` ("": the temp dir)
     health_idle_s: int = 120  # `vuq health` fails a worker idle this long while its queue waits
+    # What a worker accepts from a source (docs/security.md); 0 turns a limit off.
+    max_source_bytes: int = SourceLimits.max_bytes  # api.video's 30 GiB (32212254720 bytes)
+    source_chunk_deadline_s: float = SourceLimits.chunk_deadline_s  # one chunk's waiting on its source, in all
+    source_min_bytes_per_s: int = SourceLimits.min_bytes_per_s  # the slowest pace over any window
+    source_window_s: float = SourceLimits.window_s  # that window; also the longest one read may wait
 
     def __post_init__(self) -> None:
         if not MIN_CHUNK_BYTES <= self.chunk_size <= MAX_CHUNK_BYTES:
@@ -85,6 +91,8 @@ class Settings:
         uses_sentinel = any(is_sentinel(url) for url in (self.broker_url, self.redis_url))
         if uses_sentinel and not self.sentinel_master:
             raise ConfigError("sentinel:// URLs need VUQ_SENTINEL_MASTER: the name the sentinels monitor")
+        if self.source_min_bytes_per_s and self.source_window_s <= 0:
+            raise ConfigError("VUQ_SOURCE_WINDOW_S must be above 0 while VUQ_SOURCE_MIN_BYTES_PER_S is set")
 
     @property
     def chunk_soft_time_limit_s(self) -> int:
@@ -94,6 +102,12 @@ class Settings:
     def sentinel(self) -> SentinelOptions | None:
         """How to find the primary when the URLs name sentinels (None: plain Redis URLs)."""
         return SentinelOptions(self.sentinel_master, self.sentinel_password) if self.sentinel_master else None
+
+    @property
+    def source_limits(self) -> SourceLimits:
+        """What a worker accepts from a source: its size, and the pace of its reads (VUQ_*SOURCE*)."""
+        return SourceLimits(max_bytes=self.max_source_bytes, chunk_deadline_s=self.source_chunk_deadline_s,
+                            min_bytes_per_s=self.source_min_bytes_per_s, window_s=self.source_window_s)
 
     @property
     def net_policy(self) -> NetPolicy:
@@ -140,6 +154,10 @@ class Settings:
             sentinel_password=reader.secret("VUQ_SENTINEL_PASSWORD", "VUQ_SENTINEL_PASSWORD_FILE"),
             health_dir=reader.text("VUQ_HEALTH_DIR", default.health_dir),
             health_idle_s=reader.integer("VUQ_HEALTH_IDLE_S", default.health_idle_s, minimum=5),
+            max_source_bytes=reader.size("VUQ_MAX_SOURCE_BYTES", default.max_source_bytes),
+            source_chunk_deadline_s=reader.number("VUQ_SOURCE_CHUNK_DEADLINE_S", default.source_chunk_deadline_s),
+            source_min_bytes_per_s=reader.size("VUQ_SOURCE_MIN_BYTES_PER_S", default.source_min_bytes_per_s),
+            source_window_s=reader.number("VUQ_SOURCE_WINDOW_S", default.source_window_s),
         )
 
     def secrets(self) -> list[str]:
