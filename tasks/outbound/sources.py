@@ -319,7 +319,8 @@ def _open_beneath(root: Path, names: tuple[str, ...], shown: str) -> int:
 
 
 def _open_error(exc: OSError, shown: str, component: Path, last: bool) -> SourceError:
-    if exc.errno == errno.ELOOP:
+    if exc.errno == errno.ELOOP or (exc.errno == errno.ENOTDIR and _is_symlink(component)):
+        # O_NOFOLLOW: a link as the file is ELOOP; with O_PATH | O_DIRECTORY a link as a directory is ENOTDIR
         return SourceError(f"source: {shown} changed after it was checked: {component} is now a symbolic link, "
                            "which vuq does not follow")
     if exc.errno == errno.ENOTDIR:
@@ -331,6 +332,14 @@ def _open_error(exc: OSError, shown: str, component: Path, last: bool) -> Source
     if exc.errno in (errno.EACCES, errno.EPERM) and last:
         return SourceError(f"source: {shown} is not readable by the worker")
     return SourceError(f"source: cannot open {shown}: {exc.strerror}")
+
+
+def _is_symlink(path: Path) -> bool:
+    """For the message only (the refusal does not depend on it): is ``path`` a symbolic link now?"""
+    try:
+        return stat.S_ISLNK(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 # -- http(s) URLs --------------------------------------------------------------------------------------
@@ -420,10 +429,10 @@ class HttpSource:
                 raise SourceError(f"source: {self.description} sent more than the {length} bytes it announced")
             buffer += piece
             pace.note(len(piece))
-            if len(buffer) >= STREAM_BLOCK_BYTES:
-                yield bytes(buffer)
-                sent += len(buffer)
-                buffer.clear()
+            while len(buffer) >= STREAM_BLOCK_BYTES:
+                yield bytes(buffer[:STREAM_BLOCK_BYTES])
+                sent += STREAM_BLOCK_BYTES
+                del buffer[:STREAM_BLOCK_BYTES]
         if buffer:
             yield bytes(buffer)
             sent += len(buffer)
