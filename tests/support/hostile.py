@@ -23,6 +23,8 @@ read little. Everything stops when the context exits: threads notice within ``in
 from __future__ import annotations
 
 import re
+import select
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -81,9 +83,11 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def _hold(self) -> None:
-        """Answer nothing until the peer stops (or the client goes away)."""
-        while not self.peer.stop.wait(self.interval_s):
-            pass
+        """Answer nothing until the peer stops or the client goes away (then the visit ends)."""
+        while not self.peer.stop.is_set():
+            readable, _, _ = select.select([self.connection], [], [], min(self.interval_s, 0.1))
+            if readable and not self.connection.recv(1, socket.MSG_PEEK):
+                return  # the client hung up
 
     def _trickle(self, data: bytes, visit: Visit) -> None:
         for i in range(len(data)):
