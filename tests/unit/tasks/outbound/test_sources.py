@@ -14,11 +14,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tasks.errors import SourceError, SourceStalled, SourceUnavailable
+from tasks.errors import ConfigError, SourceError, SourceStalled, SourceUnavailable
 from tasks.outbound import sources
 from tasks.outbound.address_policy import NetPolicy, parse_allowed_nets
 from tasks.outbound.guarded_transport import guarded_client
 from tasks.outbound.sources import MAX_SOURCE_BYTES, HttpSource, LocalSource, SourceLimits, open_source
+from tasks.settings import Settings
 from tests.support.hostile import hostile_source
 from tests.support.range_server import serving
 
@@ -522,3 +523,27 @@ def test_httpx_own_shorter_timeout_still_applies(remote: Path, root: Path) -> No
 ])
 def test_content_range_parsing(header: str, parsed: tuple[int, int, int] | None) -> None:
     assert sources._content_range(header) == parsed
+
+
+# -- the limits come from the workers' settings ----------------------------------------------------------
+def test_source_limits_are_read_from_the_environment() -> None:
+    assert Settings().source_limits == SourceLimits() == SourceLimits(32_212_254_720, 900.0, 65_536, 30.0)
+    settings = Settings.from_env({"VUQ_MAX_SOURCE_BYTES": "20GiB", "VUQ_SOURCE_CHUNK_DEADLINE_S": "120",
+                                  "VUQ_SOURCE_MIN_BYTES_PER_S": "1MiB", "VUQ_SOURCE_WINDOW_S": "10"})
+    assert settings.source_limits == SourceLimits(20 * 1024**3, 120.0, 1024**2, 10.0)
+    off = Settings.from_env({"VUQ_MAX_SOURCE_BYTES": "0", "VUQ_SOURCE_CHUNK_DEADLINE_S": "0",
+                             "VUQ_SOURCE_MIN_BYTES_PER_S": "0", "VUQ_SOURCE_WINDOW_S": "0"})
+    assert off.source_limits == SourceLimits(0, 0.0, 0, 0.0)
+
+
+@pytest.mark.parametrize(("env", "named"), [
+    ({"VUQ_MAX_SOURCE_BYTES": "lots"}, "VUQ_MAX_SOURCE_BYTES"),
+    ({"VUQ_MAX_SOURCE_BYTES": "-1"}, "VUQ_MAX_SOURCE_BYTES"),
+    ({"VUQ_SOURCE_CHUNK_DEADLINE_S": "-5"}, "VUQ_SOURCE_CHUNK_DEADLINE_S"),
+    ({"VUQ_SOURCE_CHUNK_DEADLINE_S": "nan"}, "VUQ_SOURCE_CHUNK_DEADLINE_S"),
+    ({"VUQ_SOURCE_MIN_BYTES_PER_S": "fast"}, "VUQ_SOURCE_MIN_BYTES_PER_S"),
+    ({"VUQ_SOURCE_WINDOW_S": "0"}, "VUQ_SOURCE_WINDOW_S"),
+])
+def test_bad_source_limits_name_their_variable(env: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        Settings.from_env(env)
