@@ -430,9 +430,11 @@ class HttpSource:
             buffer += piece
             pace.note(len(piece))
             while len(buffer) >= STREAM_BLOCK_BYTES:
-                yield bytes(buffer[:STREAM_BLOCK_BYTES])
-                sent += STREAM_BLOCK_BYTES
+                with memoryview(buffer) as view:
+                    block = bytes(view[:STREAM_BLOCK_BYTES])  # one copy; the view is gone before the del
                 del buffer[:STREAM_BLOCK_BYTES]
+                sent += len(block)
+                yield block
         if buffer:
             yield bytes(buffer)
             sent += len(buffer)
