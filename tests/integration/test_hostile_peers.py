@@ -85,7 +85,7 @@ def test_hostile_peers_fail_alone_and_the_worker_keeps_serving(stack: Stack, tmp
     big, _ = stack.file("too-big.mp4", MAX_SOURCE + 1, seed=42)
     good, good_digest = stack.file("good.mp4", 11 * MIB, seed=43)
     with ExitStack() as peers:
-        sources = {b: peers.enter_context(hostile_source(remote, b, interval_s=0.2))
+        sources = {b: peers.enter_context(hostile_source(remote, b, interval_s=1.0))
                    for b in ("trickle", "silent", "wrong-range", "changed-etag")}
         receivers = {b: peers.enter_context(hostile_receiver(b, interval_s=1.0)) for b in ("trickle", "silent", "huge")}
         from_sources = {b: stack.enqueue(f"{peer.url}/{b}.mp4?X-Amz-Signature=hidden", chunk_size="5MiB")
