@@ -4,6 +4,7 @@
      ├── RetryableError          transient: the same step is tried again later (backoff, bounded)
      │    ├── ApiUnavailable     connection error, timeout, 5xx, 429 from api.video
      │    ├── SourceUnavailable  the source could not be read just now
+     │    │    └── SourceStalled  the source was too slow: past its deadline or below its minimum pace
      │    ├── StepTimedOut       the step ran past its soft time limit
      │    └── RangeArriving      "range overlap" for a range api.video does not hold yet
      ├── PermanentError          the job fails at once, with this message in its record
@@ -56,6 +57,17 @@ class ApiUnavailable(RetryableError):
 
 class SourceUnavailable(RetryableError):
     """The source could not be read this time (an http source's network error or 5xx)."""
+
+
+class SourceStalled(SourceUnavailable):
+    """The source sent too little too slowly (``VUQ_SOURCE_*``): nothing for a whole window, less than
+    the minimum pace over one, or not the whole chunk within its deadline. The step gives its slot
+    back and is retried with backoff, like any source that could not be read just now."""
+
+    reason = "source_stalled"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, reason=self.reason)
 
 
 class StepTimedOut(RetryableError):

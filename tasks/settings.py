@@ -27,6 +27,7 @@ from tasks.errors import ConfigError
 from tasks.job.connections import SentinelOptions, is_sentinel, url_password
 from tasks.job.sizes import parse_size
 from tasks.outbound.address_policy import IPNetwork, NetPolicy, parse_allowed_nets
+from tasks.outbound.sources import SourceLimits
 
 T = TypeVar("T")
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
@@ -70,6 +71,11 @@ class Settings:
     health_idle_s: int = 120  # `vuq health` fails a worker idle this long while its queue waits
     accounts: tuple[AccountConfig, ...] = ()  # VUQ_ACCOUNTS_FILE's accounts, besides `default` (VUQ_API_KEY)
     tenant_weights: dict[str, int] = field(default_factory=dict)  # a tenant's share of a budget that binds
+    # What a worker accepts from a source (docs/security.md); 0 turns a limit off.
+    max_source_bytes: int = SourceLimits.max_bytes  # api.video's 30 GiB (32212254720 bytes)
+    source_chunk_deadline_s: float = SourceLimits.chunk_deadline_s  # one chunk's waiting on its source, in all
+    source_min_bytes_per_s: int = SourceLimits.min_bytes_per_s  # the slowest pace over any window
+    source_window_s: float = SourceLimits.window_s  # that window; also the longest one read may wait
 
     def __post_init__(self) -> None:
         if not MIN_CHUNK_BYTES <= self.chunk_size <= MAX_CHUNK_BYTES:
@@ -93,6 +99,8 @@ class Settings:
         uses_sentinel = any(is_sentinel(url) for url in (self.broker_url, self.redis_url))
         if uses_sentinel and not self.sentinel_master:
             raise ConfigError("sentinel:// URLs need VUQ_SENTINEL_MASTER: the name the sentinels monitor")
+        if self.source_min_bytes_per_s and self.source_window_s <= 0:
+            raise ConfigError("VUQ_SOURCE_WINDOW_S must be above 0 while VUQ_SOURCE_MIN_BYTES_PER_S is set")
 
     @property
     def chunk_soft_time_limit_s(self) -> int:
@@ -112,6 +120,12 @@ class Settings:
     def account(self, name: str) -> AccountConfig | None:
         """The account of that name in the keyring, if any."""
         return next((account for account in self.keyring if account.name == name), None)
+
+    @property
+    def source_limits(self) -> SourceLimits:
+        """What a worker accepts from a source: its size, and the pace of its reads (VUQ_*SOURCE*)."""
+        return SourceLimits(max_bytes=self.max_source_bytes, chunk_deadline_s=self.source_chunk_deadline_s,
+                            min_bytes_per_s=self.source_min_bytes_per_s, window_s=self.source_window_s)
 
     @property
     def net_policy(self) -> NetPolicy:
@@ -160,6 +174,10 @@ class Settings:
             health_idle_s=reader.integer("VUQ_HEALTH_IDLE_S", default.health_idle_s, minimum=5),
             accounts=reader.parsed("VUQ_ACCOUNTS_FILE", parse_accounts_file, default.accounts),
             tenant_weights=reader.parsed("VUQ_TENANT_WEIGHTS", parse_weights, default.tenant_weights),
+            max_source_bytes=reader.size("VUQ_MAX_SOURCE_BYTES", default.max_source_bytes),
+            source_chunk_deadline_s=reader.number("VUQ_SOURCE_CHUNK_DEADLINE_S", default.source_chunk_deadline_s),
+            source_min_bytes_per_s=reader.size("VUQ_SOURCE_MIN_BYTES_PER_S", default.source_min_bytes_per_s),
+            source_window_s=reader.number("VUQ_SOURCE_WINDOW_S", default.source_window_s),
         )
 
     def secrets(self) -> list[str]:

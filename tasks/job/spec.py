@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import unicodedata
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -199,6 +200,17 @@ def parse_video(raw: Any) -> Video:
     return Video(**given)
 
 
+# Text fields are one line of plain text: no C0 or C1 control character (U+0000..U+001F, U+007F..U+009F:
+# terminal escapes, carriage returns that overwrite what a listing shows, NUL), and no bidirectional
+# override or isolate (U+202A..U+202E, U+2066..U+2069: "Trojan Source" text that displays other than it
+# reads). A description may hold several lines: it keeps line feeds and tabs (send LF, not CRLF).
+_REFUSED = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_REFUSED_MULTILINE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_MULTILINE_FIELDS = frozenset({"video.description"})
+_CONTROL_NAMES = {0x00: "null byte", 0x07: "bell", 0x08: "backspace", 0x09: "tab", 0x0A: "line feed",
+                  0x0D: "carriage return", 0x1B: "escape", 0x7F: "delete", 0x9B: "control sequence introducer"}
+
+
 def _text(name: str, value: Any, limit: int) -> str:
     if not isinstance(value, str):
         raise SpecError(name, f"must be a string, not {type(value).__name__}")
@@ -208,6 +220,17 @@ def _text(name: str, value: Any, limit: int) -> str:
         raise SpecError(name, "is not valid UTF-8 text") from None
     if len(value) > limit:
         raise SpecError(name, f"is {len(value)} characters long; at most {limit} are allowed")
+    found = (_REFUSED_MULTILINE if name in _MULTILINE_FIELDS else _REFUSED).search(value)
+    if found:
+        code = ord(found.group())
+        if 0x202A <= code <= 0x2069:
+            raise SpecError(name, f"holds the bidirectional control U+{code:04X} ({unicodedata.name(found.group())}) "
+                                  f"at character {found.start() + 1}; overrides and isolates are not allowed: "
+                                  "they make text display other than it reads")
+        what = _CONTROL_NAMES.get(code, "a control character")
+        lines = " other than line feed and tab" if name in _MULTILINE_FIELDS else ""
+        raise SpecError(name, f"holds U+{code:04X} ({what}) at character {found.start() + 1}; "
+                              f"control characters{lines} are not allowed")
     return value
 
 

@@ -15,12 +15,17 @@ The guard works at two moments:
   one by IP, so the address judged is the address connected to, whatever DNS says
   a second later, and a redirect to a private address fails the same way.
 
-``NetPolicy`` refuses every address that is not global (loopback, RFC 1918,
-fc00::/7, link-local, 100.64.0.0/10, multicast, reserved, unspecified...) unless
-it lies in a network of ``VUQ_ALLOWED_PRIVATE_NETS``. IPv4 addresses embedded in
-IPv6 (``::ffff:a.b.c.d``, ``::a.b.c.d``, ``::ffff:0:a.b.c.d``, 6to4 ``2002::/16``,
-NAT64 ``64:ff9b::/96``) are judged by their IPv4 address. A refusal is
-``BlockedAddress``, a ``PermanentError``: the job fails at once, it is not retried.
+``NetPolicy`` refuses every address in a block of ``SPECIAL_IPV4``/``SPECIAL_IPV6``
+(the IANA IPv4 and IPv6 Special-Purpose Address Registries' blocks that are not
+globally reachable, plus multicast, site-local and, for IPv6, everything outside
+the global unicast space 2000::/3) unless it lies in a network of
+``VUQ_ALLOWED_PRIVATE_NETS``. The tables are written out here, each block with its
+name, instead of asking ``ipaddress``'s ``is_global``/``is_private``: their tables
+changed across Python 3.11..3.13 (``192.0.0.0/24`` is global on 3.11), and what a
+worker refuses must not depend on the interpreter it runs on. IPv4 addresses
+embedded in IPv6 (``::ffff:a.b.c.d``, ``::a.b.c.d``, ``::ffff:0:a.b.c.d``, 6to4
+``2002::/16``, NAT64 ``64:ff9b::/96``) are judged by their IPv4 address. A refusal
+is ``BlockedAddress``, a ``PermanentError``: the job fails at once, it is not retried.
 
 The connect-time half lives in ``tasks.outbound.guarded_transport``.
 """
@@ -46,14 +51,89 @@ IPNetwork: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
 SETTING = "VUQ_ALLOWED_PRIVATE_NETS"
 ALLOWED_SCHEMES = ("http", "https")
 
-_SHARED_SPACE = ipaddress.IPv4Network("100.64.0.0/10")  # RFC 6598, carrier-grade NAT
-_RFC1918 = tuple(ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
-_ULA = ipaddress.IPv6Network("fc00::/7")
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052 well-known prefix
 _IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")  # deprecated ::a.b.c.d
 _IPV4_TRANSLATED = ipaddress.IPv6Network("::ffff:0:0:0/96")  # RFC 2765 SIIT
-# Not global, whatever this Python's ``is_global`` says (its tables changed across 3.11..3.13).
-_ALSO_NOT_GLOBAL = (ipaddress.IPv6Network("64:ff9b:1::/48"),)  # RFC 8215 local-use NAT64
+# The IPv6 Address Space registry allocates only 2000::/3 as global unicast; the rest is reserved
+# by the IETF or special (link-local, unique local, multicast), and judged as such.
+_GLOBAL_UNICAST = ipaddress.IPv6Network("2000::/3")
+
+
+@dataclass(frozen=True)
+class SpecialBlock:
+    """A block of addresses sources and callbacks may not reach, and how a refusal names it."""
+
+    network: IPNetwork
+    kind: str  # "a link-local address": the refusal reads "<address> is <kind>"
+
+
+def _block(cidr: str, kind: str) -> SpecialBlock:
+    return SpecialBlock(ipaddress.ip_network(cidr), kind)
+
+
+# The IANA IPv4 Special-Purpose Address Registry (RFC 6890, RFC 8190), every block whose
+# "Globally Reachable" is False, and IPv4 multicast. Its globally reachable entries are in
+# GLOBAL_SPECIAL_IPV4 below; the two inside 192.0.0.0/24 are refused with that block.
+SPECIAL_IPV4: tuple[SpecialBlock, ...] = (
+    _block("0.0.0.0/32", "an unspecified address"),  # "This host on this network", RFC 1122 s3.2.1.3
+    _block("0.0.0.0/8", 'a non-global address ("this network", 0.0.0.0/8)'),  # "This network", RFC 791 s3.2
+    _block("10.0.0.0/8", "a private address"),  # Private-Use, RFC 1918
+    _block("100.64.0.0/10", "a shared address space (100.64.0.0/10, carrier-grade NAT) address"),  # RFC 6598
+    _block("127.0.0.0/8", "a loopback address"),  # Loopback, RFC 1122 s3.2.1.3
+    _block("169.254.0.0/16", "a link-local address"),  # Link Local, RFC 3927 (cloud metadata 169.254.169.254)
+    _block("172.16.0.0/12", "a private address"),  # Private-Use, RFC 1918
+    # IETF Protocol Assignments, RFC 6890 s2.1: DS-Lite 192.0.0.0/29 (RFC 7335), the dummy address
+    # 192.0.0.8/32 (RFC 7600), NAT64/DNS64 discovery 192.0.0.170-171 (RFC 8880), and the PCP and TURN
+    # anycast addresses 192.0.0.9/32 (RFC 7723) and 192.0.0.10/32 (RFC 8155): those two are globally
+    # reachable, but they are protocol anycast services, never a video server, so the block is refused whole.
+    _block("192.0.0.0/24", "a non-global address (IETF protocol assignments, 192.0.0.0/24)"),
+    _block("192.0.2.0/24", "a non-global address (documentation, TEST-NET-1)"),  # Documentation, RFC 5737
+    _block("192.88.99.0/24", "a non-global address (deprecated 6to4 relay anycast)"),  # RFC 7526 (was RFC 3068)
+    _block("192.168.0.0/16", "a private address"),  # Private-Use, RFC 1918
+    _block("198.18.0.0/15", "a non-global address (benchmarking, 198.18.0.0/15)"),  # Benchmarking, RFC 2544
+    _block("198.51.100.0/24", "a non-global address (documentation, TEST-NET-2)"),  # Documentation, RFC 5737
+    _block("203.0.113.0/24", "a non-global address (documentation, TEST-NET-3)"),  # Documentation, RFC 5737
+    _block("224.0.0.0/4", "a multicast address"),  # IPv4 Multicast Address Space registry, RFC 5771
+    _block("240.0.0.0/4", "a reserved address (240.0.0.0/4)"),  # Reserved, RFC 1112 s4
+    _block("255.255.255.255/32", "a reserved address (limited broadcast)"),  # Limited Broadcast, RFC 8190, RFC 919 s7
+)
+# Registry entries that are globally reachable, and so allowed: anycast services anyone may reach.
+GLOBAL_SPECIAL_IPV4 = tuple(ipaddress.IPv4Network(n) for n in (
+    "192.31.196.0/24",  # AS112-v4, RFC 7535
+    "192.52.193.0/24",  # AMT, RFC 7450
+    "192.175.48.0/24",  # Direct Delegation AS112 Service, RFC 7534
+))
+
+# The IANA IPv6 Special-Purpose Address Registry (RFC 6890, RFC 8190), every block whose "Globally
+# Reachable" is False, plus the address architecture's link-local, site-local and multicast blocks.
+# The registry's ::ffff:0:0/96 (IPv4-mapped, RFC 4291), 64:ff9b::/96 (IPv4-IPv6 translation, RFC 6052)
+# and 2002::/16 (6to4, RFC 3056) carry an IPv4 address and are judged by it (``embedded_ipv4``).
+# Everything else outside 2000::/3 is refused as reserved (``refusal``).
+SPECIAL_IPV6: tuple[SpecialBlock, ...] = (
+    _block("::/128", "an unspecified address"),  # Unspecified Address, RFC 4291
+    _block("::1/128", "a loopback address"),  # Loopback Address, RFC 4291
+    _block("64:ff9b:1::/48", "a non-global address (local-use IPv4/IPv6 translation, 64:ff9b:1::/48)"),  # RFC 8215
+    _block("100::/64", "a non-global address (discard-only, 100::/64)"),  # Discard-Only Address Block, RFC 6666
+    # IETF Protocol Assignments, RFC 2928: TEREDO 2001::/32 (RFC 4380), benchmarking 2001:2::/48 (RFC 5180),
+    # the deprecated ORCHID 2001:10::/28 (RFC 4843); its globally reachable entries (PCP and TURN anycast
+    # 2001:1::1-2, DNS-SD SRP anycast 2001:1::3, AMT 2001:3::/32, AS112-v6 2001:4:112::/48, ORCHIDv2
+    # 2001:20::/28, drone remote ID 2001:30::/28) are protocol services, never a video server: refused whole.
+    _block("2001::/23", "a non-global address (IETF protocol assignments, 2001::/23)"),
+    _block("2001:db8::/32", "a non-global address (documentation, 2001:db8::/32)"),  # Documentation, RFC 3849
+    _block("3fff::/20", "a non-global address (documentation, 3fff::/20)"),  # Documentation, RFC 9637
+    _block("5f00::/16", "a non-global address (SRv6 SIDs, 5f00::/16)"),  # Segment Routing (SRv6) SIDs, RFC 9602
+    _block("fc00::/7", "a private (unique local) address"),  # Unique-Local, RFC 4193
+    _block("fe80::/10", "a link-local address"),  # Link-Local Unicast, RFC 4291
+    _block("fec0::/10", "a site-local address"),  # Site-local, deprecated by RFC 3879
+    _block("ff00::/8", "a multicast address"),  # Multicast, RFC 4291 s2.7
+)
+# Registry entries that are globally reachable outside 2001::/23, and so allowed.
+GLOBAL_SPECIAL_IPV6 = (
+    ipaddress.IPv6Network("2620:4f:8000::/48"),  # Direct Delegation AS112 Service, RFC 7534
+)
+# Most specific first, so an address is named by the smallest block that holds it.
+_BY_PREFIX = {4: sorted(SPECIAL_IPV4, key=lambda b: -b.network.prefixlen),
+              6: sorted(SPECIAL_IPV6, key=lambda b: -b.network.prefixlen)}
 
 # One part of a BSD (inet_aton) / WHATWG IPv4 literal: 0x-hex, 0-octal or decimal.
 _IPV4_PART = re.compile(r"0[xX][0-9a-fA-F]*|0[0-7]*|[1-9][0-9]*", re.ASCII)
@@ -112,35 +192,17 @@ def embedded_ipv4(ip: IPAddress) -> ipaddress.IPv4Address | None:
 
 
 def refusal(ip: IPAddress) -> str | None:
-    """Why ``ip`` is not a global address ("a link-local address"...), or None for a global one.
+    """Why ``ip`` is refused ("a link-local address"...), or None for a global address.
 
-    An address with an embedded IPv4 address is judged by that address alone.
+    An address with an embedded IPv4 address is judged by that address alone. The answer comes
+    from the tables above only, the same on every Python version.
     """
     ip = embedded_ipv4(ip) or ip
-    if ip.is_unspecified:
-        return "an unspecified address"
-    if ip.is_loopback:
-        return "a loopback address"
-    if ip.is_link_local:
-        return "a link-local address"
-    if ip.is_multicast:
-        return "a multicast address"
-    if isinstance(ip, ipaddress.IPv4Address):
-        if ip in _SHARED_SPACE:
-            return "a shared address space (100.64.0.0/10, carrier-grade NAT) address"
-        if any(ip in net for net in _RFC1918):
-            return "a private address"
-    else:
-        if ip in _ULA:
-            return "a private (unique local) address"
-        if ip.is_site_local:
-            return "a site-local address"
-        if any(ip in net for net in _ALSO_NOT_GLOBAL):
-            return "a non-global (special-purpose) address"
-    if ip.is_reserved:
-        return "a reserved address"
-    if not ip.is_global or ip.is_private:
-        return "a non-global (special-purpose) address"
+    for block in _BY_PREFIX[ip.version]:
+        if ip in block.network:
+            return block.kind
+    if isinstance(ip, ipaddress.IPv6Address) and ip not in _GLOBAL_UNICAST:
+        return "a reserved address (IPv6 outside the global unicast space 2000::/3)"
     return None
 
 

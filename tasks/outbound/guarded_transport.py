@@ -28,6 +28,16 @@ and ``.netrc`` credentials are not sent anywhere a producer chooses. The CA
 bundle still honours ``SSL_CERT_FILE``/``SSL_CERT_DIR`` like the default client.
 Redirects are not followed (httpx's default); a caller that follows one gets
 each hop judged at connect time.
+
+Deadlines (``deadline``): httpx's timeouts bound each network operation, not a
+request: a peer that answers one byte a second never trips a 120 s read timeout.
+Every stream the guarded backend makes clamps the timeout of each connect, TLS
+handshake, read and write to what is left before the deadline the calling thread
+set (a ``contextvars.ContextVar``), and fails at once with httpcore's timeout
+error once it has passed. So a caller that sets one bounds the whole exchange,
+whatever pace the peer keeps; httpx's own timeouts still apply when shorter. DNS
+resolution is the one wait it cannot bound (``socket.getaddrinfo`` takes no
+timeout).
 """
 
 from __future__ import annotations
@@ -35,13 +45,69 @@ from __future__ import annotations
 import ipaddress
 import socket
 import ssl
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
 
 import httpcore
 import httpx
 
 from tasks.outbound.address_policy import BlockedAddress, IPAddress, NetPolicy
+
+# When (time.monotonic()) the guarded connections' current exchange in this thread must be over; None: no deadline.
+_DEADLINE: ContextVar[float | None] = ContextVar("vuq_outbound_deadline", default=None)
+
+
+@contextmanager
+def deadline(at: float | None) -> Iterator[None]:
+    """Until the block ends, no connect, read or write of a guarded client made in this thread waits
+    past ``at`` (``time.monotonic()``); one started after it fails at once with a timeout
+    (``httpx.ConnectTimeout``/``ReadTimeout``/``WriteTimeout``). Nested deadlines keep the earlier one;
+    None adds none."""
+    outer = _DEADLINE.get()
+    effective = at if outer is None else outer if at is None else min(at, outer)
+    token = _DEADLINE.set(effective)
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
+
+
+def _clamped(timeout: float | None, error: type[httpcore.TimeoutException]) -> float | None:
+    """``timeout`` shortened to what is left before this thread's deadline; ``error`` if none is left."""
+    at = _DEADLINE.get()
+    if at is None:
+        return timeout
+    left = at - time.monotonic()
+    if left <= 0:
+        raise error("the deadline for this exchange has passed")
+    return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A network stream whose every operation waits at most until the calling thread's deadline."""
+
+    def __init__(self, inner: httpcore.NetworkStream) -> None:
+        self._inner = inner
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, _clamped(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, _clamped(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
+                  timeout: float | None = None) -> httpcore.NetworkStream:
+        tls = self._inner.start_tls(ssl_context, server_hostname, _clamped(timeout, httpcore.ConnectTimeout))
+        return _DeadlineStream(tls)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
 
 
 class GuardedBackend(httpcore.NetworkBackend):
@@ -95,6 +161,38 @@ class GuardedBackend(httpcore.NetworkBackend):
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.NetworkStream:
         raise httpcore.UnsupportedProtocol("the guarded backend connects over TCP only")
+
+    def sleep(self, seconds: float) -> None:
+        self.inner.sleep(seconds)
+
+
+class DeadlineBackend(httpcore.NetworkBackend):
+    """A network backend whose connections keep the calling thread's ``deadline``: the connect, the TLS
+    handshake and every read and write wait at most until then."""
+
+    def __init__(self, inner: httpcore.NetworkBackend) -> None:
+        self.inner = inner
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.NetworkStream:
+        stream = self.inner.connect_tcp(host, port, timeout=_clamped(timeout, httpcore.ConnectTimeout),
+                                        local_address=local_address, socket_options=socket_options)
+        return _DeadlineStream(stream)
+
+    def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.NetworkStream:
+        return _DeadlineStream(self.inner.connect_unix_socket(path, _clamped(timeout, httpcore.ConnectTimeout),
+                                                              socket_options))
 
     def sleep(self, seconds: float) -> None:
         self.inner.sleep(seconds)
@@ -166,7 +264,8 @@ class GuardedTransport(httpx.BaseTransport):
     """An httpx transport over ``httpcore.ConnectionPool(network_backend=GuardedBackend(...))``.
 
     HTTP/1.1 only, no proxy, no connect retries: what ``httpx.HTTPTransport``
-    does by default, with the guard in the one place every connection is made.
+    does by default, with the guard in the one place every connection is made,
+    and the calling thread's ``deadline`` kept by every connection.
     """
 
     def __init__(self, policy: NetPolicy, *, limits: httpx.Limits | None = None,
@@ -179,7 +278,7 @@ class GuardedTransport(httpx.BaseTransport):
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
-            network_backend=GuardedBackend(policy, inner),
+            network_backend=DeadlineBackend(GuardedBackend(policy, inner)),
         )
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:

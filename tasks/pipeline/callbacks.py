@@ -24,6 +24,8 @@ import hashlib
 import hmac
 import json
 import logging
+import math
+import re
 import time
 from typing import Any
 
@@ -52,19 +54,50 @@ def sign(body: bytes, secret: str, timestamp: int) -> str:
 
 def verify(body: bytes, secret: str, header: str | None, tolerance_s: float = DEFAULT_TOLERANCE_S,
            now: float | None = None) -> bool:
-    """Whether ``header`` signs exactly ``body`` under ``secret`` within ``tolerance_s`` of ``now``."""
-    fields: dict[str, list[str]] = {}
-    for item in (header or "").split(","):
-        key, _, value = item.strip().partition("=")
-        fields.setdefault(key, []).append(value)
+    """Whether ``header`` signs exactly ``body`` under ``secret`` within ``tolerance_s`` of ``now``.
+
+    Never raises: anything malformed is False (a missing or repeated ``t``, a ``t`` that is not a plain
+    integer of at most 12 digits, a ``v1`` that is not 64 hex digits, non-ASCII text, a header over
+    ``MAX_HEADER_CHARS``, a body that is not bytes, a tolerance or clock that is not a finite number).
+    Several ``v1`` values may be given (a secret being rotated): one match is enough.
+    """
     try:
-        timestamp = int(fields["t"][0])
-    except (KeyError, ValueError):
+        return _verify(body, secret, header, tolerance_s, now)
+    except (TypeError, ValueError, OverflowError, UnicodeError):  # a caller's odd types: refused, not raised
         return False
-    if abs((time.time() if now is None else now) - timestamp) > tolerance_s:
+
+
+MAX_HEADER_CHARS = 4096
+_TIMESTAMP = re.compile(r"[0-9]{1,12}", re.ASCII)
+_DIGEST = re.compile(r"[0-9a-fA-F]{64}", re.ASCII)
+
+
+def _verify(body: bytes, secret: str, header: str | None, tolerance_s: float, now: float | None) -> bool:
+    if not isinstance(header, str) or len(header) > MAX_HEADER_CHARS or not header.isascii():
         return False
-    expected = sign(body, secret, timestamp).rsplit("v1=", 1)[1]
-    return any(hmac.compare_digest(expected, candidate) for candidate in fields.get("v1", []))
+    if not isinstance(body, bytes | bytearray | memoryview) or not isinstance(secret, str | bytes) or not secret:
+        return False
+    clock = time.time() if now is None else now
+    if not all(isinstance(n, int | float) and math.isfinite(n) for n in (tolerance_s, clock)) or tolerance_s < 0:
+        return False
+    timestamps, digests = [], []
+    for item in header.split(","):
+        name, sep, value = item.strip().partition("=")
+        if not sep:
+            return False
+        if name == "t":
+            timestamps.append(value)
+        elif name == "v1":
+            digests.append(value)
+    if len(timestamps) != 1 or not _TIMESTAMP.fullmatch(timestamps[0]):
+        return False
+    timestamp = int(timestamps[0])
+    if abs(clock - timestamp) > tolerance_s:
+        return False
+    key: bytes = secret.encode() if isinstance(secret, str) else bytes(secret)
+    expected = hmac.new(key, f"{timestamp}.".encode() + bytes(body), hashlib.sha256).hexdigest()
+    matches = [hmac.compare_digest(expected, d.lower()) for d in digests if _DIGEST.fullmatch(d)]
+    return any(matches)
 
 
 def payload(job: JobRecord) -> bytes:

@@ -147,9 +147,12 @@ class Pipeline:
 
     # -- steps ---------------------------------------------------------------------------
     def _start(self, holding: Holding, expect: Expect) -> Step:
+        account = self._choose(holding, expect)  # before the source is read, before anything is created
+        with self._source(holding.job) as source:  # opened once for the step; every read goes through it
+            return self._start_with(holding, expect, source, account)
+
+    def _start_with(self, holding: Holding, expect: Expect, source: Source, account: Account) -> Step:
         job, holder = holding.job, holding.holder
-        account = self._choose(holding, expect)
-        source = self._source(job)
         info = source.info()
         # a retried start keeps the plan its first attempt recorded: chunk 0 may already be at api.video
         chunk_size = job.chunk_size or job.spec.chunk_size or self._fitted_chunk_size(info.size, account)
@@ -165,11 +168,14 @@ class Pipeline:
         return self._send(ChunkInFlight(job, 0, source, info.name, token, holding.held, account, holding.turn))
 
     def _chunk(self, holding: Holding, index: int, expect: Expect) -> Step:
+        account = account_of(self._keyring, holding.job, holding.token)
+        with self._source(holding.job) as source:  # opened once for the step; every read goes through it
+            return self._chunk_with(holding, index, expect, source, account)
+
+    def _chunk_with(self, holding: Holding, index: int, expect: Expect, source: Source, account: Account) -> Step:
         job = holding.job
-        account = account_of(self._keyring, job, holding.token)
-        source = self._source(job)
         info = source.info()
-        if info.identity != job.source_identity:
+        if not info.same_source(job.source_identity):
             raise SourceError(f"source: {source.description} changed since the job started "
                               f"(was {job.size} bytes, now {info.size})")
         if not holding.token:
@@ -255,7 +261,7 @@ class Pipeline:
         return MAX_CHUNK_BYTES if in_hand >= limit * BUDGET_BINDS_AT else default
 
     def _source(self, job: JobRecord) -> Source:
-        return open_source(job.spec.source, self.settings.allowed_roots, self.sources)
+        return open_source(job.spec.source, self.settings.allowed_roots, self.sources, self.settings.source_limits)
 
     def _mint_token(self, job: JobRecord, holder: str, expect: Expect, account: Account, turn: Turn,
                     remaining_bytes: int) -> str:

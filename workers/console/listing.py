@@ -1,9 +1,23 @@
-"""Jobs as people read them: one job described, and a table of jobs sized to the terminal."""
+"""Jobs as people read them: one job described, and a table of jobs sized to the terminal.
+
+What a producer, a receiver or a file name put in a record (titles, file names, sources, errors)
+reaches the terminal only through ``printable``: a control character (an escape sequence, a carriage
+return that overwrites the line, a backspace) or a bidirectional control (text that displays other
+than it reads) is shown as its escape, ``\x1b`` or ``\u202e``, never acted on. New specs cannot hold
+them (``tasks.job.spec`` refuses them); records written before, error messages quoting a file name
+and answers from elsewhere can.
+"""
 
 from __future__ import annotations
 
+import re
+
 from tasks.job import JobRecord, State, format_size
 from tasks.redact import mask_url
+
+# C0 and C1 controls and DEL, the line and paragraph separators, and every bidirectional control
+# (ALM, LRM/RLM, the embeddings and overrides U+202A..U+202E, the isolates U+2066..U+2069).
+_UNSHOWABLE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 # column: (header, minimum width); the title, file and error columns share what is left
 _FIXED = (("JOB", 12), ("STATE", 10), ("PROGRESS", 12), ("SIZE", 10), ("AGE", 5))
@@ -27,6 +41,12 @@ def progress(job: JobRecord) -> str:
     return f"{job.progress:.0%} {chunk}/{job.chunks_total}"
 
 
+def printable(text: str) -> str:
+    """``text`` with every control and bidirectional character shown as its escape (``\x1b``, ``\u202e``)."""
+    return _UNSHOWABLE.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
+                           else f"\\u{ord(m.group()):04x}", text)
+
+
 def _cut(text: str, width: int) -> str:
     return text if len(text) <= width else text[: max(1, width - 1)] + "…"
 
@@ -45,8 +65,8 @@ def table(jobs: list[JobRecord], now: float, width: int = 120) -> str:
         size = format_size(job.size) if job.size else "-"
         rows.append([job.job_id, str(job.state), progress(job), size, age(now - job.created_at), job.title or "-",
                      job.file_name, job.error or ""])
-    return "\n".join(" ".join(_cut(cell, w).ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-                     for row in rows)
+    return "\n".join(" ".join(_cut(printable(cell), w).ljust(w) for cell, w in zip(row, widths, strict=True))
+                     .rstrip() for row in rows)
 
 
 def describe(job: JobRecord, now: float) -> str:
@@ -75,4 +95,4 @@ def describe(job: JobRecord, now: float) -> str:
         lines.append(f"cleanup   {job.cleanup}")
     if job.callback:
         lines.append(f"webhook   {job.callback}")
-    return "\n".join(lines)
+    return "\n".join(printable(line) for line in lines)

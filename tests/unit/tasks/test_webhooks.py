@@ -11,6 +11,8 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tasks.errors import PermanentError, RetryableError
 from tasks.job.record import TOKEN_FIELD, JobRecord
@@ -86,6 +88,99 @@ def test_without_now_the_local_clock_is_used() -> None:
 def test_any_of_several_signatures_may_match() -> None:
     good = sign(BODY, SECRET, NOW).rsplit("v1=", 1)[1]
     assert verify(BODY, SECRET, f"t={NOW}, v1={'0' * 64}, v1={good}", now=NOW)
+
+
+GOOD_DIGEST = sign(BODY, SECRET, NOW).rsplit("v1=", 1)[1]
+MALFORMED = {
+    "non-ASCII signature": f"t={NOW},v1={GOOD_DIGEST[:-1]}é",
+    "non-ASCII anywhere": f"t={NOW},v1={GOOD_DIGEST},x=ü",
+    "digest of 63 hex digits": f"t={NOW},v1={GOOD_DIGEST[:-1]}",
+    "digest of 65 hex digits": f"t={NOW},v1={GOOD_DIGEST}0",
+    "digest not hex": f"t={NOW},v1={'g' * 64}",
+    "no t": f"v1={GOOD_DIGEST}",
+    "no v1": f"t={NOW}",
+    "t twice": f"t={NOW},t={NOW},v1={GOOD_DIGEST}",
+    "t empty": f"t=,v1={GOOD_DIGEST}",
+    "t with a sign": f"t=+{NOW},v1={GOOD_DIGEST}",
+    "t with spaces inside": f"t= {NOW},v1={GOOD_DIGEST}",
+    "t with underscores": f"t=1_700_000_000,v1={GOOD_DIGEST}",
+    "t in exponent form": f"t=1.7e9,v1={GOOD_DIGEST}",
+    "t with a fraction": f"t={NOW}.0,v1={GOOD_DIGEST}",
+    "t in Arabic-Indic digits": f"t={''.join(chr(0x660 + int(c)) for c in str(NOW))},v1={GOOD_DIGEST}",
+    "t in full-width digits": f"t={''.join(chr(0xFF10 + int(c)) for c in str(NOW))},v1={GOOD_DIGEST}",
+    "t of 5000 digits": f"t={'9' * 5000},v1={GOOD_DIGEST}",
+    "t of 13 digits": f"t={'1' * 13},v1={GOOD_DIGEST}",
+    "t negative": f"t=-{NOW},v1={GOOD_DIGEST}",
+    "a part without =": f"t={NOW},v1={GOOD_DIGEST},",
+    "huge header": f"t={NOW},v1={GOOD_DIGEST}," + "v1=" + "0" * 64 + ",v1=0" * 2000,
+    "NUL bytes": f"t={NOW}\x00,v1={GOOD_DIGEST}",
+}
+
+
+@pytest.mark.parametrize("header", MALFORMED.values(), ids=MALFORMED.keys())
+def test_a_malformed_header_is_false_never_an_exception(header: str) -> None:
+    assert verify(BODY, SECRET, header, now=NOW) is False
+
+
+@pytest.mark.parametrize("odd", [b"t=1700000000,v1=00", 1_700_000_000, ["t", "v1"], object()])
+def test_a_header_that_is_not_text_is_false(odd: object) -> None:
+    assert verify(BODY, SECRET, odd, now=NOW) is False  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("tolerance", "now"), [(float("nan"), NOW), (float("inf"), NOW), (-1, NOW),
+                                                (300, float("nan")), (300, float("inf")), (300, 1e308),
+                                                ("300", NOW), (None, NOW)])
+def test_an_odd_tolerance_or_clock_is_false(tolerance: object, now: object) -> None:
+    header = sign(BODY, SECRET, NOW)
+    assert verify(BODY, SECRET, header, tolerance_s=tolerance, now=now) is False  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("body", "secret"), [(BODY.decode(), SECRET), (None, SECRET), (BODY, ""), (BODY, None),
+                                              (BODY, 42)])
+def test_an_odd_body_or_secret_is_false(body: object, secret: object) -> None:
+    assert verify(body, secret, sign(BODY, SECRET, NOW), now=NOW) is False  # type: ignore[arg-type]
+
+
+def test_hex_case_and_bytes_like_bodies_are_accepted() -> None:
+    assert verify(BODY, SECRET, f"t={NOW},v1={GOOD_DIGEST.upper()}", now=NOW)
+    assert verify(bytearray(BODY), SECRET, sign(BODY, SECRET, NOW), now=NOW)
+    assert verify(memoryview(BODY), SECRET.encode(), sign(BODY, SECRET, NOW), now=NOW)  # type: ignore[arg-type]
+
+
+HEADER_PART = st.one_of(
+    st.text(max_size=80),
+    st.builds(lambda v: f"t={v}", st.one_of(st.integers(), st.text(max_size=30), st.floats().map(str))),
+    st.builds(lambda v: f"v1={v}", st.one_of(st.text(alphabet="0123456789abcdefABCDEF", max_size=70),
+                                             st.text(max_size=70))),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(body=st.binary(max_size=256), header=st.one_of(st.none(), st.text(max_size=400),
+                                                        st.lists(HEADER_PART, max_size=6).map(",".join)),
+       tolerance=st.one_of(st.floats(), st.integers(min_value=-10, max_value=10**6)),
+       now=st.one_of(st.none(), st.floats(), st.integers(min_value=-(10**20), max_value=10**20)))
+def test_verify_never_raises_and_always_answers_a_bool(body: bytes, header: str | None, tolerance: float,
+                                                       now: float | None) -> None:
+    assert verify(body, SECRET, header, tolerance_s=tolerance, now=now) in (True, False)
+
+
+@settings(max_examples=200, deadline=None)
+@given(body=st.binary(max_size=256), secret=st.text(min_size=1, max_size=40),
+       timestamp=st.integers(min_value=0, max_value=10**12 - 1), drift=st.integers(min_value=-300, max_value=300))
+def test_every_signed_delivery_verifies_within_the_tolerance(body: bytes, secret: str, timestamp: int,
+                                                             drift: int) -> None:
+    assert verify(body, secret, sign(body, secret, timestamp), now=timestamp + drift)
+
+
+@settings(max_examples=200, deadline=None)
+@given(body=st.binary(max_size=256), position=st.integers(min_value=0, max_value=63), data=st.data())
+def test_any_changed_digit_of_the_signature_fails(body: bytes, position: int, data: st.DataObject) -> None:
+    header = sign(body, SECRET, NOW)
+    digest = header.rsplit("v1=", 1)[1]
+    other = data.draw(st.sampled_from([c for c in "0123456789abcdef" if c != digest[position]]))
+    forged = f"t={NOW},v1={digest[:position]}{other}{digest[position + 1:]}"
+    assert not verify(body, SECRET, forged, now=NOW)
 
 
 # -- the body and its delivery -------------------------------------------------------------

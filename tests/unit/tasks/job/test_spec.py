@@ -180,3 +180,73 @@ def test_the_json_form_reads_back_as_the_same_spec_without_its_token() -> None:
 
 def test_a_job_id_with_a_trailing_newline_is_refused() -> None:
     assert refused({"source": "/v", "job_id": "job-1\n"}).field == "job_id"
+
+
+# -- control and bidirectional characters ------------------------------------------------------------
+CONTROLS = [chr(c) for c in (*range(0x00, 0x20), *range(0x7F, 0xA0))]
+BIDI = [chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))]
+TEXT_FIELDS: list[tuple[str, dict[str, Any]]] = [
+    ("video.title", {"video": {"title": "A{c}talk"}}),
+    ("video.description", {"video": {"description": "About{c}queues"}}),
+    ("video.tags[1]", {"video": {"tags": ["conf", "20{c}24"]}}),
+    ("video.metadata[0].key", {"video": {"metadata": [{"key": "te{c}am", "value": "video"}]}}),
+    ("video.metadata[team]", {"video": {"metadata": {"team": "vi{c}deo"}}}),
+    ("video.playerId", {"video": {"playerId": "pl{c}123"}}),
+    ("source", {"source": "/data/videos/ta{c}lk.mp4"}),
+    ("token", {"token": "to12345{c}67890"}),
+    ("callback_url", {"callback_url": "https://example.com/ho{c}ok"}),
+]
+
+
+def with_char(template: dict[str, Any], char: str) -> dict[str, Any]:
+    def fill(value: Any) -> Any:
+        if isinstance(value, str):
+            return value.replace("{c}", char)
+        if isinstance(value, dict):
+            return {fill(k): fill(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [fill(v) for v in value]
+        return value
+
+    return {**full_spec(), **fill(template)}
+
+
+@pytest.mark.parametrize(("field", "template"), TEXT_FIELDS, ids=[f for f, _ in TEXT_FIELDS])
+@pytest.mark.parametrize("char", [c for c in CONTROLS if c not in "\n\t"] + BIDI, ids=lambda c: f"U+{ord(c):04X}")
+def test_control_and_bidi_characters_are_refused_naming_the_field(field: str, template: dict[str, Any],
+                                                                  char: str) -> None:
+    error = refused(with_char(template, char))
+    assert error.field == field, error
+    assert f"U+{ord(char):04X}" in str(error) and "\n" not in str(error) and char not in str(error)
+
+
+@pytest.mark.parametrize(("field", "template"), [f for f in TEXT_FIELDS if f[0] != "video.description"],
+                         ids=[f for f, _ in TEXT_FIELDS if f != "video.description"])
+@pytest.mark.parametrize("char", ["\n", "\t"], ids=["LF", "TAB"])
+def test_one_line_fields_refuse_line_feeds_and_tabs(field: str, template: dict[str, Any], char: str) -> None:
+    assert refused(with_char(template, char)).field == field
+
+
+def test_a_description_keeps_its_lines_and_tabs() -> None:
+    text = "Chapters:\n\t1. Queues\n\t2. Workers\n"
+    assert parse_spec({"source": "/v.mp4", "video": {"description": text}}).video.description == text
+
+
+@pytest.mark.parametrize(("char", "said"), [("\x00", "U+0000 (null byte)"), ("\x1b", "U+001B (escape)"),
+                                             ("\r", "U+000D (carriage return)"), ("\x9b", "(control sequence"),
+                                             ("\u202e", "U+202E (RIGHT-TO-LEFT OVERRIDE)"),
+                                             ("\u2068", "U+2068 (FIRST STRONG ISOLATE)")])
+def test_the_refusal_names_the_character_and_where_it_is(char: str, said: str) -> None:
+    error = refused({"source": "/v.mp4", "video": {"title": f"Talk{char}"}})
+    assert said in str(error) and "at character 5" in str(error), error
+
+
+def test_a_crlf_description_is_refused_with_the_reason() -> None:
+    error = refused({"source": "/v.mp4", "video": {"description": "one\r\ntwo"}})
+    assert error.field == "video.description" and "other than line feed and tab" in str(error)
+
+
+@pytest.mark.parametrize("text", ["Café ☕ — «talk»", "مرحبا بالعالم", "שלום", "日本語のタイトル", "e\u0301",
+                                  "zero\u200bwidth", "mark\u200fRLM", "emoji 👩‍💻"])
+def test_other_unicode_text_passes(text: str) -> None:
+    assert parse_spec({"source": "/v.mp4", "video": {"title": text}}).video.title == text

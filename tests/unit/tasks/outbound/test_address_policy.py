@@ -21,6 +21,10 @@ from hypothesis import strategies as st
 
 from tasks.errors import PermanentError
 from tasks.outbound.address_policy import (
+    GLOBAL_SPECIAL_IPV4,
+    GLOBAL_SPECIAL_IPV6,
+    SPECIAL_IPV4,
+    SPECIAL_IPV6,
     BlockedAddress,
     IPAddress,
     NetPolicy,
@@ -425,3 +429,101 @@ def test_guarded_client_raises_blocked_address_itself() -> None:
             client.get("http://169.254.169.254/latest/meta-data/")
         with pytest.raises(BlockedAddress), client.stream("GET", "http://[::ffff:a9fe:a9fe]/"):
             pass
+
+
+# The explicit special-purpose tables (IANA registries), the same on every Python version
+
+# (an address in the block, what the refusal must say): the first, a middle and the last address of each
+SPECIAL_CASES = [
+    ("0.0.0.0", "unspecified"), ("0.0.0.1", '"this network"'), ("0.255.255.255", '"this network"'),
+    ("10.0.0.0", "private"), ("10.255.255.255", "private"),
+    ("100.64.0.0", "shared address space"), ("100.100.100.200", "shared address space"),
+    ("100.127.255.255", "shared address space"),
+    ("127.0.0.0", "loopback"), ("127.0.0.53", "loopback"), ("127.255.255.255", "loopback"),
+    ("169.254.0.0", "link-local"), ("169.254.169.254", "link-local"), ("169.254.255.255", "link-local"),
+    ("172.16.0.0", "private"), ("172.31.255.255", "private"),
+    ("192.0.0.0", "ietf protocol assignments"), ("192.0.0.8", "ietf protocol assignments"),
+    ("192.0.0.9", "ietf protocol assignments"), ("192.0.0.10", "ietf protocol assignments"),
+    ("192.0.0.170", "ietf protocol assignments"), ("192.0.0.255", "ietf protocol assignments"),
+    ("192.0.2.0", "test-net-1"), ("192.0.2.255", "test-net-1"),
+    ("192.88.99.0", "6to4 relay anycast"), ("192.88.99.1", "6to4 relay anycast"),
+    ("192.168.0.0", "private"), ("192.168.255.255", "private"),
+    ("198.18.0.0", "benchmarking"), ("198.19.255.255", "benchmarking"),
+    ("198.51.100.7", "test-net-2"), ("203.0.113.9", "test-net-3"),
+    ("224.0.0.0", "multicast"), ("233.252.0.1", "multicast"), ("239.255.255.255", "multicast"),
+    ("240.0.0.0", "reserved"), ("250.1.2.3", "reserved"), ("255.255.255.254", "reserved"),
+    ("255.255.255.255", "limited broadcast"),
+    ("::", "unspecified"), ("::1", "loopback"),
+    ("64:ff9b:1::", "local-use ipv4/ipv6 translation"), ("64:ff9b:1:ffff:ffff:ffff:ffff:ffff", "local-use"),
+    ("100::", "discard-only"), ("100::ffff:ffff:ffff:ffff", "discard-only"),
+    ("2001::", "ietf protocol assignments"), ("2001:0:4136:e378:8000:63bf:3fff:fdd2", "ietf protocol assignments"),
+    ("2001:1::1", "ietf protocol assignments"), ("2001:2::1", "ietf protocol assignments"),
+    ("2001:3::1", "ietf protocol assignments"), ("2001:4:112::1", "ietf protocol assignments"),
+    ("2001:20::1", "ietf protocol assignments"), ("2001:1ff:ffff:ffff:ffff:ffff:ffff:ffff", "ietf protocol"),
+    ("2001:db8::", "documentation"), ("2001:db8:ffff:ffff:ffff:ffff:ffff:ffff", "documentation"),
+    ("3fff::", "documentation"), ("3fff:fff:ffff:ffff:ffff:ffff:ffff:ffff", "documentation"),
+    ("5f00::", "srv6"), ("5f00:ffff::1", "srv6"),
+    ("fc00::", "unique local"), ("fd12:3456:789a::1", "unique local"),
+    ("fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "unique local"),
+    ("fe80::", "link-local"), ("febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "link-local"),
+    ("fec0::", "site-local"), ("feff::1", "site-local"),
+    ("ff00::", "multicast"), ("ff02::fb", "multicast"), ("ff0e::1", "multicast"),
+    ("::2", '"this network"'), ("4000::1", "reserved"), ("1000::1", "reserved"), ("8000::1", "reserved"),
+    ("e000::1", "reserved"), ("fe00::1", "reserved"),
+]
+
+
+@pytest.mark.parametrize(("address", "kind"), SPECIAL_CASES)
+def test_every_special_purpose_block_is_refused_and_named(address: str, kind: str) -> None:
+    ip = ipaddress.ip_address(address)
+    assert kind in (refusal(ip) or "").lower(), refusal(ip)
+    with pytest.raises(BlockedAddress):
+        DEFAULT.check(ip)
+
+
+@pytest.mark.parametrize("block", [*SPECIAL_IPV4, *SPECIAL_IPV6], ids=lambda b: str(b.network))
+def test_each_block_of_the_tables_is_refused_from_end_to_end(block: Any) -> None:
+    network = block.network
+    middle = network.network_address + network.num_addresses // 2
+    for ip in (network.network_address, network.broadcast_address, middle):
+        assert refusal(ip) is not None, ip
+        assert not DEFAULT.permits(ip)
+    outside = network.broadcast_address + 1 if int(network.broadcast_address) < (1 << network.max_prefixlen) - 1 \
+        else network.network_address - 1
+    if not any(outside in b.network for b in (*SPECIAL_IPV4, *SPECIAL_IPV6)):
+        assert refusal(outside) != block.kind  # the block ends where it says
+
+
+@pytest.mark.parametrize("network", [*GLOBAL_SPECIAL_IPV4, *GLOBAL_SPECIAL_IPV6], ids=str)
+def test_globally_reachable_registry_entries_outside_the_refused_blocks_pass(network: Any) -> None:
+    assert refusal(network.network_address) is None
+    assert refusal(network.network_address + 1) is None
+
+
+@pytest.mark.parametrize("address", ["192.0.0.9", "192.0.0.10", "198.18.0.1", "100.64.0.1", "2001:db8::1",
+                                     "64:ff9b:1::1", "fc00::1", "fe80::1", "224.0.0.1", "ff02::1", "0.0.0.0",
+                                     "240.0.0.1", "255.255.255.255"])
+def test_the_tables_not_pythons_flags_decide(address: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Even an interpreter whose ipaddress calls everything global (3.11 does for 192.0.0.0/24) refuses them."""
+    for cls in (ipaddress.IPv4Address, ipaddress.IPv6Address):
+        for flag, value in (("is_global", True), ("is_private", False), ("is_reserved", False),
+                            ("is_link_local", False), ("is_loopback", False), ("is_multicast", False),
+                            ("is_unspecified", False), ("is_site_local", False)):
+            if hasattr(cls, flag):
+                monkeypatch.setattr(cls, flag, property(lambda self, v=value: v))
+    assert refusal(ipaddress.ip_address(address)) is not None
+
+
+def test_mapped_and_translated_forms_of_every_ipv4_block_are_refused() -> None:
+    for block in SPECIAL_IPV4:
+        v4 = block.network.network_address + 1 if block.network.num_addresses > 1 else block.network.network_address
+        for form in (f"::ffff:{v4}", f"64:ff9b::{v4}", f"::ffff:0:{v4}"):
+            assert refusal(ipaddress.ip_address(form)) == refusal(v4) is not None, form
+        sixtofour = ipaddress.IPv6Address((0x2002 << 112) | (int(v4) << 80))
+        assert refusal(sixtofour) == refusal(v4), sixtofour
+
+
+@given(st.integers(min_value=0, max_value=(1 << 32) - 1))
+def test_an_ipv4_address_is_refused_exactly_when_a_table_block_holds_it(n: int) -> None:
+    ip = ipaddress.IPv4Address(n)
+    assert (refusal(ip) is None) == (not any(ip in b.network for b in SPECIAL_IPV4))
