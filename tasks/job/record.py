@@ -74,7 +74,7 @@ class JobRecord:
     callback: str | None = None
     cleanup: str | None = None  # what cancel did with the partial video
     queue: str | None = None  # the queue its steps go to (the janitor of that queue watches it)
-    account: str | None = None  # the account it runs in, chosen at its start ("" with token_only)
+    account: str | None = None  # the account it runs in, chosen at its start (None with token_only, or not yet)
     token_only: bool = False  # its token belongs to no account the workers hold a key for: no key is sent
     nonce: str | None = None  # tags the video it made, with its id: no other job adopts or deletes it
     token_expires_at: float | None = None  # when a token vuq minted for it expires (Redis's clock)
@@ -106,7 +106,7 @@ class JobRecord:
             source_identity=text("source_identity"),
             token_minted=data.get("token_minted") == "1", container_pending=data.get("container_pending") == "1",
             verify_upload=data.get("verify_upload") == "1", callback=text("callback"), cleanup=text("cleanup"),
-            queue=text("queue"), account=data.get("account"), token_only=data.get("token_only") == "1",
+            queue=text("queue"), account=text("account"), token_only=data.get("token_only") == "1",
             nonce=text("nonce"), token_expires_at=real("token_expires_at"),
             callback_attempts=num("callback_attempts") or 0, callback_again=data.get("callback_again") == "1",
         )

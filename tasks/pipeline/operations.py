@@ -38,6 +38,8 @@ def resume(store: JobStore, job_id: str, send: Send, token: str | None = None) -
                "handoff_at": NOW, "wake_at": ""}
     if token:
         changes[TOKEN_FIELD] = token
+        if job.next_chunk == 0:  # nothing uploaded yet: the new token's account is chosen anew at the start
+            changes.update({"account": "", "token_only": ""})
     written = store.update(job_id, None, changes, expect={"state": [State.FAILED]})
     if not written:
         raise OperationError(f"job {job_id} changed while resuming it; look again")

@@ -241,7 +241,7 @@ class Pipeline:
         """The account the job runs in: chosen once, before any request that creates or uploads, and
         recorded (a retried start keeps what its first attempt chose)."""
         job = holding.job
-        if job.account is not None:
+        if job.account is not None or job.token_only:
             return account_of(self._keyring, job, holding.token)
         account = choose_account(self._keyring, job.spec, holding.token, holding.turn)
         self._write(job.job_id, holding.holder, {"account": account.name, "token_only": not account.keyed}, expect)

@@ -29,7 +29,8 @@ import celery
 import httpx
 import pytest
 
-from tasks.constants import JOB_INDEX_KEY, JOB_METADATA_KEY, MIB, REJECTED_KEY
+from tasks import resume_upload
+from tasks.constants import JOB_INDEX_KEY, JOB_METADATA_KEY, JOB_NONCE_METADATA_KEY, MIB, REJECTED_KEY
 from tasks.errors import EnqueueError, SpecError
 from tasks.job.record import JobRecord, State
 from tasks.producer import enqueue_upload
@@ -377,7 +378,7 @@ FOREIGN_CASES: dict[str, tuple[dict[str, Any], str]] = {
     "chunk size of the wrong type": ({"chunk_size": [5]}, "chunk_size: must be a number of bytes"),
     "chunk size too small": ({"chunk_size": "1MiB"}, "chunk_size: 1048576 bytes is outside 5 MiB..128 MiB"),
     "tags of the wrong type": ({"video": {"tags": "conf"}}, "video.tags: must be a list of strings, not str"),
-    "unknown field": ({"priority": "high"}, "priority: unknown field"),
+    "unknown field": ({"urgency": "high"}, "urgency: unknown field"),
     "unknown video field": ({"video": {"tittle": "typo"}}, "video.tittle: unknown field"),
     "newer spec version": ({"version": 2}, "version: unsupported spec version 2"),
     "title not UTF-8": ({"video": {"title": "caf\udce9"}}, "video.title: is not valid UTF-8 text"),
@@ -470,7 +471,7 @@ def test_an_api_key_rejected_at_finalize_keeps_the_upload_and_resumes_once_fixed
     assert job.state == State.DONE and not job.error, job
     done = keyed.emulator.video(job.video_id or "")
     assert done["sha256"] == digest and done["title"] == "kept" and done["tags"] == ["conf"]
-    assert done["metadata"] == {"speaker": "Ada", JOB_METADATA_KEY: job_id}
+    assert done["metadata"] == {"speaker": "Ada", JOB_METADATA_KEY: job_id, JOB_NONCE_METADATA_KEY: job.nonce}
     assert [v["videoId"] for v in videos_of(keyed.emulator.videos(), job_id)] == [
         job.video_id]
 
@@ -490,13 +491,35 @@ def test_after_all_that_a_good_job_finishes_identical(bad: Stack) -> None:
 
 # -- a refused upload token is not the end ------------------------------------------------------------
 @pytest.mark.parametrize("make_token", TOKEN_CASES.values(), ids=TOKEN_CASES.keys())
-def test_a_refused_token_is_replaced_by_workers_holding_an_api_key(bad: Stack, make_token: TokenMaker) -> None:
+def test_a_token_no_account_of_ours_holds_is_never_replaced_and_a_new_one_resumes_the_job(
+        bad: Stack, make_token: TokenMaker) -> None:
     path, digest = bad.file(f"reminted-{uuid.uuid4().hex[:6]}.mp4", 7 * MIB, seed=9)
+    token = make_token(bad)
     minted_before = _mints(bad)
-    job = bad.wait_final(bad.enqueue(path, chunk_size="5MiB", token=make_token(bad)), FINAL_TIMEOUT_S)
+    job = bad.wait_final(bad.enqueue(path, chunk_size="5MiB", token=token), FINAL_TIMEOUT_S)
+    assert job.state == State.FAILED and job.error_needs == "token" and job.error_retryable, job
+    assert _mints(bad) == minted_before  # never replaced by one the workers mint: it may be another account's
+    resume_upload(job.job_id, token=bad.emulator.create_upload_token(), settings=bad.settings)
+    job = bad.wait_final(job.job_id, FINAL_TIMEOUT_S)
     assert job.state == State.DONE, job.error
     assert bad.emulator.video(job.video_id or "")["sha256"] == digest
-    assert _mints(bad) > minted_before  # the workers minted a token of their own
+
+
+def test_a_token_that_expires_during_the_upload_is_replaced_in_its_own_account(bad: Stack) -> None:
+    path, digest = bad.file(f"expiring-{uuid.uuid4().hex[:6]}.mp4", 12 * MIB, seed=12)
+    token = bad.emulator.create_upload_token()
+    minted_before = _mints(bad)  # after the producer's own token
+    bad.emulator.set_faults(latency_ms=[300, 300])
+    try:
+        job_id = bad.enqueue(path, chunk_size="5MiB", token=token)
+        wait_for(cursor_at_least(bad, job_id, 1), FINAL_TIMEOUT_S, "the first chunk")
+        httpx.delete(f"{bad.emulator.url}/upload-tokens/{token}", headers=bad.emulator.auth_header, timeout=10)
+        job = bad.wait_final(job_id, FINAL_TIMEOUT_S)
+    finally:
+        bad.emulator.set_faults(latency_ms=[0, 0])
+    assert job.state == State.DONE, job.error  # the token was the job's account's: one of the same account replaced it
+    assert bad.emulator.video(job.video_id or "")["sha256"] == digest
+    assert _mints(bad) > minted_before
 
 
 def _mints(stack: Stack) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tasks import resume_upload
 from tasks.constants import JOB_METADATA_KEY, MIB, TASK_CHUNK
 from tasks.job.record import State
 from tasks.pipeline.upload import Step
@@ -60,10 +61,13 @@ def test_eight_jobs_across_two_workers_all_finish_in_order(stack: Stack) -> None
     assert len(stack.workers) == 2 and all("chunk" in w.log() for w in stack.workers), served_by
 
 
-def test_a_refused_token_is_replaced_by_one_the_workers_mint(stack: Stack) -> None:
+def test_a_token_nobody_holds_fails_the_job_until_a_new_token_resumes_it(stack: Stack) -> None:
     path, digest = stack.file("bad-token.bin", 6 * MIB, seed=3)
     job = stack.wait_final(stack.enqueue(path, token="to00000000000000000000000"))
-    assert job.state == State.DONE and job.retries == 0, job.error
+    assert job.state == State.FAILED and job.retries == 0 and job.error_needs == "token", job
+    resume_upload(job.job_id, token=stack.emulator.create_upload_token(), settings=stack.settings)
+    job = stack.wait_final(job.job_id)
+    assert job.state == State.DONE, job.error
     assert stack.emulator.video(job.video_id or "")["sha256"] == digest
 
 
