@@ -62,6 +62,7 @@ def _worker_starts(**_: Any) -> None:
         prepare_multiprocess_dir()
         metrics.serve(settings)
         reporters.append(metrics.metrics())
+        metrics.count_missing_records()
     runtime.set_reporter(Fanout(*reporters))
 
 
