@@ -213,9 +213,10 @@ def _verdict(settings: Settings, url: str, name: str) -> RedisVerdict:
     try:
         found = client.config_get("maxmemory-policy")
     except (redis.ConnectionError, redis.TimeoutError) as exc:
+        line = unreachable(url, exc, f"Redis ({name})")
         if _tls_failed(exc):  # a certificate that was not verified is a refusal, not an outage
-            return RedisVerdict(name, problem=unreachable(url, exc))
-        return RedisVerdict(name, warning=unreachable(url, exc), reachable=False)
+            return RedisVerdict(name, problem=line)
+        return RedisVerdict(name, warning=line, reachable=False)
     except redis.ResponseError as exc:  # NOPERM (an ACL), or a managed Redis that renamed CONFIG
         return RedisVerdict(name, warning=f"cannot check the maxmemory-policy of {shown}: CONFIG GET is not "
                                           f"permitted ({exc}); make sure it is {NO_EVICTION}")
