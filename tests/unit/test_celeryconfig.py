@@ -12,6 +12,8 @@ import fakeredis
 import pytest
 from kombu import Connection
 from kombu.transport import redis as kombu_redis
+from redis.connection import SSLConnection
+from redis.sentinel import SentinelManagedConnection
 
 from tasks.settings import Settings
 from workers.process import broker
@@ -81,3 +83,19 @@ def test_the_sentinel_broker_logs_in_as_the_urls_acl_user(monkeypatch: pytest.Mo
     assert sentinel["nodes"] == [("h1", 26379), ("h2", 26379)]
     assert sentinel["sentinel_kwargs"]["password"] == "sentinel-pw"
     assert (master["name"], master["username"], master["password"]) == ("vuq-primary", "vuq", "pw")
+
+
+def test_the_sentinel_broker_reaches_the_primary_over_tls_when_the_url_asks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(kombu_redis.sentinel, "Sentinel", RecordingSentinel)
+    RecordingSentinel.calls = []
+    settings = Settings.from_env({"VUQ_BROKER_URL": "sentinel://h1:26379/0?ssl_ca_certs=/ca.pem;sentinel://h2:26379",
+                                  "VUQ_SENTINEL_MASTER": "vuq-primary"})
+    config = celery_config(settings)
+    with Connection(config["broker_url"], ssl=config["broker_use_ssl"],
+                    transport_options=config["broker_transport_options"]) as conn:
+        assert conn.default_channel is not None
+    (_, sentinel), _ = RecordingSentinel.calls[:2]
+    connection = sentinel["connection_class"]  # what reaches the primary
+    assert issubclass(connection, SentinelManagedConnection) and issubclass(connection, SSLConnection)
+    assert (sentinel["ssl_ca_certs"], sentinel["ssl_cert_reqs"]) == ("/ca.pem", ssl.CERT_REQUIRED)
+    assert "ssl" not in sentinel["sentinel_kwargs"]  # the sentinels themselves: plain TCP
