@@ -54,7 +54,7 @@ PASSWORD_VARIABLES = "VUQ_REDIS_PASSWORD (or VUQ_REDIS_PASSWORD_FILE)"
 # The TLS files a setting may give, by the URL query parameter redis-py and kombu read them from.
 TLS_FILE_VARIABLES = dict(zip(TLS_FILES, ("VUQ_REDIS_TLS_CA_FILE", "VUQ_REDIS_TLS_CERT_FILE",
                                           "VUQ_REDIS_TLS_KEY_FILE"), strict=True))
-_warned_unverified: set[str] = set()  # not empty once this process warned that TLS verification is off
+_warned_unverified: list[bool] = []  # not empty once this process said that TLS verification is off
 
 
 @dataclass(frozen=True)
@@ -124,13 +124,8 @@ class Settings:
         for attr, name in URL_VARIABLES:
             url = _with_tls(name, _with_password(name, getattr(self, attr), self.redis_password), files)
             object.__setattr__(self, attr, url)  # frozen: completed once, here (and again unchanged by replace())
-        unverified = [name for attr, name in URL_VARIABLES
-                      if uses_tls(getattr(self, attr)) and not verifies_tls(getattr(self, attr))]
-        if unverified and not _warned_unverified:
-            _warned_unverified.add(" ".join(unverified))  # once a process: workers, beat and producers say it
-            log.warning("%s turn%s TLS verification off (ssl_cert_reqs=none or ssl_check_hostname=false): anyone "
-                        "on the network path can pose as that Redis", " and ".join(unverified),
-                        "" if len(unverified) > 1 else "s")
+        _warn_unverified_once([name for attr, name in URL_VARIABLES
+                               if uses_tls(getattr(self, attr)) and not verifies_tls(getattr(self, attr))])
         given = [TLS_FILE_VARIABLES[param] for param, path in files.items() if path]
         if given and not any(uses_tls(getattr(self, attr)) for attr, _ in URL_VARIABLES):
             raise ConfigError(f"{given[0]} is set, but neither VUQ_BROKER_URL nor VUQ_REDIS_URL uses TLS "
@@ -214,6 +209,14 @@ class Settings:
                                                  "sentinel_password", "redis_password")]
         quoted = [quote(p, safe="") for p in passwords if p]
         return list(dict.fromkeys(value for value in (*keys, *passwords, *quoted) if value))
+
+
+def _warn_unverified_once(names: list[str]) -> None:
+    """Say it once a process (workers, beat and producers each build their settings): TLS is not verified."""
+    if names and not _warned_unverified:
+        _warned_unverified.append(True)
+        log.warning("%s: TLS verification is off (ssl_cert_reqs=none or ssl_check_hostname=false); anyone on the "
+                    "network path can pose as that Redis", " and ".join(names))
 
 
 def _password_once(password: str | None, urls: Mapping[str, str]) -> None:

@@ -23,7 +23,7 @@ from tests.support.tls_redis import CertificateAuthority, TlsRedis, running_tls_
 from workers.lab.localstack import sample_file
 
 UNVERIFIED = "its TLS certificate could not be verified"
-WARNING = "TLS verification off"
+WARNING = "TLS verification is off"
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +126,7 @@ def test_the_explicit_opt_out_works_and_warns_once_per_process(tmp_path: Path, t
         job_id = out.stdout.strip()
         assert stack.wait_final(job_id, 60).state == State.DONE
         assert out.stderr.count(WARNING) == 1  # the producer said it once
-        assert "VUQ_BROKER_URL and VUQ_REDIS_URL turn TLS verification off" in out.stderr
+        assert "VUQ_BROKER_URL and VUQ_REDIS_URL: TLS verification is off" in out.stderr
         log = stack.workers[0].log()
         assert log.count(WARNING) == 1, log  # the worker once (its pool children inherit that)
         job = stack.wait_final(job_id, 60)
