@@ -6,12 +6,14 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import quote
 
 from tasks.apivideo.accounts import DEFAULT_ACCOUNT, AccountConfig, parse_accounts_file
 from tasks.apivideo.limiter import parse_rate_limits
@@ -24,15 +26,37 @@ from tasks.constants import (
     MIN_CHUNK_BYTES,
 )
 from tasks.errors import ConfigError
-from tasks.job.connections import SentinelOptions, is_sentinel, url_password
+from tasks.job.connections import (
+    TLS_FILES,
+    TLS_PREFIX,
+    SentinelOptions,
+    cert_reqs_name,
+    is_false,
+    is_sentinel,
+    tls_options,
+    url_password,
+    url_query,
+    uses_tls,
+    verifies_tls,
+    with_password,
+    with_query,
+)
 from tasks.job.sizes import parse_size
 from tasks.outbound.address_policy import IPNetwork, NetPolicy, parse_allowed_nets
 from tasks.outbound.sources import SourceLimits
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_API_BASE_URL = "http://127.0.0.1:8765"
 DEFAULT_BEAT_SCHEDULE = "~/.local/state/vuq/celerybeat-schedule"
+DEFAULT_METRICS_ADDRESS = "127.0.0.1"  # metrics say what is uploaded; bind wider only for a scraper
+URL_VARIABLES = (("broker_url", "VUQ_BROKER_URL"), ("redis_url", "VUQ_REDIS_URL"))
+PASSWORD_VARIABLES = "VUQ_REDIS_PASSWORD (or VUQ_REDIS_PASSWORD_FILE)"
+# The TLS files a setting may give, by the URL query parameter redis-py and kombu read them from.
+TLS_FILE_VARIABLES = dict(zip(TLS_FILES, ("VUQ_REDIS_TLS_CA_FILE", "VUQ_REDIS_TLS_CERT_FILE",
+                                          "VUQ_REDIS_TLS_KEY_FILE"), strict=True))
+_warned_unverified: list[bool] = []  # not empty once this process said that TLS verification is off
 
 
 @dataclass(frozen=True)
@@ -76,6 +100,11 @@ class Settings:
     source_chunk_deadline_s: float = SourceLimits.chunk_deadline_s  # one chunk's waiting on its source, in all
     source_min_bytes_per_s: int = SourceLimits.min_bytes_per_s  # the slowest pace over any window
     source_window_s: float = SourceLimits.window_s  # that window; also the longest one read may wait
+    redis_password: str | None = field(default=None, repr=False)  # the broker's and the store's, unless in the URL
+    redis_tls_ca_file: str = ""  # with rediss:// URLs: the CA that signed Redis's certificate ("": the system's)
+    redis_tls_cert_file: str = ""  # and this client's certificate and key, when Redis asks for one
+    redis_tls_key_file: str = ""
+    metrics_address: str = DEFAULT_METRICS_ADDRESS  # where VUQ_METRICS_PORT listens
 
     def __post_init__(self) -> None:
         if not MIN_CHUNK_BYTES <= self.chunk_size <= MAX_CHUNK_BYTES:
@@ -101,6 +130,22 @@ class Settings:
             raise ConfigError("sentinel:// URLs need VUQ_SENTINEL_MASTER: the name the sentinels monitor")
         if self.source_min_bytes_per_s and self.source_window_s <= 0:
             raise ConfigError("VUQ_SOURCE_WINDOW_S must be above 0 while VUQ_SOURCE_MIN_BYTES_PER_S is set")
+        self._complete_redis_urls()
+
+    def _complete_redis_urls(self) -> None:
+        """The password and the TLS settings go into the URLs themselves, so the job store (redis-py),
+        the broker (kombu) and a producer's Celery app all connect alike; TLS verifies by default."""
+        files = {param: getattr(self, attr) for param, attr in zip(
+            TLS_FILES, ("redis_tls_ca_file", "redis_tls_cert_file", "redis_tls_key_file"), strict=True)}
+        for attr, name in URL_VARIABLES:
+            url = _with_tls(name, _with_password(name, getattr(self, attr), self.redis_password), files)
+            object.__setattr__(self, attr, url)  # frozen: completed once, here (and again unchanged by replace())
+        _warn_unverified_once([name for attr, name in URL_VARIABLES
+                               if uses_tls(getattr(self, attr)) and not verifies_tls(getattr(self, attr))])
+        given = [TLS_FILE_VARIABLES[param] for param, path in files.items() if path]
+        if given and not any(uses_tls(getattr(self, attr)) for attr, _ in URL_VARIABLES):
+            raise ConfigError(f"{given[0]} is set, but neither VUQ_BROKER_URL nor VUQ_REDIS_URL uses TLS "
+                              "(rediss://…, or sentinel://…?ssl_cert_reqs=required for TLS to the primary)")
 
     @property
     def chunk_soft_time_limit_s(self) -> int:
@@ -128,6 +173,12 @@ class Settings:
                             min_bytes_per_s=self.source_min_bytes_per_s, window_s=self.source_window_s)
 
     @property
+    def broker_use_ssl(self) -> dict[str, object] | None:
+        """Celery's ``broker_use_ssl`` for the broker URL's TLS (None without TLS): what Flower's
+        broker views connect with (kombu reads the same options from the URL)."""
+        return tls_options(self.broker_url) or None
+
+    @property
     def net_policy(self) -> NetPolicy:
         """Which addresses sources and callbacks may reach (VUQ_ALLOWED_PRIVATE_NETS)."""
         return NetPolicy(self.allowed_private_nets)
@@ -138,9 +189,17 @@ class Settings:
         env = os.environ if env is None else env
         reader, default = _Reader(env), cls()  # every default is written once: on the fields above
         broker = reader.text("VUQ_BROKER_URL", default.broker_url)
+        store = reader.text("VUQ_REDIS_URL", broker)
+        password = reader.secret("VUQ_REDIS_PASSWORD", "VUQ_REDIS_PASSWORD_FILE")
+        _password_once(password, {"VUQ_BROKER_URL": broker, "VUQ_REDIS_URL": store})
         return cls(
             broker_url=broker,
-            redis_url=reader.text("VUQ_REDIS_URL", broker),
+            redis_url=store,
+            redis_password=password,
+            redis_tls_ca_file=reader.readable("VUQ_REDIS_TLS_CA_FILE"),
+            redis_tls_cert_file=reader.readable("VUQ_REDIS_TLS_CERT_FILE"),
+            redis_tls_key_file=reader.readable("VUQ_REDIS_TLS_KEY_FILE"),
+            metrics_address=reader.text("VUQ_METRICS_ADDRESS", default.metrics_address),
             api_base_url=reader.text("VUQ_API_BASE_URL", default.api_base_url).rstrip("/"),
             api_key=reader.secret("VUQ_API_KEY", "VUQ_API_KEY_FILE"),
             queue=reader.text("VUQ_QUEUE", default.queue),
@@ -181,12 +240,60 @@ class Settings:
         )
 
     def secrets(self) -> list[str]:
-        """Every secret this process holds, for log redaction (Redis passwords included)."""
+        """Every secret this process holds, for log redaction (Redis passwords included, also as they
+        are written in a URL)."""
         passwords = [url_password(url) for url in (self.broker_url, self.redis_url)]
         keys = [getattr(self, name) for name in ("api_key", "webhook_secret", "flower_basic_auth",
-                                                 "sentinel_password")]
+                                                 "sentinel_password", "redis_password")]
         accounts = [account.api_key for account in self.accounts]
-        return [value for value in (*keys, *accounts, *passwords) if value]
+        quoted = [quote(p, safe="") for p in passwords if p]
+        return list(dict.fromkeys(value for value in (*keys, *accounts, *passwords, *quoted) if value))
+
+
+def _warn_unverified_once(names: list[str]) -> None:
+    """Say it once a process (workers, beat and producers each build their settings): TLS is not verified."""
+    if names and not _warned_unverified:
+        _warned_unverified.append(True)
+        log.warning("%s: TLS verification is off (ssl_cert_reqs=none or ssl_check_hostname=false); anyone on the "
+                    "network path can pose as that Redis", " and ".join(names))
+
+
+def _password_once(password: str | None, urls: Mapping[str, str]) -> None:
+    """A Redis password comes from VUQ_REDIS_PASSWORD(_FILE) or from the URLs, not from both."""
+    in_url = [name for name, url in urls.items() if url_password(url)]
+    if password and in_url:
+        raise ConfigError(f"{PASSWORD_VARIABLES} and a password in {in_url[0]}: give the Redis password once")
+
+
+def _with_password(name: str, url: str, password: str | None) -> str:
+    if not password:
+        return url
+    if url_password(url) not in (None, password):
+        raise ConfigError(f"{PASSWORD_VARIABLES} and a password in {name}: give the Redis password once")
+    return with_password(url, password)
+
+
+def _with_tls(name: str, url: str, files: Mapping[str, str]) -> str:
+    """A TLS URL with verification on unless it says otherwise, and the settings' files in its query;
+    ConfigError naming ``name`` for TLS options it cannot take."""
+    query = url_query(url)
+    if not uses_tls(url):
+        if any(key.startswith(TLS_PREFIX) for key in query):
+            raise ConfigError(f"{name}: ssl_* parameters need a rediss:// URL")
+        return url
+    reqs = cert_reqs_name(query.get("ssl_cert_reqs", "required"))
+    if reqs is None:
+        raise ConfigError(f"{name}: ssl_cert_reqs must be required, optional or none, not {query['ssl_cert_reqs']!r}")
+    wanted = {key: value for key, value in query.items() if key.startswith(TLS_PREFIX)}  # in every sentinel's part
+    wanted["ssl_cert_reqs"] = reqs
+    if "ssl_check_hostname" in query:  # redis-py and kombu read other spellings differently
+        wanted["ssl_check_hostname"] = "false" if is_false(query["ssl_check_hostname"]) else "true"
+    for param, path in files.items():
+        if path and query.get(param, path) != path:
+            raise ConfigError(f"{name}'s {param} and {TLS_FILE_VARIABLES[param]} differ: give one")
+        if path:
+            wanted[param] = path
+    return with_query(url, wanted)
 
 
 def parse_weights(text: str) -> dict[str, int]:
@@ -227,6 +334,14 @@ class _Reader:
         if not content:
             raise ConfigError(f"{file_name}: {path} is empty")
         return content
+
+    def readable(self, name: str) -> str:
+        """A file this process must read (a TLS CA, certificate or key); "" when not set."""
+        path = self.env.get(name, "").strip()
+        if path and not os.access(path, os.R_OK):
+            reason = "no such file" if not os.path.exists(path) else "not readable by this user"
+            raise ConfigError(f"{name}: cannot read {path}: {reason}")
+        return path
 
     def size(self, name: str, default: int) -> int:
         raw = self.env.get(name, "").strip()

@@ -7,7 +7,8 @@ jobs, and a page of history reads only that page, however much history there is.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import cast
 
 import redis
@@ -35,6 +36,9 @@ RECORD_FIELDS = ("job_id", "state", "spec", "size", "chunk_size", "chunks_total"
 PRUNE_BATCH = 1000
 PAGE_BATCH = 200  # records read at a time for a filtered listing
 PAGE_SCAN = 20_000  # a filtered listing reads at most this many records for one page
+log = logging.getLogger(__name__)
+MissingRecordHook = Callable[[str, str], None]  # (job id, index key)
+_missing_record_hooks: list[MissingRecordHook] = []
 
 
 class UnknownCursor(LookupError):
@@ -49,6 +53,13 @@ class JobIndex:
         self._now = client.register_script(scripts.NOW)
         self._prune = client.register_script(scripts.PRUNE)
 
+    @staticmethod
+    def on_missing_record(hook: MissingRecordHook) -> Callable[[], None]:
+        """Call ``hook(job_id, index)`` for every id a listing found in an index with no record behind
+        it (the workers count them in a metric); returns what removes the hook again."""
+        _missing_record_hooks.append(hook)
+        return lambda: _missing_record_hooks.remove(hook)
+
     def now(self) -> float:
         """Redis's clock: the one every time in a record is compared with."""
         return float(self._now(keys=[], args=[]))
@@ -61,17 +72,33 @@ class JobIndex:
         holder = self.redis.get(LEASE_KEY.format(job_id=job_id))
         return str(holder) if holder else None
 
-    def records(self, job_ids: Sequence[str]) -> list[JobRecord]:
-        """The records of ``job_ids`` that exist, in order (one round trip)."""
+    def records(self, job_ids: Sequence[str], indexes: Mapping[str, str] | None = None) -> list[JobRecord]:
+        """The records of ``job_ids`` that exist, in order (one round trip). ``indexes`` names the index
+        each id was read from: an id there whose record is gone is logged and reported."""
         pipe = self.redis.pipeline(transaction=False)
         for job_id in job_ids:
             pipe.hmget(JOB_KEY.format(job_id=job_id), RECORD_FIELDS)
-        found = []
-        for values in pipe.execute() if job_ids else []:
+        found, missing = [], {}
+        for job_id, values in zip(job_ids, pipe.execute() if job_ids else [], strict=True):
             data = {k: v for k, v in zip(RECORD_FIELDS, values, strict=True) if v is not None}
             if data.get("job_id") and data.get("state"):
                 found.append(JobRecord.from_hash(data))
+            elif indexes and job_id in indexes:
+                missing[job_id] = indexes[job_id]
+        for job_id in self._lost(list(missing)):
+            _missing_record(job_id, missing[job_id])
         return found
+
+    def _lost(self, job_ids: list[str]) -> list[str]:
+        """Those of ``job_ids`` whose record is gone before its retention ran out (a record that expired
+        keeps its index entries until the janitor's next prune: not lost)."""
+        if not job_ids:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.zscore(EXPIRY_KEY, job_id)
+        expiries, now = pipe.execute(), self.now()
+        return [job_id for job_id, at in zip(job_ids, expiries, strict=True) if at is None or float(at) > now + 1]
 
     def page(self, states: Iterable[str] | None = None, limit: int = 100, before: str | None = None,
              matches: Callable[[JobRecord], bool] | None = None) -> list[JobRecord]:
@@ -101,22 +128,24 @@ class JobIndex:
                 raise UnknownCursor(f"no job {before!r} to list from")
             top = repr(score)
         entries: list[tuple[float, str]] = []
+        sources: dict[str, str] = {}
         for key in keys:
             found = cast(list[tuple[str, float]],
                          self.redis.zrevrangebyscore(key, top, "-inf", start=0, num=limit + 64, withscores=True))
             entries += [(float(score), str(job_id)) for job_id, score in found]
+            sources.update((str(job_id), key) for job_id, _ in found)
         entries.sort(reverse=True)
         if before is not None:  # entries with the cursor's own score come first; skip to past it
             cursor_score = float(top)
             entries = [e for e in entries if e[0] < cursor_score or (e[0] == cursor_score and e[1] < before)]
-        return self.records([job_id for _, job_id in entries[:limit]])
+        return self.records([job_id for _, job_id in entries[:limit]], sources)
 
     def active(self) -> list[JobRecord]:
         """Every queued, uploading or finalizing job: what the janitor and the metrics read."""
-        ids: list[str] = []
+        sources: dict[str, str] = {}
         for state in ACTIVE_STATES:
-            ids += self.ids_in(state)
-        return self.records(ids)
+            sources.update((job_id, STATE_INDEX_KEY.format(state=state)) for job_id in self.ids_in(state))
+        return self.records(list(sources), sources)
 
     def ids_in(self, state: State) -> list[str]:
         return [str(i) for i in cast(list[str], self.redis.zrange(STATE_INDEX_KEY.format(state=state), 0, -1))]
@@ -177,3 +206,14 @@ class JobIndex:
     def outbox_done(self, job_id: str) -> None:
         """The webhook was delivered, or will never be."""
         self.redis.zrem(OUTBOX_KEY, job_id)
+
+
+def _missing_record(job_id: str, index: str) -> None:
+    """An index entry with no record behind it: the scripts keep both in one write, so this is a
+    Redis that lost keys (eviction, a restart without AOF) or a hand-made edit."""
+    log.warning("job %s is listed in %s but its record is gone", job_id, index)
+    for hook in list(_missing_record_hooks):
+        try:
+            hook(job_id, index)
+        except Exception:  # a counter must never break a listing
+            log.exception("the missing-record hook %r failed", hook)

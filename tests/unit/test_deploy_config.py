@@ -45,7 +45,7 @@ WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"}
 VUQ_ROLES = ("worker", "flower", "beat")
 # Values that must never be interpolated into a command line (compose `${…}`, Kubernetes `$(…)`).
 SECRET_VARIABLES = {"VUQ_API_KEY", "VUQ_FLOWER_BASIC_AUTH", "VUQ_WEBHOOK_SECRET", "VUQ_SENTINEL_PASSWORD",
-                    "VUQ_BROKER_URL", "VUQ_REDIS_URL", "REDIS_PASSWORD", "SENTINEL_PASSWORD"}
+                    "VUQ_BROKER_URL", "VUQ_REDIS_URL", "REDIS_PASSWORD", "SENTINEL_PASSWORD", "VUQ_REDIS_PASSWORD"}
 SECRET_OPTIONS = ("--basic_auth", "--basic-auth", "--auth=", "--requirepass", "--masterauth", "--pass")
 UNAUTHENTICATED_FLAG = "--unauthenticated"
 # The sentinel:// URL's password placeholder when compose's ${REDIS_PASSWORD:?…} is resolved here.
@@ -1071,3 +1071,74 @@ def test_grafana_dashboard_shows_every_metric() -> None:
         assert any(f"histogram_quantile({quantile}," in e and "vuq_chunk_seconds_bucket" in e for e in targets)
     assert re.search(r"rate\(vuq_bytes_uploaded_total\[", exprs)
     assert len({p["id"] for p in dashboard["panels"]}) == len(dashboard["panels"])
+
+
+# ---------------------------------------------------------------- metrics: loopback unless scraped
+
+
+def test_k8s_workers_that_prometheus_scrapes_listen_beyond_loopback() -> None:
+    for where, container in k8s_containers():
+        env = env_of_k8s(container)
+        if "VUQ_METRICS_PORT" not in env:
+            continue
+        doc = k8s("Deployment", where.split("/")[1])
+        annotations = doc["spec"]["template"]["metadata"].get("annotations", {})
+        assert annotations.get("prometheus.io/scrape") == "true", where
+        assert annotations["prometheus.io/port"] == env["VUQ_METRICS_PORT"], where
+        assert settings_from(env).metrics_address == "0.0.0.0", f"{where}: Prometheus reaches the pod's IP"
+        assert any(p["containerPort"] == int(env["VUQ_METRICS_PORT"]) for p in container["ports"]), where
+
+
+@pytest.mark.parametrize("path", COMPOSE_FILES, ids=lambda p: p.name)
+def test_compose_metrics_stay_on_loopback_where_nothing_scrapes_them(path: Path) -> None:
+    scrapers = [name for name, svc in services(path).items() if "prometheus" in str(svc.get("image", ""))]
+    for name, svc in vuq_services(path).items():
+        env = compose_env(svc)
+        if "VUQ_METRICS_PORT" not in env:
+            continue
+        assert "VUQ_METRICS_ADDRESS" in env, f"{name}: say where the metrics listen"
+        address = settings_from(env).metrics_address
+        if not scrapers:
+            assert is_loopback(address), f"{name}: metrics on {address} but nothing scrapes them"
+            assert not svc.get("expose") and not svc.get("ports"), f"{name}: a port nothing listens on"
+
+
+def test_systemd_metrics_default_to_loopback() -> None:
+    unit = (SYSTEMD / "vuq-worker.service").read_text(encoding="utf-8")
+    env = (SYSTEMD / "vuq.env.example").read_text(encoding="utf-8")
+    assert re.search(r"^Environment=VUQ_METRICS_PORT=\d+$", unit, re.M)
+    assert not re.search(r"^(Environment=)?VUQ_METRICS_ADDRESS=(?!127\.0\.0\.1$)", unit + "\n" + env, re.M)
+    assert Settings().metrics_address == "127.0.0.1"
+
+
+# ---------------------------------------------------------------- Redis: TLS and passwords
+
+
+def test_the_redis_tls_and_password_settings_are_shown_where_redis_is_configured() -> None:
+    texts = deployment_texts()
+    for name in ("deploy/k8s/configmap.yaml", "deploy/systemd/vuq.env.example"):
+        for var in ("VUQ_REDIS_TLS_CA_FILE", "VUQ_REDIS_PASSWORD_FILE"):
+            assert var in texts[name], f"{name} does not mention {var}"
+    example = texts["deploy/systemd/vuq.env.example"]
+    tls = [url for url in re.findall(r"^# VUQ_BROKER_URL=(\S+)", example, re.M) if url.startswith("rediss://")]
+    assert tls, "vuq.env.example shows no rediss:// broker"
+    settings = Settings.from_env({"VUQ_BROKER_URL": tls[0]})  # a TLS URL the settings take: verification on
+    assert "ssl_cert_reqs=required" in settings.broker_url
+
+
+def test_no_manifest_turns_redis_tls_verification_off() -> None:
+    for name, text in deployment_texts().items():
+        for line in text.splitlines():
+            if re.search(r"ssl_cert_reqs=(none|CERT_NONE)|ssl_check_hostname=false", line, re.I):
+                assert line.lstrip().startswith("#"), f"{name}: {line.strip()}"
+
+
+def test_every_setting_is_in_the_readme_configuration_table() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = readme[readme.index("## Configuration"):readme.index("## Operating vuq")]
+    def listed(name: str) -> bool:  # `VUQ_X` / `_FILE` stands for both
+        base = name.removesuffix("_FILE")
+        return name in table or (name != base and f"`{base}` / `_FILE`" in table)
+
+    missing = sorted(name for name in settings_names() if not listed(name))
+    assert not missing, f"not in the README's Configuration table: {missing}"

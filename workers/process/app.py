@@ -7,6 +7,7 @@ only imports ``tasks`` never triggers it).
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from celery import Celery, signals
@@ -21,10 +22,13 @@ from tasks.redact import mask_secrets
 from tasks.settings import get_settings
 from workers.process import metrics
 from workers.process.celeryconfig import celery_config
-from workers.process.health import ActivityWriter
+from workers.process.health import ActivityWriter, startup_refusal
 from workers.process.logs import install_redaction
 from workers.process.metrics import prepare_multiprocess_dir
 from workers.process.task_events import Fanout, TaskEvents
+
+log = logging.getLogger(__name__)
+REFUSED_STATUS = 2  # as `vuq` ends on configuration: the deployment must change, a restart will not help
 
 
 class MaskingAMQP(AMQP):
@@ -49,10 +53,19 @@ def create_app() -> Celery:
 app = create_app()
 
 
+def _refuse_to_start(role: str, refusal: str | None) -> None:
+    """End a worker or beat that must not run, in one line (exit status 2)."""
+    if refusal:
+        log.critical("vuq %s refuses to start: %s", role, refusal)
+        raise SystemExit(REFUSED_STATUS)
+
+
 @signals.worker_init.connect
 def _worker_starts(**_: Any) -> None:
-    """Main worker process: metrics (if VUQ_METRICS_PORT is set) and what the pipeline reports to."""
+    """Main worker process: its Redis never evicts and was verified, its health directory is its own;
+    then metrics (if VUQ_METRICS_PORT is set) and what the pipeline reports to."""
     settings = get_settings()
+    _refuse_to_start("worker", startup_refusal(settings, health_files=True))
     runtime.ssl_context()  # made once here, before the pool forks: every child inherits it
     # The chain's own chunk messages need no task-sent event (Flower shows them once received);
     # it would be one more publish between two chunks. Producers and Flower keep sending them.
@@ -62,7 +75,14 @@ def _worker_starts(**_: Any) -> None:
         prepare_multiprocess_dir()
         metrics.serve(settings)
         reporters.append(metrics.metrics())
+        metrics.count_missing_records()
     runtime.set_reporter(Fanout(*reporters))
+
+
+@signals.beat_init.connect
+def _beat_starts(**_: Any) -> None:
+    """Beat: its Redis never evicts and was verified (the janitor it schedules relies on both)."""
+    _refuse_to_start("beat", startup_refusal(get_settings()))
 
 
 _pump: DelayedStepPump | None = None

@@ -14,6 +14,9 @@
   half-open is noticed and replaced instead of waited on (a "deaf" worker); and kombu's Redis
   transport with acknowledgements that give the prefetch slot back even when Redis cannot take
   them (``workers.process.broker``), or a partition would leave the worker deaf after the heal.
+* TLS (``rediss://``) that verifies the certificate and the host name: the options travel in the
+  broker URL's query (``tasks.settings`` completes it), which kombu reads, and in
+  ``broker_use_ssl`` too, which Flower's broker views read (they ignore the URL's query).
 Each setting and its reason: docs/celery-settings.md.
 """
 
@@ -32,6 +35,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     broker.install()
     return {
         "broker_url": settings.broker_url,
+        "broker_use_ssl": settings.broker_use_ssl,  # the URL's own TLS options (None: no TLS)
         "broker_connection_retry_on_startup": True,
         "broker_transport_options": {"visibility_timeout": vt, **broker_transport_options(settings.sentinel)},
         "visibility_timeout": vt,

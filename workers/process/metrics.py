@@ -2,9 +2,11 @@
 
 Counters and histograms use prometheus_client's multiprocess mode: each pool child
 writes its own files in ``PROMETHEUS_MULTIPROC_DIR`` (a fresh private directory
-unless set), and the worker's main process serves their sum on ``VUQ_METRICS_PORT``.
+unless set), and the worker's main process serves their sum on ``VUQ_METRICS_PORT``,
+bound to ``VUQ_METRICS_ADDRESS`` (loopback unless a scraper elsewhere needs it).
 Jobs by state and active leases are read from Redis at scrape time, so they are
-right whichever process moved a job.
+right whichever process moved a job. ``vuq_records_missing_total`` counts index
+entries found with no record behind them (the job store's hook, ``count_missing_records``).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import tempfile
 from collections.abc import Iterator
 from typing import Any
 
-from tasks.job import ACTIVE_STATES, State, job_store
+from tasks.job import ACTIVE_STATES, JobStore, State, job_store
 from tasks.pipeline import NOBODY_IN_PARTICULAR, Whose
 from tasks.settings import Settings
 
@@ -56,6 +58,8 @@ class Metrics:
                                        ["account"], buckets=CHUNK_SECONDS_BUCKETS)
         self.retries = Counter("vuq_retries", "Retried steps by reason", ["reason", "account"])
         self.jobs_ended = Counter("vuq_jobs_ended", "Jobs that reached a final state", ["state", *who])
+        self.records_missing = Counter("vuq_records_missing", "Job ids an index lists with no record behind "
+                                       "them (a Redis that lost keys)")
 
     def progress(self, job_id: str, index: int, total: int, streamed: int, length: int) -> None:
         pass
@@ -72,6 +76,9 @@ class Metrics:
 
     def retry(self, job_id: str, reason: str, whose: Whose = NOBODY_IN_PARTICULAR) -> None:
         self.retries.labels(reason=reason, account=whose.account).inc()
+
+    def record_missing(self, job_id: str, index: str) -> None:
+        self.records_missing.inc()
 
 
 class RedisStateCollector:
@@ -104,8 +111,15 @@ def metrics() -> Metrics:
     return _metrics
 
 
+def count_missing_records() -> None:
+    """Count every record the job store finds missing behind an index entry, in this process and the
+    pool children it forks."""
+    JobStore.on_missing_record(metrics().record_missing)
+
+
 def serve(settings: Settings) -> None:
-    """Serve the summed multiprocess metrics plus the Redis-derived gauges (main process)."""
+    """Serve the summed multiprocess metrics plus the Redis-derived gauges (main process) on
+    ``VUQ_METRICS_ADDRESS``:``VUQ_METRICS_PORT``."""
     from prometheus_client import CollectorRegistry, start_http_server
     from prometheus_client.multiprocess import MultiProcessCollector
 
@@ -113,8 +127,9 @@ def serve(settings: Settings) -> None:
     MultiProcessCollector(registry)
     registry.register(RedisStateCollector(settings))
     assert settings.metrics_port is not None
-    start_http_server(settings.metrics_port, registry=registry)
-    log.info("metrics on :%d/metrics", settings.metrics_port)
+    start_http_server(settings.metrics_port, addr=settings.metrics_address, registry=registry)
+    shown = f"[{settings.metrics_address}]" if ":" in settings.metrics_address else settings.metrics_address
+    log.info("metrics on http://%s:%d/metrics", shown, settings.metrics_port)
 
 
 def process_died(pid: int) -> None:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+import ssl
+from dataclasses import replace
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
 from tasks import settings as settings_module
 from tasks.constants import DEFAULT_CHUNK_BYTES, DEFAULT_QUEUE, MIB
 from tasks.errors import ConfigError
+from tasks.job.connections import url_password, url_query, url_username
 from tasks.settings import DEFAULT_API_BASE_URL, DEFAULT_BROKER_URL, Settings, get_settings
 
 API_KEY = "apikey-0123456789abcdef"
@@ -130,3 +135,134 @@ def test_get_settings_reads_the_environment_once(monkeypatch: pytest.MonkeyPatch
     first = get_settings()
     monkeypatch.setenv("VUQ_QUEUE", "other")
     assert first.queue == "special" and get_settings() is first
+
+
+# -- Redis: passwords out of URLs, TLS that verifies ---------------------------------------------------
+REDIS_PASSWORD = "s3cr:t/p@ss"
+
+
+def test_the_redis_password_comes_from_a_variable_or_a_file(tmp_path: Path) -> None:
+    settings = Settings.from_env({"VUQ_BROKER_URL": "redis://redis:6379/0", "VUQ_REDIS_PASSWORD": REDIS_PASSWORD})
+    assert settings.redis_password == REDIS_PASSWORD
+    assert url_password(settings.broker_url) == url_password(settings.redis_url) == REDIS_PASSWORD
+    password_file = tmp_path / "redis-password"
+    password_file.write_text(REDIS_PASSWORD + "\n", encoding="utf-8")
+    from_file = Settings.from_env({"VUQ_REDIS_PASSWORD_FILE": str(password_file)})
+    assert url_password(from_file.broker_url) == REDIS_PASSWORD and from_file.redis_password == REDIS_PASSWORD
+
+
+def test_an_acl_user_in_the_url_keeps_its_name_with_the_password_from_a_variable() -> None:
+    settings = Settings.from_env({"VUQ_BROKER_URL": "redis://vuq@redis:6379/0", "VUQ_REDIS_PASSWORD": "pw"})
+    assert url_username(settings.broker_url) == "vuq" and url_password(settings.broker_url) == "pw"
+
+
+def test_a_password_in_the_url_still_works() -> None:
+    settings = Settings.from_env({"VUQ_BROKER_URL": "redis://:hunter2@redis:6379/0"})
+    assert url_password(settings.broker_url) == "hunter2" and settings.redis_password is None
+
+
+@pytest.mark.parametrize("url_variable", ["VUQ_BROKER_URL", "VUQ_REDIS_URL"])
+def test_a_password_both_in_a_url_and_a_variable_is_refused_naming_both(url_variable: str) -> None:
+    message = config_error({url_variable: "redis://:hunter2@redis:6379/0", "VUQ_REDIS_PASSWORD": REDIS_PASSWORD})
+    assert "VUQ_REDIS_PASSWORD" in message and url_variable in message
+    assert "hunter2" not in message and REDIS_PASSWORD not in message
+
+
+def test_password_and_password_file_together_name_both(tmp_path: Path) -> None:
+    message = config_error({"VUQ_REDIS_PASSWORD": REDIS_PASSWORD, "VUQ_REDIS_PASSWORD_FILE": str(tmp_path / "p")})
+    assert "VUQ_REDIS_PASSWORD " in message and "VUQ_REDIS_PASSWORD_FILE" in message
+
+
+def test_redis_passwords_are_secrets_and_never_in_repr() -> None:
+    settings = Settings.from_env({"VUQ_REDIS_PASSWORD": REDIS_PASSWORD, "VUQ_SENTINEL_PASSWORD": "sentinel-pw"})
+    assert REDIS_PASSWORD not in repr(settings) and quote(REDIS_PASSWORD, safe="") not in repr(settings)
+    assert {REDIS_PASSWORD, quote(REDIS_PASSWORD, safe=""), "sentinel-pw"} <= set(settings.secrets())
+    assert len(settings.secrets()) == len(set(settings.secrets()))
+
+
+def test_completing_the_urls_again_changes_nothing() -> None:
+    settings = Settings.from_env({"VUQ_BROKER_URL": "rediss://redis:6380/0", "VUQ_REDIS_PASSWORD": REDIS_PASSWORD,
+                                  "VUQ_REDIS_TLS_CA_FILE": __file__})
+    assert replace(settings, queue="other").broker_url == settings.broker_url
+
+
+def test_rediss_verifies_by_default_and_takes_the_files_from_settings(tmp_path: Path) -> None:
+    ca, cert, key = (tmp_path / name for name in ("ca.pem", "client.pem", "client.key"))
+    for path in (ca, cert, key):
+        path.write_text("pem", encoding="utf-8")
+    plain = Settings.from_env({"VUQ_BROKER_URL": "rediss://redis:6380/0"})
+    assert url_query(plain.broker_url) == {"ssl_cert_reqs": "required"}
+    assert plain.broker_use_ssl == {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+    settings = Settings.from_env({"VUQ_BROKER_URL": "rediss://redis:6380/0", "VUQ_REDIS_TLS_CA_FILE": str(ca),
+                                  "VUQ_REDIS_TLS_CERT_FILE": str(cert), "VUQ_REDIS_TLS_KEY_FILE": str(key)})
+    for url in (settings.broker_url, settings.redis_url):
+        assert url_query(url) == {"ssl_cert_reqs": "required", "ssl_ca_certs": str(ca), "ssl_certfile": str(cert),
+                                  "ssl_keyfile": str(key)}
+    assert settings.broker_use_ssl == {"ssl_cert_reqs": ssl.CERT_REQUIRED, "ssl_ca_certs": str(ca),
+                                       "ssl_certfile": str(cert), "ssl_keyfile": str(key)}
+    assert Settings().broker_use_ssl is None
+
+
+def test_the_files_may_come_from_the_url_instead(tmp_path: Path) -> None:
+    url = f"rediss://redis:6380/0?ssl_ca_certs={tmp_path}/ca.pem&ssl_cert_reqs=CERT_REQUIRED"
+    settings = Settings.from_env({"VUQ_BROKER_URL": url})
+    assert url_query(settings.broker_url) == {"ssl_ca_certs": f"{tmp_path}/ca.pem", "ssl_cert_reqs": "required"}
+
+
+def test_the_same_file_in_the_url_and_the_setting_is_fine_another_is_refused(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("pem", encoding="utf-8")
+    same = Settings.from_env({"VUQ_BROKER_URL": f"rediss://redis/0?ssl_ca_certs={ca}",
+                              "VUQ_REDIS_TLS_CA_FILE": str(ca)})
+    assert url_query(same.broker_url)["ssl_ca_certs"] == str(ca)
+    message = config_error({"VUQ_BROKER_URL": "rediss://redis/0?ssl_ca_certs=/elsewhere.pem",
+                            "VUQ_REDIS_TLS_CA_FILE": str(ca)})
+    assert "VUQ_BROKER_URL" in message and "ssl_ca_certs" in message and "VUQ_REDIS_TLS_CA_FILE" in message
+
+
+def test_tls_files_must_be_readable_and_need_a_tls_url(tmp_path: Path) -> None:
+    missing = config_error({"VUQ_BROKER_URL": "rediss://redis/0", "VUQ_REDIS_TLS_CA_FILE": str(tmp_path / "no.pem")})
+    assert "VUQ_REDIS_TLS_CA_FILE" in missing and "no.pem" in missing
+    assert "rediss://" in config_error({"VUQ_REDIS_TLS_CERT_FILE": __file__})  # redis:// by default
+    assert "rediss://" in config_error({"VUQ_BROKER_URL": "redis://redis/0?ssl_ca_certs=/ca.pem"})
+
+
+def test_only_one_of_the_two_urls_may_use_tls() -> None:
+    settings = Settings.from_env({"VUQ_BROKER_URL": "redis://broker/0", "VUQ_REDIS_URL": "rediss://store/0",
+                                  "VUQ_REDIS_TLS_CA_FILE": __file__})
+    assert settings.broker_url == "redis://broker/0" and settings.broker_use_ssl is None
+    assert url_query(settings.redis_url) == {"ssl_cert_reqs": "required", "ssl_ca_certs": __file__}
+
+
+def test_an_unknown_cert_reqs_value_is_refused() -> None:
+    message = config_error({"VUQ_BROKER_URL": "rediss://redis/0?ssl_cert_reqs=maybe"})
+    assert "VUQ_BROKER_URL" in message and "required, optional or none" in message
+
+
+@pytest.mark.parametrize("opt_out", ["ssl_cert_reqs=none", "ssl_cert_reqs=CERT_NONE", "ssl_check_hostname=false"])
+def test_turning_verification_off_is_explicit_and_warned_once_per_process(
+        opt_out: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(settings_module, "_warned_unverified", [])
+    env = {"VUQ_BROKER_URL": f"rediss://redis:6380/0?{opt_out}"}
+    with caplog.at_level(logging.WARNING, logger="tasks.settings"):
+        first = Settings.from_env(env)
+        Settings.from_env(env)
+    warnings = [r.getMessage() for r in caplog.records if "verification is off" in r.getMessage()]
+    assert len(warnings) == 1 and "VUQ_BROKER_URL and VUQ_REDIS_URL" in warnings[0]
+    key, value = opt_out.split("=")
+    assert url_query(first.broker_url)[key] == value.lower().removeprefix("cert_")
+    assert first.broker_use_ssl is not None
+
+
+def test_a_sentinel_url_with_tls_parameters_reaches_the_primary_over_tls() -> None:
+    settings = Settings.from_env({"VUQ_BROKER_URL": "sentinel://vuq@h1:26379/0?ssl_ca_certs=/ca.pem;sentinel://h2:26379",
+                                  "VUQ_SENTINEL_MASTER": "primary", "VUQ_REDIS_PASSWORD": "pw"})
+    first, second = settings.broker_url.split(";")
+    assert url_query(first) == url_query(second) == {"ssl_ca_certs": "/ca.pem", "ssl_cert_reqs": "required"}
+    assert url_username(settings.broker_url) == "vuq" and url_password(second) == "pw"
+    assert settings.broker_use_ssl == {"ssl_ca_certs": "/ca.pem", "ssl_cert_reqs": ssl.CERT_REQUIRED}
+
+
+def test_metrics_listen_on_loopback_unless_told() -> None:
+    assert Settings.from_env({}).metrics_address == "127.0.0.1"
+    assert Settings.from_env({"VUQ_METRICS_ADDRESS": "0.0.0.0"}).metrics_address == "0.0.0.0"
