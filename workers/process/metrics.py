@@ -82,7 +82,7 @@ class Metrics:
 
 
 class RedisStateCollector:
-    """``vuq_jobs{state}`` and ``vuq_active_leases``, read from the job store's indexes when
+    """``vuq_jobs{state}``, ``vuq_active_leases`` and ``vuq_delayed_unreadable``, read from the job store when
     scraped: counts by state, and the leases of the active jobs only (never the history)."""
 
     def __init__(self, settings: Settings) -> None:
@@ -97,11 +97,14 @@ class RedisStateCollector:
                 jobs.add_metric([state], count)
             active = [job_id for state in ACTIVE_STATES for job_id in self.store.ids_in(state)]
             leases = sum(self.store.leases(active))
+            unreadable = self.store.unreadable_steps()
         except Exception as exc:  # a scrape must not crash the worker
             log.warning("metrics: cannot read the job store: %s", type(exc).__name__)
             return
         yield jobs
         yield GaugeMetricFamily("vuq_active_leases", "Jobs a worker holds right now", value=leases)
+        yield GaugeMetricFamily("vuq_delayed_unreadable", "Deferred-step members no pump could read, set aside "
+                                "(not written by vuq)", value=unreadable)
 
 
 def metrics() -> Metrics:

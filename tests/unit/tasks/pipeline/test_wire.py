@@ -1,0 +1,68 @@
+"""tasks.pipeline.wire: a start message written without Celery is the message Celery's own ``send_task`` writes
+with vuq's producer settings, field for field (ids and the origin aside), on a real Redis list."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+
+import pytest
+import redis
+from celery import Celery
+
+from tasks.constants import HANDOFF_HEADER, TASK_CHUNK, TASK_START
+from tasks.job.connections import broker_transport_options
+from tasks.pipeline.message import Step
+from tasks.pipeline.wire import celery_message
+
+QUEUE = "wire-test"
+PER_MESSAGE = {"id", "root_id", "origin"}  # differ from message to message
+PER_DELIVERY = {"correlation_id", "delivery_tag", "reply_to"}
+
+
+@pytest.fixture
+def celerys_own(real_redis_url: str) -> Iterator[dict[str, object]]:
+    """What Celery itself writes for one start step, as vuq's producer configures it."""
+    client = redis.Redis.from_url(real_redis_url)
+    client.delete(QUEUE)
+    app = Celery("vuq-producer", broker=real_redis_url, set_as_current=False)
+    app.conf.update(task_serializer="json", accept_content=["json"],
+                    broker_transport_options=broker_transport_options(None))
+    step = Step(TASK_START, "job-1", label="{'chunk': 'start', 'job_id': 'job-1'}")
+    app.send_task(step.task, queue=QUEUE, **{**step.message(), "headers": {HANDOFF_HEADER: 12.5}})
+    raw = client.lrange(QUEUE, 0, -1)[0]
+    yield json.loads(raw)
+    client.delete(QUEUE)
+    app.close()
+    client.close()
+
+
+def test_a_start_message_is_the_one_celery_writes(celerys_own: dict[str, object]) -> None:
+    ours = json.loads(celery_message(Step(TASK_START, "job-1", label="{'chunk': 'start', 'job_id': 'job-1'}"),
+                                     QUEUE, 12.5))
+    assert set(ours) == set(celerys_own)
+    assert {k: v for k, v in ours.items() if k not in ("headers", "properties")} == {
+        k: v for k, v in celerys_own.items() if k not in ("headers", "properties")}
+    theirs_headers = dict(celerys_own["headers"])  # type: ignore[call-overload]
+    assert {k: v for k, v in ours["headers"].items() if k not in PER_MESSAGE} == {
+        k: v for k, v in theirs_headers.items() if k not in PER_MESSAGE}
+    theirs_properties = {k: v for k, v in dict(celerys_own["properties"]).items()  # type: ignore[call-overload]
+                         if k != "kwargsrepr"}  # Celery also copies the repr there; workers do not read it
+    assert {k: v for k, v in ours["properties"].items() if k not in PER_DELIVERY} == {
+        k: v for k, v in theirs_properties.items() if k not in PER_DELIVERY}
+    assert ours["headers"]["root_id"] == ours["headers"]["id"] == ours["properties"]["correlation_id"]
+
+
+def test_the_body_carries_only_the_ids() -> None:
+    message = json.loads(celery_message(Step(TASK_CHUNK, "job-1", 3), QUEUE, None))
+    args, kwargs, embed = json.loads(base64.b64decode(message["body"]))
+    assert (args, kwargs) == ([], {"job_id": "job-1", "chunk": 3})
+    assert embed == {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
+    assert HANDOFF_HEADER not in message["headers"]  # none given: none written
+
+
+def test_every_message_has_ids_of_its_own() -> None:
+    first, second = (json.loads(celery_message(Step(TASK_START, "job-1"), QUEUE, 1.0)) for _ in range(2))
+    assert first["headers"]["id"] != second["headers"]["id"]
+    assert first["properties"]["delivery_tag"] != second["properties"]["delivery_tag"]
