@@ -12,7 +12,19 @@ import sys
 import time
 from pathlib import Path
 
-from bench import emulator_ingest, handoff, history, memory, production, ratelimit, scaling, single_file
+from bench import (
+    accounts,
+    emulator_ingest,
+    enqueue,
+    fairness,
+    handoff,
+    history,
+    memory,
+    production,
+    ratelimit,
+    scaling,
+    single_file,
+)
 from bench.common import MIB, machine, table
 
 RESULTS_PATH = Path(__file__).with_name("results.md")
@@ -58,6 +70,9 @@ def sections() -> list[str]:
     out.append("## 6. " + ingest_report(emulator_ingest.run()))
     out.append("## 7. " + production.report(production.run()))
     out.append("## 8. " + history.report(history.run()))
+    out.append("## 9. " + accounts.report([accounts.run()]))
+    out.append("## 10. " + fairness.report(fairness.run("live"), fairness.run("backfill")))
+    out.append("## 11. " + enqueue.report(enqueue.run()))
     return out
 
 

@@ -14,7 +14,9 @@ and the message leaves a queued job the janitor starts.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from functools import cache
 from typing import Any
@@ -79,56 +81,96 @@ def enqueue_many(specs: Iterable[Mapping[str, Any]], settings: Settings | None =
     ``enqueue_upload``. ``EnqueueError`` when Redis cannot be reached (the batches before it stay)."""
     settings = settings or get_settings()
     results: list[str | SpecError] = []
-    pending: list[tuple[int, UploadSpec]] = []
-    for raw in specs:
-        try:
-            pending.append((len(results), prepared(raw, settings)))
-            results.append(str(pending[-1][1].job_id))
-        except SpecError as exc:
-            results.append(exc)
-        if len(pending) >= batch:
-            _enqueue_batch(pending, results, settings)
-            pending = []
-    _enqueue_batch(pending, results, settings)
+    with _Batches(settings, results) as batches:
+        pending: list[tuple[int, UploadSpec]] = []
+        for raw in specs:
+            try:
+                pending.append((len(results), prepared(raw, settings)))
+                results.append(str(pending[-1][1].job_id))
+            except SpecError as exc:
+                results.append(exc)
+            if len(pending) >= batch:
+                batches.send(pending)
+                pending = []
+        batches.send(pending)
     return results
 
 
 def prepared(raw: Mapping[str, Any], settings: Settings) -> UploadSpec:
     """A producer's spec, validated, with its job id; an account the producer's keyring (its
     ``VUQ_ACCOUNTS_FILE``) does not hold is refused here rather than at the job's start."""
+    if isinstance(raw, Mapping) and raw.get("job_id") is None:
+        raw = {**raw, "job_id": new_job_id()}
     spec = parse_spec(raw, settings.net_policy)
     named = spec.account not in (None, DEFAULT_ACCOUNT)  # whether the workers hold `default` is theirs to say
     if named and settings.accounts and settings.account(str(spec.account)) is None:
         known = ", ".join(repr(a.name) for a in settings.keyring)
         raise SpecError("account", f"unknown account {spec.account!r} (the keyring holds: {known})")
-    return replace(spec, job_id=spec.job_id or new_job_id())
+    return spec
 
 
-def _enqueue_batch(pending: list[tuple[int, UploadSpec]], results: list[str | SpecError], settings: Settings) -> None:
-    """One round trip for ``pending``'s records and start messages (the broker is the job store's Redis),
-    else a round trip for the records and one publication each."""
-    if not pending:
-        return
+class _Batches:
+    """Bulk enqueue's batches in order, each written by one thread while the next is prepared."""
+
+    def __init__(self, settings: Settings, results: list[str | SpecError]) -> None:
+        self.settings, self.results = settings, results
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="vuq-enqueue")
+        self.writing: Future[None] | None = None
+        self.bundled = settings.redis_url == settings.broker_url  # records and messages in one script call
+        try:  # the hand-off time is Redis's clock, as for a single enqueue
+            self.skew = job_store(settings).now() - time.time()
+        except redis.RedisError as exc:
+            raise EnqueueError(unreachable(settings.redis_url, exc)) from None
+
+    def __enter__(self) -> _Batches:
+        return self
+
+    def __exit__(self, kind: object, *_: object) -> None:
+        try:
+            if kind is None:
+                self._wait()
+        finally:
+            self.pool.shutdown(wait=True)
+
+    def send(self, pending: list[tuple[int, UploadSpec]]) -> None:
+        if not pending:
+            return
+        handoff = time.time() + self.skew
+        jobs = [(index, spec, celery_message(_start(spec), self.settings.queue, handoff) if self.bundled else "")
+                for index, spec in pending]
+        self._wait()
+        self.writing = self.pool.submit(_enqueue_batch, jobs, self.results, self.settings)
+
+    def _wait(self) -> None:
+        writing, self.writing = self.writing, None
+        if writing is not None:
+            writing.result()
+
+
+def _enqueue_batch(jobs: list[tuple[int, UploadSpec, str]], results: list[str | SpecError],
+                   settings: Settings) -> None:
+    """One round trip for the records and start messages of ``jobs`` (the broker is the job store's Redis),
+    else a round trip for each record and one publication each."""
     store = job_store(settings)
-    handoff = store.now()
     try:
         if settings.redis_url == settings.broker_url:
-            jobs = [(spec, celery_message(_start(spec), settings.queue, handoff)) for _, spec in pending]
-            created = store.create_many(jobs, settings.queue, queue=settings.queue)
+            created = store.create_many([(spec, message) for _, spec, message in jobs], settings.queue,
+                                        queue=settings.queue)
             if settings.sentinel:  # a replica holds the batch before the producer is answered
                 store.redis.execute_command("WAIT", 1, REPLICATION_WAIT_MS)
         else:
-            created = [store.create(spec, queue=settings.queue) for _, spec in pending]
-            for (_, spec), outcome in zip(pending, created, strict=True):
+            created = [store.create(spec, queue=settings.queue) for _, spec, _ in jobs]
+            for (_, spec, _), outcome in zip(jobs, created, strict=True):
                 if outcome.created:
                     send_step(replace(_start(spec), handoff_at=outcome.at), settings)
     except redis.RedisError as exc:
         raise EnqueueError(unreachable(settings.redis_url, exc)) from None
-    for (index, spec), outcome in zip(pending, created, strict=True):
-        try:
-            _same_job(spec, outcome)
-        except SpecError as exc:
-            results[index] = exc
+    for (index, spec, _), outcome in zip(jobs, created, strict=True):
+        if not outcome.created:
+            try:
+                _same_job(spec, outcome)
+            except SpecError as exc:
+                results[index] = exc
 
 
 def _start(spec: UploadSpec) -> Step:

@@ -33,9 +33,14 @@ def _reply_to() -> str:
     return str(uuid.uuid4())
 
 
+def _two_random_halves() -> tuple[bytes, bytes]:
+    random = os.urandom(32)
+    return random[:16], random[16:]
+
+
 def celery_message(step: Step, queue: str, handoff_at: float | None) -> str:
     """``step`` as the JSON kombu's Redis transport keeps on ``queue``'s list."""
-    task_id = str(uuid.uuid4())
+    task_id, delivery_tag = (str(uuid.UUID(bytes=b, version=4)) for b in _two_random_halves())
     body = json.dumps([[], step.kwargs(), _EMBED]).encode()
     headers: dict[str, Any] = {
         "lang": "py", "task": step.task, "id": task_id, "shadow": None, "eta": None, "expires": None,
@@ -47,6 +52,6 @@ def celery_message(step: Step, queue: str, handoff_at: float | None) -> str:
         headers[HANDOFF_HEADER] = handoff_at
     properties = {"correlation_id": task_id, "reply_to": _reply_to(), "delivery_mode": 2,
                   "delivery_info": {"exchange": "", "routing_key": queue}, "priority": 0,
-                  "body_encoding": "base64", "delivery_tag": str(uuid.uuid4())}
+                  "body_encoding": "base64", "delivery_tag": delivery_tag}
     return json.dumps({"body": base64.b64encode(body).decode(), "content-encoding": "utf-8",
                        "content-type": "application/json", "headers": headers, "properties": properties})

@@ -3,11 +3,13 @@ on real Redis, real workers and the emulator: a message vuq could not have writt
 by its message id (bounded, masked), never a record under the id it names, never a member of the deferred
 set, and the delayed-step pump keeps publishing everyone else's steps; a rejected spec's id is not silently
 taken by a later enqueue; a delivered webhook is not delivered again because someone asked by name; many
-jobs enqueued at once all run."""
+jobs enqueued at once all run, from Python or from a file of specs."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -144,3 +146,36 @@ def test_many_jobs_enqueued_at_once_all_run_and_a_bad_one_is_refused_in_place(st
     assert all(stack.store.get(j).video_id == v for j, v in videos.items())  # type: ignore[union-attr]
     assert len(stack.emulator.videos()) == len({v for v in videos.values()} | {
         v["videoId"] for v in stack.emulator.videos()})  # nothing ran twice: no new video
+
+
+def test_vuq_enqueue_from_a_file_and_standard_input(stack: Stack) -> None:
+    """One job id per spec line in order, an empty line where a line is refused (stderr names the line and the
+    field), exit status 1 then; the good lines run; the same file again gives the same jobs."""
+    batch, token = uuid.uuid4().hex[:6], stack.emulator.create_upload_token()
+    paths = [stack.file(f"from-{batch}-{n}.mp4", 64 * 1024, seed=40 + n) for n in range(3)]
+    lines = [json.dumps({"source": str(paths[0][0]), "token": token, "job_id": f"from-{batch}-0"}), "",
+             json.dumps({"source": str(paths[1][0]), "token": token, "job_id": f"from-{batch}-1",
+                         "video": {"title": "second"}}),
+             json.dumps({"source": str(paths[2][0]), "token": token, "chunk_size": "1MiB"}),
+             "{not json",
+             json.dumps({"source": str(paths[2][0]), "token": token, "job_id": f"from-{batch}-2"})]
+    jobs_file = stack.root / f"from-{batch}.jsonl"
+    jobs_file.write_text("\n".join(lines) + "\n")
+    out = _vuq(stack, "enqueue", "--from", str(jobs_file))
+    assert out.returncode == 1, out.stderr
+    assert out.stdout.splitlines() == [f"from-{batch}-0", f"from-{batch}-1", "", "", f"from-{batch}-2"]
+    assert "line 4: chunk_size" in out.stderr and "line 5: spec: not JSON" in out.stderr
+    assert "2 of 5 line(s) refused" in out.stderr and token not in out.stdout + out.stderr
+    for n, (_, digest) in enumerate(paths):
+        job = stack.wait_final(f"from-{batch}-{n}", FINAL_TIMEOUT_S)
+        assert job.state == State.DONE and stack.emulator.video(job.video_id or "")["sha256"] == digest
+    assert stack.store.get(f"from-{batch}-1").title == "second"  # type: ignore[union-attr]
+    good = "\n".join(line for n, line in enumerate(lines) if n not in (3, 4)) + "\n"
+    again = _vuq(stack, "enqueue", "--from", "-", stdin=good)
+    assert again.returncode == 0 and again.stdout.splitlines() == [f"from-{batch}-{n}" for n in range(3)]
+    assert stack.store.get(f"from-{batch}-0").state == State.DONE  # type: ignore[union-attr]  # not run again
+
+
+def _vuq(stack: Stack, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "workers.console", *args], env=stack.env, input=stdin,
+                          capture_output=True, text=True, timeout=120, check=False)
