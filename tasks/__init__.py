@@ -1,7 +1,8 @@
 """vuq's upload pipeline, as producers and operators use it.
 
 ``enqueue_upload`` enqueues one upload and returns its job id, ``enqueue_many`` many at once;
-``resume_upload``, ``cancel_upload`` and ``retry_failed_uploads`` are the operator actions; ``send_step``
+``finish_upload`` ends a live one; ``resume_upload``, ``cancel_upload`` and ``retry_failed_uploads`` are
+the operator actions; ``send_step``
 publishes one pipeline step by name.
 Other services send ``vuq.upload.start`` by name (README, "The contract"). Importing ``tasks`` reads
 no environment and connects nowhere.
@@ -18,6 +19,7 @@ from tasks.producer import (
     cancel_upload,
     enqueue_many,
     enqueue_upload,
+    finish_upload,
     redeliver_webhook,
     resume_upload,
     retry_failed_uploads,
@@ -26,4 +28,5 @@ from tasks.producer import (
 from tasks.settings import Settings
 
 __all__ = ["EnqueueError", "OperationError", "RetryOutcome", "Settings", "SpecError", "cancel_upload",
-           "enqueue_many", "enqueue_upload", "redeliver_webhook", "resume_upload", "retry_failed_uploads", "send_step"]
+           "enqueue_many", "enqueue_upload", "finish_upload",
+           "redeliver_webhook", "resume_upload", "retry_failed_uploads", "send_step"]

@@ -10,6 +10,7 @@ GIB: Final = 1024 * MIB
 MIN_CHUNK_BYTES: Final = 5 * MIB
 MAX_CHUNK_BYTES: Final = 128 * MIB
 DEFAULT_CHUNK_BYTES: Final = 50 * MIB
+MAX_PARTS: Final = 10_000  # a live upload's numbered parts
 # How much of a source is read at a time while streaming it into a request body.
 STREAM_BLOCK_BYTES: Final = 1 * MIB
 
@@ -18,6 +19,7 @@ SPEC_VERSION: Final = 1
 TASK_START: Final = "vuq.upload.start"
 TASK_CHUNK: Final = "vuq.upload.chunk"
 TASK_FINALIZE: Final = "vuq.upload.finalize"
+TASK_FINISH: Final = "vuq.upload.finish"  # a live job's end: kwargs job_id, optional size
 TASK_JANITOR: Final = "vuq.janitor.sweep"
 TASK_WEBHOOK: Final = "vuq.webhook.deliver"
 DEFAULT_QUEUE: Final = "uploads"
@@ -36,9 +38,10 @@ TAKEN_KEY: Final = KEY_PREFIX + "delayed:taken"  # sorted set: step taken by a p
 UNREADABLE_KEY: Final = KEY_PREFIX + "delayed:unreadable"  # sorted set: a member no pump can read, set aside
 REVOKE_KEY: Final = KEY_PREFIX + "revoke"  # sorted set: ended job id -> since when its minted token awaits deletion
 REVOKE_TOKEN_KEY: Final = KEY_PREFIX + "revoke:{job_id}"  # hash: that token and its account, until deleted
+LIVE_WAITING_KEY: Final = KEY_PREFIX + "live:waiting"  # sorted set: live job id -> since when it waits for bytes
 REJECTED_KEY: Final = KEY_PREFIX + "rejected:{message_id}"  # a spec refused for an id already in use
 LEASE_KEY: Final = KEY_PREFIX + "lease:{job_id}"
-TOKEN_OWNER_KEY: Final = KEY_PREFIX + "token-owner:{token_id}"  # which account holds an upload token (a hash)
+TOKEN_OWNER_KEY: Final = KEY_PREFIX + "token-key:{token_id}"  # the id of the key whose account holds a token
 # A delayed step taken (TAKEN_KEY) and not confirmed published this long is due again.
 TAKEN_STEP_TIMEOUT_S: Final = 30
 

@@ -10,8 +10,11 @@
      ├── PermanentError          the job fails at once, with this message in its record
      │    ├── SpecError          a bad field in the job spec (names the field)
      │    ├── SourceError        the source is missing, unreadable, outside the roots, changed
+     │    │    └── LiveSizeError  a live file shrank, or its finish gave a size it does not have [resumable]
+     │    ├── LiveIdle           a live file neither grew nor was finished for its timeout   [resumable]
      │    ├── ApiRejected        api.video answered 4xx (its error title is kept)
      │    ├── ConfigError        the worker's own settings are wrong                    [resumable]
+     │    ├── TokenNeeded        no upload token, and no key to mint one          [resumable, with a token]
      │    ├── BlockedAddress     (tasks.outbound) a source or callback on a refused address
      │    ├── StepKeepsDying     a step started again and again, never finished          [resumable]
      │    ├── GaveUp             a retryable error outlasted VUQ_MAX_RETRIES               [resumable]
@@ -20,6 +23,7 @@
      │         └── JobFailedResumable
      ├── Throttled               not an error: wait (the fleet's api.video budget), then go on
      │    └── Busy               another worker holds the job's lease just now: ask again shortly
+     ├── WaitingForBytes         a live job's file has not grown enough for its next part: look again soon
      ├── LeaseLost               the job moved on under this step: stop quietly
      ├── BadMessage              a task message with arguments vuq never writes: refused, touches nothing
      └── EnqueueError            (producer side) the job could not be enqueued; nothing was left written
@@ -114,6 +118,25 @@ class SourceError(PermanentError):
     reason = "bad_source"
 
 
+class SourceMissing(SourceError):
+    """The source file does not exist (a live job's file may not exist yet: it waits for it)."""
+
+
+class LiveSizeError(SourceError):
+    """A live job's file shrank, or does not have the size its finish gave: nothing sent is lost, and a
+    resume (after ``vuq finish JOB --size`` with the right size, or with the file put right) goes on."""
+
+    reason = "live_size"
+    resumable = True
+
+
+class LiveIdle(PermanentError):
+    """A live job's file neither grew nor was finished for ``VUQ_LIVE_IDLE_TIMEOUT_S``."""
+
+    reason = "live_idle"
+    resumable = True
+
+
 class ApiRejected(PermanentError):
     """api.video refused the request with a 4xx other than 429. A refused upload token or API key
     is resumable (with a new token, or once the workers' key is fixed); other refusals are not."""
@@ -139,6 +162,14 @@ class ConfigError(PermanentError):
 
     reason = "config"
     resumable = True
+
+
+class TokenNeeded(PermanentError):
+    """The job has no upload token, and its account holds no key to mint one: a resume with a token can help."""
+
+    reason = "token_needed"
+    resumable = True
+    needs = NEEDS_TOKEN
 
 
 class StepKeepsDying(PermanentError):
@@ -219,6 +250,17 @@ class Busy(Throttled):
     def __init__(self, holder: str, wait_s: float) -> None:
         super().__init__(wait_s)
         self.args = (f"the job is held by {holder}; asking again in {wait_s:.1f}s",)
+
+
+class WaitingForBytes(VuqError):
+    """A live job's next part is not there yet (its file has not grown past it, or not to its finished
+    size): the step waits in the delayed set on Redis's clock, holding no worker, then looks again."""
+
+    reason = "live_waiting"
+
+    def __init__(self, job_id: str, size: int, wait_s: float) -> None:
+        super().__init__(f"job {job_id}: live, its file has {size} bytes; looking again in {wait_s:.1f}s")
+        self.wait_s = wait_s
 
 
 class LeaseLost(VuqError):

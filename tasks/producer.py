@@ -33,7 +33,7 @@ from tasks.job.record import JobRecord, State
 from tasks.job.spec import UploadSpec, new_job_id, parse_spec
 from tasks.job.store import REPLICATION_WAIT_MS, Created, job_store
 from tasks.pipeline.message import Step, step_for
-from tasks.pipeline.operations import RetryOutcome, cancel, redeliver, resume, retry_failed
+from tasks.pipeline.operations import RetryOutcome, cancel, finish, redeliver, resume, retry_failed
 from tasks.pipeline.wire import celery_message
 from tasks.settings import Settings, get_settings
 
@@ -44,8 +44,10 @@ BULK_BATCH = 500  # jobs a bulk enqueue writes in one round trip
 def enqueue_upload(source: str, *, token: str | None = None, video: dict[str, Any] | None = None,
                    chunk_size: int | str | None = None, job_id: str | None = None,
                    callback_url: str | None = None, account: str | None = None, tenant: str | None = None,
-                   priority: str | None = None, settings: Settings | None = None) -> str:
-    """Enqueue one upload and return its job id at once.
+                   priority: str | None = None, live: bool = False, finish_when_idle_s: int | None = None,
+                   settings: Settings | None = None) -> str:
+    """Enqueue one upload and return its job id at once. ``live``: the file is still being written; it
+    goes up as it grows until ``finish_upload`` (or ``finish_when_idle_s`` seconds without growth).
 
     Raises ``SpecError`` (a ValueError naming the field) for a bad spec, or for a ``job_id``
     already used with another spec, and ``EnqueueError`` when Redis cannot be reached.
@@ -53,7 +55,8 @@ def enqueue_upload(source: str, *, token: str | None = None, video: dict[str, An
     settings = settings or get_settings()
     spec = prepared({"source": source, "token": token, "video": video or {}, "chunk_size": chunk_size,
                      "job_id": job_id, "callback_url": callback_url, "account": account, "tenant": tenant,
-                     "priority": priority}, settings)
+                     "priority": priority, "live": live or None, "finish_when_idle_s": finish_when_idle_s},
+                    settings)
     job_id = str(spec.job_id)
     store = job_store(settings)
     try:
@@ -190,6 +193,15 @@ def resume_upload(job_id: str, token: str | None = None, settings: Settings | No
     says why) when the job is not failed or needs a new token."""
     settings = settings or get_settings()
     return resume(job_store(settings), job_id, lambda s: send_step(s, settings), token)
+
+
+def finish_upload(job_id: str, size: int | None = None, settings: Settings | None = None) -> str:
+    """End a live job: its file is complete at ``size`` bytes (None: the file's size as the workers see
+    it now). Its last part goes at once, then its metadata. Returns what happens, in one line;
+    ``OperationError`` (naming the job and the reason) when the job is not live, already ended, or the
+    size is not more than what was sent. A failed live job (idle past its timeout) is resumed."""
+    settings = settings or get_settings()
+    return finish(job_store(settings), job_id, lambda s: send_step(s, settings), size)
 
 
 def cancel_upload(job_id: str, keep_video: bool = False, settings: Settings | None = None) -> str:

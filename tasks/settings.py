@@ -93,6 +93,7 @@ class Settings:
     sentinel_password: str | None = field(default=None, repr=False)  # the sentinels' own password, if any
     health_dir: str = ""  # where workers note their activity for `vuq health` ("": the temp dir)
     health_idle_s: int = 120  # `vuq health` fails a worker idle this long while its queue waits
+    live_idle_timeout_s: int = 3600  # a live job whose file neither grows nor is finished this long fails
     accounts: tuple[AccountConfig, ...] = ()  # VUQ_ACCOUNTS_FILE's accounts, besides `default` (VUQ_API_KEY)
     tenant_weights: dict[str, int] = field(default_factory=dict)  # a tenant's share of a budget that binds
     # What a worker accepts from a source (docs/security.md); 0 turns a limit off.
@@ -231,6 +232,7 @@ class Settings:
             sentinel_password=reader.secret("VUQ_SENTINEL_PASSWORD", "VUQ_SENTINEL_PASSWORD_FILE"),
             health_dir=reader.text("VUQ_HEALTH_DIR", default.health_dir),
             health_idle_s=reader.integer("VUQ_HEALTH_IDLE_S", default.health_idle_s, minimum=5),
+            live_idle_timeout_s=reader.integer("VUQ_LIVE_IDLE_TIMEOUT_S", default.live_idle_timeout_s, minimum=1),
             accounts=reader.parsed("VUQ_ACCOUNTS_FILE", parse_accounts_file, default.accounts),
             tenant_weights=reader.parsed("VUQ_TENANT_WEIGHTS", parse_weights, default.tenant_weights),
             max_source_bytes=reader.size("VUQ_MAX_SOURCE_BYTES", default.max_source_bytes),

@@ -11,21 +11,27 @@ its token moved into the job record first.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from reprlib import repr as short_repr
-from typing import Any
+from typing import Any, TypeVar
 
 from celery import Task, shared_task
 from celery.exceptions import Retry, SoftTimeLimitExceeded
 from celery.worker.request import Request
 
 from tasks import runtime
-from tasks.constants import HANDOFF_HEADER, TASK_CHUNK, TASK_FINALIZE, TASK_START
+from tasks.constants import HANDOFF_HEADER, TASK_CHUNK, TASK_FINALIZE, TASK_FINISH, TASK_START
 from tasks.errors import BadMessage, JobFailed
 from tasks.pipeline import Attempt, Continue, Fail, Step
 from tasks.pipeline import Retry as Retrying
-from tasks.pipeline.intake import accept_spec, checked_message, refuse_message
+from tasks.pipeline.intake import accept_spec, checked_finish, checked_message, refuse_message
+from tasks.pipeline.operations import OperationError
+from tasks.pipeline.operations import finish as finish_job
 from tasks.redact import mask_secrets, redact
 
+log = logging.getLogger(__name__)
+Checked = TypeVar("Checked")
 # Publishing the next step waits out a short broker outage (a Redis restart) before giving up;
 # if it still fails, the cursor has moved and the janitor sends the step.
 PUBLISH_RETRY = {"max_retries": 10, "interval_start": 0.5, "interval_step": 0.5, "interval_max": 2.0}
@@ -54,7 +60,7 @@ class UploadTask(Task):
     reject_on_worker_lost = True
     ignore_result = True
     max_retries = None
-    throws = (JobFailed, BadMessage)
+    throws = (JobFailed, BadMessage, OperationError)
     Request = MaskedRequest
 
 
@@ -78,11 +84,30 @@ def finalize(self: Task, *args: Any, **kwargs: Any) -> None:
     run_step(self, checked(self, TASK_FINALIZE, args, kwargs, ("job_id",)))
 
 
-def checked(task: Task, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], takes: tuple[str, ...]) -> Step:
-    """The step the message asks for, checked before anything is touched; a message vuq could not have
-    written is kept apart by its id and the task ends with ``BadMessage`` (one line, no traceback)."""
+@shared_task(bind=True, base=UploadTask, name=TASK_FINISH)
+def finish(self: Task, *args: Any, **kwargs: Any) -> str:
+    """A live job's end: record its final size (``size``, else its file's as a worker sees it) and wake it.
+    A finish that does not apply ends the task with ``OperationError`` naming the job and the reason."""
+    job_id, size = refused_unless(self, TASK_FINISH, kwargs, lambda: checked_finish(args, kwargs))
     try:
-        return checked_message(name, args, kwargs, takes)
+        line = finish_job(runtime.pipeline().store, job_id, lambda step: enqueue(self, step), size)
+    except OperationError as exc:
+        log.warning("%s", exc)
+        raise
+    log.info("%s", line)
+    return line
+
+
+def checked(task: Task, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], takes: tuple[str, ...]) -> Step:
+    """The step the message asks for, checked before anything is touched."""
+    return refused_unless(task, name, kwargs, lambda: checked_message(name, args, kwargs, takes))
+
+
+def refused_unless(task: Task, name: str, kwargs: dict[str, Any], check: Callable[[], Checked]) -> Checked:
+    """What ``check`` makes of a message; one vuq could not have written is kept apart by its id and the
+    task ends with ``BadMessage`` (one line, no traceback)."""
+    try:
+        return check()
     except BadMessage as exc:
         pipeline = runtime.pipeline()
         refuse_message(pipeline.store, task.request.id or "", name, kwargs, exc,

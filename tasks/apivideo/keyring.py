@@ -62,7 +62,9 @@ class Keyring:
                  limits: Mapping[str, int] | None = None) -> None:
         self.redis, self.api, self.limits = client, api, dict(limits or {})
         self.accounts: dict[str, Account] = {}
+        self.key_ids: dict[str, str] = {}  # account name -> its key's id: two names for one key are one account
         for config in configs:
+            self.key_ids[config.name] = config.key_id
             limiter = FleetLimiter(client, config.key_id, config.rate_limits or self.limits)
             tokens = AccessTokens(client, api.paced(limiter.paced(Turn(config.name))), config.api_key)
             self.accounts[config.name] = Account(config.name, limiter, api, tokens)
@@ -85,10 +87,10 @@ class Keyring:
         """Whether ``account`` holds ``token`` as an active upload token (asked once, then remembered)."""
         cached = self._cached(token)
         if cached:  # the owner (or that no account of ours has it) is already known
-            return cached == account.name
+            return cached == self.key_ids.get(account.name)
         found = account.with_key(turn).upload_token(token) is not None
         if found:
-            self.redis.set(TOKEN_OWNER_KEY.format(token_id=key_id(token)), account.name, ex=OWNER_KNOWN_S)
+            self._remember(token, self.key_ids[account.name])
         return found
 
     def owner_of(self, token: str, turn: Turn) -> Account | None:
@@ -96,15 +98,20 @@ class Keyring:
         cached = self._cached(token)
         if cached == NOBODY:
             return None
-        if cached and cached in self.accounts:
-            return self.accounts[cached]
         ordered = sorted(self.accounts.values(), key=lambda a: a.name != DEFAULT_ACCOUNT)
+        known = next((a for a in ordered if cached and self.key_ids[a.name] == cached), None)
+        if known:
+            return known
         for account in ordered:
             if account.with_key(turn).upload_token(token) is not None:
-                self.redis.set(TOKEN_OWNER_KEY.format(token_id=key_id(token)), account.name, ex=OWNER_KNOWN_S)
+                self._remember(token, self.key_ids[account.name])
                 return account
-        self.redis.set(TOKEN_OWNER_KEY.format(token_id=key_id(token)), NOBODY, ex=NOBODY_S)
+        self._remember(token, NOBODY, NOBODY_S)
         return None
+
+    def _remember(self, token: str, owner: str, ttl_s: int = OWNER_KNOWN_S) -> None:
+        """Note which key holds ``token`` (its id, never a name: two names for one key are one account)."""
+        self.redis.set(TOKEN_OWNER_KEY.format(token_id=key_id(token)), owner, ex=ttl_s)
 
     def _cached(self, token: str) -> str | None:
         return cast(str | None, self.redis.get(TOKEN_OWNER_KEY.format(token_id=key_id(token))))

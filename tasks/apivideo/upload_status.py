@@ -1,8 +1,9 @@
 """What api.video says it holds of an upload (``GET /videos/{id}/status``), against our chunks.
 
-The server owns the offset: after a chunk is answered "already received", or before a job
-whose upload took such an answer on trust is declared done, its status tells which byte
-ranges really arrived (ranges still arriving through another request are not listed).
+The server owns the offset: after a chunk is answered "already received", before a live part whose
+answer may have been lost goes again, or before a job whose upload took such an answer on trust is
+declared done, its status tells which byte ranges (``receivedBytes``) or part numbers
+(``receivedParts``) really arrived; those still arriving through another request are not listed.
 """
 
 from __future__ import annotations
@@ -36,11 +37,24 @@ def range_received(status: dict[str, Any], first: int, last: int) -> bool:
     return _complete(status) or any(a <= first and last <= b for a, b in _spans(status))
 
 
+def part_received(status: dict[str, Any], number: int) -> bool:
+    """Whether api.video holds part ``number`` (1-based) of a part upload."""
+    parts = ((status.get("ingest") or {}).get("receivedParts") or {}).get("parts") or []
+    return _complete(status) or number in parts
+
+
+def chunk_received(status: dict[str, Any], plan: ChunkPlan, index: int) -> bool:
+    """Whether api.video holds chunk ``index`` of ``plan`` (its part, or its byte range)."""
+    if plan.parts:
+        return part_received(status, index + 1)
+    return range_received(status, plan.start(index), plan.end(index) - 1)
+
+
 def first_missing_chunk(status: dict[str, Any], plan: ChunkPlan) -> int | None:
     """The first chunk of ``plan`` api.video does not hold, or None when it holds them all."""
     if _complete(status):
         return None
     for index in range(plan.count):
-        if not range_received(status, plan.start(index), plan.end(index) - 1):
+        if not chunk_received(status, plan, index):
             return index
     return None

@@ -80,6 +80,9 @@ class JobRecord:
     token_expires_at: float | None = None  # when a token vuq minted for it expires (Redis's clock)
     callback_attempts: int = 0  # deliveries of its webhook tried since it ended
     callback_again: bool = False  # an operator asked for its webhook to be delivered again
+    finished_at: float | None = None  # a live job: when its finish came (its size is final from then on)
+    live_seen: int | None = None  # a live job: its file's size when a step last looked
+    live_grew_at: float | None = None  # a live job: when its file was last seen growing (or its wait began)
 
     @classmethod
     def from_hash(cls, data: dict[str, str]) -> JobRecord:
@@ -109,6 +112,7 @@ class JobRecord:
             queue=text("queue"), account=text("account"), token_only=data.get("token_only") == "1",
             nonce=text("nonce"), token_expires_at=real("token_expires_at"),
             callback_attempts=num("callback_attempts") or 0, callback_again=data.get("callback_again") == "1",
+            finished_at=real("finished_at"), live_seen=num("live_seen"), live_grew_at=real("live_grew_at"),
         )
 
     @property
@@ -123,8 +127,12 @@ class JobRecord:
 
     @property
     def plan(self) -> ChunkPlan:
-        """The chunks its start recorded (size and chunk size)."""
-        return ChunkPlan(self.size or 0, self.chunk_size or 0)
+        """The chunks its start recorded (size and chunk size); a live job's size is 0 until its finish."""
+        return ChunkPlan(self.size or 0, self.chunk_size or 0, parts=self.spec.live)
+
+    @property
+    def live(self) -> bool:
+        return self.spec.live
 
     @property
     def progress(self) -> float:
@@ -167,14 +175,22 @@ class JobRecord:
             "callback": self.callback,
             "cleanup": self.cleanup,
             "account": self.account_shown,
-            "tenant": self.spec.share,
+            "tenant": self.tenant,
             "priority": self.spec.priority,
+            "live": self.spec.live,
+            "finished_at": self.finished_at,
         }
 
     @property
     def whose(self) -> tuple[str, str]:
         """(account, tenant) for reports: the account it runs in (or names), the tenant whose share it takes."""
-        return self.account_shown or DEFAULT_ACCOUNT, self.spec.share
+        return self.account_shown or DEFAULT_ACCOUNT, self.tenant
+
+    @property
+    def tenant(self) -> str:
+        """Whose share of its account's budget it takes: its spec's ``tenant``, else the account it runs
+        in (once its start chose), else the one it names, else ``default``."""
+        return self.spec.tenant or self.account or self.spec.share
 
     @property
     def account_shown(self) -> str | None:

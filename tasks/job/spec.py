@@ -38,7 +38,8 @@ from tasks.outbound.address_policy import BlockedAddress, NetPolicy, check_url
 from tasks.redact import mask_url
 
 SPEC_FIELDS = frozenset({"version", "source", "token", "video", "chunk_size", "job_id", "callback_url", "account",
-                         "tenant", "priority"})
+                         "tenant", "priority", "live", "finish_when_idle_s"})
+MAX_FINISH_WHEN_IDLE_S = 7 * 24 * 3600
 INTERACTIVE, BULK = "interactive", "bulk"
 PRIORITIES = (INTERACTIVE, BULK)
 _TENANT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
@@ -108,6 +109,8 @@ class UploadSpec:
     account: str | None = None  # None: the account that owns the token (else ``default`` mints one)
     tenant: str | None = None  # whose share of the account's budget; None: the account's name
     priority: str = INTERACTIVE  # bulk jobs get only the slots no interactive job waits for
+    live: bool = False  # a file still being written: parts go as it grows, until a finish gives its size
+    finish_when_idle_s: int | None = None  # a live job finishes by itself once its file stops growing this long
 
     @property
     def share(self) -> str:
@@ -122,11 +125,13 @@ class UploadSpec:
     def to_json(self) -> dict[str, Any]:
         """The spec as JSON, without the token: what the job record keeps and shows."""
         data: dict[str, Any] = {"version": SPEC_VERSION, "source": self.source, "video": self.video.to_json()}
-        for name in ("chunk_size", "job_id", "callback_url", "account", "tenant"):
+        for name in ("chunk_size", "job_id", "callback_url", "account", "tenant", "finish_when_idle_s"):
             if getattr(self, name) is not None:
                 data[name] = getattr(self, name)
         if self.priority != INTERACTIVE:
             data["priority"] = self.priority
+        if self.live:
+            data["live"] = True
         return data
 
     @classmethod
@@ -135,7 +140,8 @@ class UploadSpec:
         return cls(source=str(data.get("source", "")), video=Video.from_json(data.get("video") or {}),
                    chunk_size=data.get("chunk_size"), job_id=data.get("job_id"),
                    callback_url=data.get("callback_url"), account=data.get("account"), tenant=data.get("tenant"),
-                   priority=data.get("priority") or INTERACTIVE)
+                   priority=data.get("priority") or INTERACTIVE, live=bool(data.get("live")),
+                   finish_when_idle_s=data.get("finish_when_idle_s"))
 
 
 def is_job_id(value: object) -> bool:
@@ -159,6 +165,7 @@ def parse_spec(raw: Mapping[str, Any], policy: NetPolicy | None = None) -> Uploa
     version = raw.get("version", SPEC_VERSION)
     if version != SPEC_VERSION:
         raise SpecError("version", f"unsupported spec version {version!r} (this worker speaks 1)")
+    live, finish_when_idle_s = _live(raw)
     return UploadSpec(
         source=_source(raw.get("source"), policy),
         token=_optional_text(raw, "token", 512),
@@ -169,6 +176,8 @@ def parse_spec(raw: Mapping[str, Any], policy: NetPolicy | None = None) -> Uploa
         account=_name("account", raw.get("account"), ACCOUNT_NAME, "64"),
         tenant=_name("tenant", raw.get("tenant"), _TENANT_RE, "64"),
         priority=_priority(raw.get("priority")),
+        live=live,
+        finish_when_idle_s=finish_when_idle_s,
     )
 
 
@@ -304,6 +313,23 @@ def _priority(value: Any) -> str:
     if value not in PRIORITIES:
         raise SpecError("priority", f"must be {INTERACTIVE!r} or {BULK!r}, not {value!r}")
     return str(value)
+
+
+def _live(raw: Mapping[str, Any]) -> tuple[bool, int | None]:
+    """``live`` and ``finish_when_idle_s``: a live job's source is a local file (a path or file://)."""
+    live, idle = raw.get("live"), raw.get("finish_when_idle_s")
+    if live is not None and not isinstance(live, bool):
+        raise SpecError("live", f"must be true or false, not {live!r}")
+    if live and isinstance(raw.get("source"), str) and urlsplit(raw["source"]).scheme.lower() not in ("", "file"):
+        raise SpecError("live", "a live job's source must be a local file (a path or a file:// URL) that grows")
+    if idle is None:
+        return bool(live), None
+    if not live:
+        raise SpecError("finish_when_idle_s", "is for live jobs only (add \"live\": true)")
+    if isinstance(idle, bool) or not isinstance(idle, int) or not 1 <= idle <= MAX_FINISH_WHEN_IDLE_S:
+        raise SpecError("finish_when_idle_s", f"must be a whole number of seconds 1..{MAX_FINISH_WHEN_IDLE_S}, "
+                                              f"not {idle!r}")
+    return True, idle
 
 
 def _callback_url(value: Any, policy: NetPolicy) -> str | None:

@@ -26,6 +26,7 @@ from tasks.constants import (
     JOB_INDEX_KEY,
     JOB_KEY,
     LEASE_KEY,
+    LIVE_WAITING_KEY,
     OUTBOX_KEY,
     REJECTED_KEY,
     REVOKE_KEY,
@@ -213,6 +214,28 @@ class JobStore(JobIndex):
         pipe.zrem(TAKEN_KEY, member)
         pipe.zadd(UNREADABLE_KEY, {member: self.now()})
         pipe.execute()
+
+    def wake(self, job_id: str) -> bool:
+        """Make the job's deferred step due now (a live job's finish need not wait for its next look);
+        False when it has none waiting."""
+        member = self.redis.hget(JOB_KEY.format(job_id=job_id), "wake_member")
+        return bool(member) and bool(self.redis.zadd(DELAYED_KEY, {member: 0}, xx=True, ch=True))
+
+    def live_waiting(self, job_id: str, waiting: bool, now: float = 0.0) -> None:
+        """Note whether a live job waits for its file to grow (``vuq_live_waiting``), since ``now``."""
+        if waiting:
+            self.redis.zadd(LIVE_WAITING_KEY, {job_id: now}, nx=True)
+        else:
+            self.redis.zrem(LIVE_WAITING_KEY, job_id)
+
+    def live_waiting_count(self) -> int:
+        """How many live jobs wait for their files to grow; entries of jobs no longer active are dropped."""
+        waiting = list(self.redis.zrange(LIVE_WAITING_KEY, 0, -1))
+        active = {job.job_id for job in self.records(waiting) if job.state.active}
+        gone = set(waiting) - active
+        if gone:
+            self.redis.zrem(LIVE_WAITING_KEY, *gone)
+        return len(active)
 
     def unreadable_steps(self) -> int:
         """How many delayed steps were set aside as unreadable (a metric)."""

@@ -43,7 +43,7 @@ from urllib.parse import unquote, urlsplit
 import httpx
 
 from tasks.constants import GIB, KIB, STREAM_BLOCK_BYTES
-from tasks.errors import SourceError, SourceStalled, SourceUnavailable, SpecError, is_retryable_status
+from tasks.errors import SourceError, SourceMissing, SourceStalled, SourceUnavailable, SpecError, is_retryable_status
 from tasks.outbound.guarded_transport import deadline
 from tasks.redact import mask_url
 
@@ -102,19 +102,21 @@ class Source(Protocol):
 
 
 def open_source(source: str, allowed_roots: tuple[Path, ...], http: httpx.Client,
-                limits: SourceLimits = SourceLimits()) -> Source:
+                limits: SourceLimits = SourceLimits(), growing: bool = False) -> Source:
     """The Source for a spec's ``source`` string, opened for one step (use it as a context manager);
-    SourceError says what is wrong with it."""
+    SourceError says what is wrong with it (``SourceMissing``: no such file). ``growing``: a local file
+    still being written (a live job's)."""
     scheme = urlsplit(source).scheme.lower()
     if scheme in ("http", "https"):
         return HttpSource(source, http, limits)
-    return LocalSource(_local_path(source), allowed_roots, limits)
+    return LocalSource(_local_path(source), allowed_roots, limits, growing=growing)
 
 
-def check_local_source(source: str, allowed_roots: tuple[Path, ...]) -> None:
-    """Refuse, at enqueue, a local source this machine can see is wrong: missing, not a regular
-    file, or outside ``allowed_roots`` when those are known here (``SpecError`` naming ``source``).
-    URLs are left alone; with no roots configured here only the file itself is checked."""
+def check_local_source(source: str, allowed_roots: tuple[Path, ...], may_be_missing: bool = False) -> None:
+    """Refuse, at enqueue, a local source this machine can see is wrong: missing (unless
+    ``may_be_missing``: a live job's file may not exist yet), not a regular file, or outside
+    ``allowed_roots`` when those are known here (``SpecError`` naming ``source``). URLs are left alone;
+    with no roots configured here only the file itself is checked."""
     scheme = urlsplit(source).scheme.lower()
     if scheme not in ("", "file"):
         return
@@ -124,6 +126,8 @@ def check_local_source(source: str, allowed_roots: tuple[Path, ...]) -> None:
         with LocalSource(path, roots, SourceLimits(max_bytes=0)) as local:
             local.info()
     except SourceError as exc:
+        if may_be_missing and isinstance(exc, SourceMissing):
+            return
         raise SpecError("source", str(exc).removeprefix("source: ")) from None
 
 
@@ -195,11 +199,15 @@ class _Pace:
 
 # -- local files ---------------------------------------------------------------------------------------
 class LocalSource:
-    """A regular file on storage every worker mounts, confined to the allowed roots, opened once."""
+    """A regular file on storage every worker mounts, confined to the allowed roots, opened once.
+    ``growing``: a file still being written; its identity is the file itself (device and inode), and
+    it may grow (never shrink below what a read needs) while a chunk is read."""
 
-    def __init__(self, path: str, allowed_roots: tuple[Path, ...], limits: SourceLimits = SourceLimits()) -> None:
+    def __init__(self, path: str, allowed_roots: tuple[Path, ...], limits: SourceLimits = SourceLimits(),
+                 growing: bool = False) -> None:
         self.description = path
         self.limits = limits
+        self.growing = growing
         self._fd = -1
         if not os.path.isabs(path):
             raise SourceError(f"source: {path!r} is not an absolute path")
@@ -221,6 +229,8 @@ class LocalSource:
             raise SourceError(f"source: {self.description} no longer exists")
         self.limits.check_size(st.st_size, self.description)
         self._checked = st
+        if self.growing:
+            return SourceInfo(st.st_size, f"file:{st.st_dev}:{st.st_ino}", self.path.name)
         return SourceInfo(st.st_size, f"{st.st_size}:{st.st_mtime_ns}:{st.st_dev}:{st.st_ino}", self.path.name,
                           legacy_identity=f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}")
 
@@ -239,7 +249,11 @@ class LocalSource:
             left -= len(block)
             yield block
         after = self._fstat()
-        if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+        if self.growing:  # written to meanwhile is its nature; shorter than what was read is not
+            if after.st_size < start + length:
+                raise SourceError(f"source: {self.description} shrank during the upload "
+                                  f"(to {after.st_size} bytes; {start + length} were read)")
+        elif (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
             raise SourceError(f"source: {self.description} changed during the upload "
                               f"(was {before.st_size} bytes, now {after.st_size})")
 
@@ -283,7 +297,7 @@ def _resolved(path: str) -> Path:
     try:
         return Path(path).resolve(strict=True)
     except FileNotFoundError:
-        raise SourceError(f"source: no such file: {path}") from None
+        raise SourceMissing(f"source: no such file: {path}") from None
     except OSError as exc:
         raise SourceError(f"source: cannot resolve {path}: {exc.strerror}") from None
     except (RuntimeError, ValueError) as exc:  # a symlink loop (Python < 3.13), a NUL byte
@@ -326,7 +340,7 @@ def _open_error(exc: OSError, shown: str, component: Path, last: bool) -> Source
     if exc.errno == errno.ENOTDIR:
         return SourceError(f"source: {shown} changed after it was checked: {component} is no longer a directory")
     if exc.errno == errno.ENOENT:
-        return SourceError(f"source: no such file: {shown} ({component} vanished after it was checked)")
+        return SourceMissing(f"source: no such file: {shown} ({component} vanished after it was checked)")
     if exc.errno == errno.ENXIO:  # a UNIX socket, or a device without its driver
         return SourceError(f"source: {shown} is not a regular file")
     if exc.errno in (errno.EACCES, errno.EPERM) and last:

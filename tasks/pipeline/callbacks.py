@@ -13,7 +13,7 @@ state. A delivery holds the job's webhook lease for its attempt (one delivery of
 time, whoever sent the message: a worker's retry, the janitor, a producer sending the task by name),
 counts the attempt in the record (``callback_attempts``, the janitor's included) and gives up after
 ``VUQ_MAX_RETRIES`` + 1 of them. A webhook already delivered is not delivered again: a message asking
-for it does nothing, unless an operator asked (``vuq webhook JOB --again`` sets ``callback_again`` in
+for it does nothing, unless an operator asked (``vuq webhook JOB`` sets ``callback_again`` in
 the record, which only someone who can write to Redis can do). Each time the job ends anew (resumed,
 then done), the count and the outcome start over.
 """

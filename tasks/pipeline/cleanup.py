@@ -47,7 +47,7 @@ def _delete_video(keyring: Keyring, job: JobRecord) -> str:
     if job.token_only:
         return "video kept: the workers hold no API key of the job's account"
     account = account_of(keyring, job, None)
-    api = account.with_key(Turn(job.spec.share))
+    api = account.with_key(Turn(job.tenant))
     video_id = job.video_id or (video.find(api, job) if job.nonce else None)  # asked for, never recorded
     if not video_id:
         return "no video was created"

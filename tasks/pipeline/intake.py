@@ -48,6 +48,22 @@ def checked_message(task: str, args: tuple[Any, ...], kwargs: dict[str, Any], ta
     return checked_step(task, kwargs.get("job_id"), kwargs.get("chunk"))
 
 
+def checked_finish(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, int | None]:
+    """The job id and size a ``vuq.upload.finish`` message names; ``BadMessage`` for anything else."""
+    if args:
+        raise BadMessage("positional arguments: vuq's tasks take keyword arguments only")
+    unknown = sorted(set(kwargs) - {"job_id", "size"})
+    if unknown:
+        raise BadMessage(f"{bounded(unknown[0], 64)}: not an argument of vuq.upload.finish (it takes job_id, size)")
+    job_id, size = kwargs.get("job_id"), kwargs.get("size")
+    if not is_job_id(job_id):
+        raise BadMessage(f"job_id: must be a job id ([A-Za-z0-9][A-Za-z0-9._:-]*, at most 128), not "
+                         f"{type(job_id).__name__}")
+    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 1):
+        raise BadMessage(f"size: must be a whole number of bytes, 1 or more, not {bounded(repr(size), 64)}")
+    return str(job_id), size
+
+
 def refuse_message(store: JobStore, message_id: str, task: str, kwargs: dict[str, Any], error: BadMessage,
                    ttl_s: int) -> None:
     """Keep a refused message apart by its message id (bounded, masked) and say so in one line."""

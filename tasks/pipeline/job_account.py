@@ -43,9 +43,9 @@ class ForeignToken(PermanentError):
         self.needs = NEEDS_TOKEN
 
 
-def turn_of(spec: UploadSpec, weights: dict[str, int]) -> Turn:
-    """Whose share of the account's budget the job's requests take."""
-    return Turn(spec.share, spec.priority == BULK, weights.get(spec.share, 1))
+def turn_of(job: JobRecord, weights: dict[str, int]) -> Turn:
+    """Whose share of the account's budget the job's requests take (``JobRecord.tenant``)."""
+    return Turn(job.tenant, job.spec.priority == BULK, weights.get(job.tenant, 1))
 
 
 def choose_account(keyring: Keyring, spec: UploadSpec, token: str | None, turn: Turn) -> Account:

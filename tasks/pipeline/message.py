@@ -13,7 +13,15 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from tasks.apivideo.accounts import DEFAULT_ACCOUNT
-from tasks.constants import HANDOFF_HEADER, TASK_CHUNK, TASK_CLEANUP, TASK_FINALIZE, TASK_START, TASK_WEBHOOK
+from tasks.constants import (
+    HANDOFF_HEADER,
+    MAX_PARTS,
+    TASK_CHUNK,
+    TASK_CLEANUP,
+    TASK_FINALIZE,
+    TASK_START,
+    TASK_WEBHOOK,
+)
 from tasks.errors import BadMessage
 from tasks.job.record import JobRecord
 from tasks.job.spec import is_job_id
@@ -84,7 +92,7 @@ class Step:
 Send = Callable[[Step], None]  # publishes a step (a producer, the janitor, an operator command)
 # The steps vuq publishes, and whether each names a chunk.
 STEP_TASKS = {TASK_START: False, TASK_CHUNK: True, TASK_FINALIZE: False, TASK_WEBHOOK: False, TASK_CLEANUP: False}
-MAX_CHUNKS = 10_000  # api.video's limit of parts for one video
+MAX_CHUNKS = MAX_PARTS  # api.video's limit of parts for one video
 
 
 def checked_step(task: object, job_id: object, chunk: object = None) -> Step:
@@ -111,6 +119,8 @@ def label(job: JobRecord, task: str, chunk: int | None = None) -> str:
     shown: dict[str, str] = {}
     if task == TASK_CHUNK and chunk is not None:
         shown["chunk"] = f"{chunk + 1}/{job.chunks_total or '?'}"
+        if job.live:
+            shown["live"] = "finished" if job.finished_at else "recording"
     elif task == TASK_START:
         shown["chunk"] = f"1/{job.chunks_total}" if job.chunks_total else "start"
     elif task == TASK_FINALIZE:
@@ -121,8 +131,8 @@ def label(job: JobRecord, task: str, chunk: int | None = None) -> str:
     account = job.account_shown or DEFAULT_ACCOUNT
     if account != DEFAULT_ACCOUNT:
         shown["account"] = account
-    if job.spec.share != account:
-        shown["tenant"] = job.spec.share
+    if job.tenant != account:
+        shown["tenant"] = job.tenant
     shown["job_id"] = job.job_id
     return redact(repr(shown))
 

@@ -26,7 +26,7 @@ RENEW_BEFORE_S = 600  # a token this close to its expiry is replaced before the 
 
 def ttl_for(remaining_bytes: int) -> int:
     """The TTL of a token minted for ``remaining_bytes`` still to upload."""
-    return min(MAX_TTL_S, MIN_TTL_S + remaining_bytes // ASSUMED_BYTES_PER_S)
+    return min(MAX_TTL_S, MIN_TTL_S + max(0, remaining_bytes) // ASSUMED_BYTES_PER_S)
 
 
 def mint(account: Account, turn: Turn, remaining_bytes: int) -> tuple[str, int]:

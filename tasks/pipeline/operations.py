@@ -36,6 +36,8 @@ def resume(store: JobStore, job_id: str, send: Send, token: str | None = None) -
     step, state = next_step(job)
     changes = {"state": state, "error": "", "error_retryable": "", "error_reason": "", "error_needs": "",
                "handoff_at": NOW, "wake_at": ""}
+    if job.live:  # its file's silence is counted afresh
+        changes["live_grew_at"] = ""
     if token:
         changes[TOKEN_FIELD] = token
         if job.next_chunk == 0:  # nothing uploaded yet: the new token's account is chosen anew at the start
@@ -45,6 +47,40 @@ def resume(store: JobStore, job_id: str, send: Send, token: str | None = None) -
         raise OperationError(f"job {job_id} changed while resuming it; look again")
     send(replace(step, handoff_at=written.at))
     return step
+
+
+FINISHABLE = (State.QUEUED, State.UPLOADING, State.FAILED)
+
+
+def finish(store: JobStore, job_id: str, send: Send, size: int | None = None) -> str:
+    """End a live job at ``size`` bytes (None: its file's size as the worker that sends the last part
+    sees it, the same view its reads have) and wake it at once; a failed one is resumed. What happens,
+    in one line; ``OperationError`` when the finish does not apply."""
+    job = _get(store, job_id)
+    if not job.live:
+        raise OperationError(f"job {job_id} is not live; only a live job (--live) is finished")
+    if job.state not in FINISHABLE:
+        raise OperationError(f"job {job_id} is {job.state}; there is nothing to finish")
+    if size is not None and size <= job.bytes_sent:
+        raise OperationError(f"job {job_id}: {size} bytes is not more than the {job.bytes_sent} already sent "
+                             "(its last part cannot be empty)")
+    if job.finished_at and job.state != State.FAILED:
+        if size is None or size == job.size:
+            return f"job {job_id}: already finished" + (f" at {job.size} bytes" if job.size else "")
+        raise OperationError(f"job {job_id} was finished already" + (f" at {job.size} bytes" if job.size else "")
+                             + "; a finish cannot change it while it runs")
+    changes: dict[str, object] = {"finished_at": NOW, "size": size or ""}
+    if size and job.chunk_size:
+        changes["chunks_total"] = -(-size // job.chunk_size)
+    written = store.update(job_id, None, changes, expect={"state": [job.state], "next_chunk": [job.next_chunk]})
+    if not written:
+        raise OperationError(f"job {job_id} changed while finishing it; try again")
+    at = f"at {size} bytes" if size else "at its file's size"
+    if job.state == State.FAILED:
+        resume(store, job_id, send)
+        return f"job {job_id}: finished {at}; resumed"
+    store.wake(job_id)
+    return f"job {job_id}: finished {at}; its last part goes now"
 
 
 def cancel(store: JobStore, job_id: str, send: Send | None = None, keep_video: bool = False) -> str:

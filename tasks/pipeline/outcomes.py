@@ -9,7 +9,8 @@ A step ends in one of four ``Outcome``s, which the Celery adapter only maps to C
                            any) and end the task with ``failure`` (``JobFailed``, resumable or not)
 
 ``Ending.after`` turns what a step raised into one of them, on the error's class alone
-(``tasks.errors``): another holder (``Busy``) or the fleet's budget (``Throttled``) defers the step,
+(``tasks.errors``): another holder (``Busy``), the fleet's budget (``Throttled``) or a live file that
+has not grown enough (``WaitingForBytes``) defers the step,
 a ``RetryableError`` or a Redis outage retries it with backoff until ``VUQ_MAX_RETRIES``, a
 ``PermanentError`` fails the job (resumable as the error says), anything else is a bug that fails
 the job resumable with its traceback logged once. Deferrals and retries wait in the delayed set on
@@ -35,6 +36,7 @@ from tasks.errors import (
     PermanentError,
     RetryableError,
     Throttled,
+    WaitingForBytes,
 )
 from tasks.job.connections import patiently
 from tasks.job.record import ACTIVE_STATES, State, resume_command
@@ -112,6 +114,10 @@ class Ending:
             self.store.later(step.to_member(attempt.task_id, attempt.retries),
                              exc.wait_s + random.uniform(0, DEFER_JITTER_S))
             log.info("job %s: %s; asking again shortly", step.job_id, exc)
+            return Stop(str(exc))
+        if isinstance(exc, WaitingForBytes):  # a live job's file: look again shortly, holding nothing
+            self._schedule(step, holder, expect, attempt, exc.wait_s, None)
+            log.debug("%s", exc)
             return Stop(str(exc))
         if isinstance(exc, Throttled):  # the fleet's api.video budget: wait for it, not a retry
             delay = max(0.0, exc.wait_s - SLOT_EARLY_S) + random.uniform(0, SLOT_JITTER_S)

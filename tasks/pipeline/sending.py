@@ -45,7 +45,7 @@ class ChunkInFlight:
 
     @property
     def last(self) -> bool:
-        return self.index + 1 == self.plan.count
+        return self.plan.last(self.index)
 
     def blocks(self, reporter: Reporter) -> Iterator[bytes]:
         """The chunk's bytes from the source: stop if the lease is lost, note the bytes sent for the

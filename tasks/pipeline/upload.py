@@ -16,7 +16,7 @@ import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 
@@ -24,7 +24,7 @@ from tasks.apivideo.chunking import plan_chunks
 from tasks.apivideo.client import ALREADY_RECEIVED_SLUGS, UPLOAD, ApiClient
 from tasks.apivideo.keyring import Account, Keyring
 from tasks.apivideo.limiter import Turn
-from tasks.apivideo.upload_status import first_missing_chunk, range_received
+from tasks.apivideo.upload_status import chunk_received, first_missing_chunk
 from tasks.constants import MAX_CHUNK_BYTES, TASK_CHUNK, TASK_FINALIZE, TASK_START
 from tasks.errors import (
     ApiRejected,
@@ -34,13 +34,16 @@ from tasks.errors import (
     PermanentError,
     RangeArriving,
     SourceError,
+    SourceMissing,
     StepKeepsDying,
     StepTimedOut,
+    TokenNeeded,
+    WaitingForBytes,
 )
 from tasks.job.record import JobRecord, State
 from tasks.job.store import NOW, Expect, JobStore, Written
 from tasks.outbound.sources import Source, open_source
-from tasks.pipeline import minted, video
+from tasks.pipeline import live, minted, video
 from tasks.pipeline.job_account import account_of, choose_account, turn_of
 from tasks.pipeline.leases import Held, LeaseKeeper, new_holder
 from tasks.pipeline.message import Step, callback_step, step_for
@@ -72,6 +75,7 @@ class Holding:
     token: str | None
     held: Held
     turn: Turn
+    retried: bool = False  # the step ran before (a retry, or a claim that died): its chunk may be there
 
     @property
     def holder(self) -> str:
@@ -101,24 +105,24 @@ class Pipeline:
             interruptions: tuple[type[BaseException], ...] = ()) -> Outcome:
         """Run ``step`` under a lease holder id of its own and say how it ended. ``interruptions``: the
         exceptions a task runner raises inside a step that ran out of time (retried)."""
-        holder, expect = new_holder(), expectation(step.task, step.chunk)
+        holder, expect, attempt = new_holder(), expectation(step.task, step.chunk), attempt or Attempt()
         try:
-            following = self._step(step, holder)
+            following = self._step(step, holder, attempt.retries > 0)
         except Exception as exc:
             if isinstance(exc, interruptions):
                 exc = StepTimedOut()
             ending = Ending(self.store, self.settings, self.reporter, self.revoke_token)
-            return ending.after(step, holder, expect, attempt or Attempt(), exc)
+            return ending.after(step, holder, expect, attempt, exc)
         if following is None:
             return Stop("nothing to do")
         if following.sent is not None:
             self.reporter.chunk_sent(step.job_id, *vars(following.sent).values())
         return Continue(following)
 
-    def _step(self, step: Step, holder: str) -> Step | None:
+    def _step(self, step: Step, holder: str, retried: bool = False) -> Step | None:
         """Claim the job for ``step`` and run it; None when the record no longer expects it."""
         expect = expectation(step.task, step.chunk)
-        with self._holding(step.job_id, holder, expect) as holding:
+        with self._holding(step.job_id, holder, expect, retried) as holding:
             if holding is None:
                 return None
             if step.task == TASK_START:
@@ -148,24 +152,38 @@ class Pipeline:
     # -- steps ---------------------------------------------------------------------------
     def _start(self, holding: Holding, expect: Expect) -> Step:
         account = self._choose(holding, expect)  # before the source is read, before anything is created
-        with self._source(holding.job) as source:  # opened once for the step; every read goes through it
+        try:
+            source = self._source(holding.job)
+        except SourceMissing:
+            if not holding.job.live:
+                raise
+            self._wait(holding, expect, live.waiting_for_file(holding.job, self._now(holding), self._idle_s), 0)
+        with source:  # opened once for the step; every read goes through it
             return self._start_with(holding, expect, source, account)
 
     def _start_with(self, holding: Holding, expect: Expect, source: Source, account: Account) -> Step:
         job, holder = holding.job, holding.holder
         info = source.info()
         # a retried start keeps the plan its first attempt recorded: chunk 0 may already be at api.video
-        chunk_size = job.chunk_size or job.spec.chunk_size or self._fitted_chunk_size(info.size, account)
-        plan = plan_chunks(info.size, chunk_size)
+        chunk_size = job.chunk_size or job.spec.chunk_size or (
+            self.settings.chunk_size if job.live else self._fitted_chunk_size(info.size, account))
+        plan = plan_chunks(0 if job.live else info.size, chunk_size, parts=job.live)
         token = holding.token or self._mint_token(job, holder, expect, account, holding.turn, info.size)
         video_id = job.video_id or self._ensure_video(job, holder, expect, account, holding.turn)
-        changes = {"state": State.UPLOADING, "size": info.size, "chunk_size": plan.chunk_size,
-                   "chunks_total": plan.count, "source_identity": info.identity, "video_id": video_id or ""}
+        changes = {"state": State.UPLOADING, "chunk_size": plan.chunk_size, "source_identity": info.identity,
+                   "video_id": video_id or ""}
+        if not job.live:
+            changes.update({"size": info.size, "chunks_total": plan.count})
         self._write(job.job_id, holder, changes, expect)
-        log.info("job %s: %d bytes in %d chunk(s) of %d", job.job_id, info.size, plan.count, plan.chunk_size)
-        job = replace(job, state=State.UPLOADING, size=info.size, chunk_size=plan.chunk_size,
-                      chunks_total=plan.count, video_id=video_id)
-        return self._send(ChunkInFlight(job, 0, source, info.name, token, holding.held, account, holding.turn))
+        log.info("job %s: %s in chunk(s) of %d", job.job_id, "live, parts" if job.live
+                 else f"{info.size} bytes, {plan.count}", plan.chunk_size)
+        job = replace(job, state=State.UPLOADING, size=job.size if job.live else info.size,
+                      chunk_size=plan.chunk_size, chunks_total=job.chunks_total if job.live else plan.count,
+                      video_id=video_id, source_identity=info.identity)
+        chunk = ChunkInFlight(job, 0, source, info.name, token, holding.held, account, holding.turn)
+        if job.live:  # the first part goes now if it is there, else chunk 0's step waits for it
+            return self._live(replace(holding, job=job), expectation(TASK_CHUNK, 0), chunk, info.size, wait=False)
+        return self._send(chunk)
 
     def _chunk(self, holding: Holding, index: int, expect: Expect) -> Step:
         account = account_of(self._keyring, holding.job, holding.token)
@@ -178,10 +196,12 @@ class Pipeline:
         if not info.same_source(job.source_identity):
             raise SourceError(f"source: {source.description} changed since the job started "
                               f"(was {job.size} bytes, now {info.size})")
-        if not holding.token:
-            raise ConfigError("the job's upload token is missing from its record")
-        token = self._fresh_token(holding, expect, account, holding.token)
-        return self._send(ChunkInFlight(job, index, source, info.name, token, holding.held, account, holding.turn))
+        token = self._fresh_token(holding, expect, account, holding.token) if holding.token \
+            else self._token_again(holding, expect, account)
+        chunk = ChunkInFlight(job, index, source, info.name, token, holding.held, account, holding.turn)
+        if job.live:
+            return self._live(holding, expect, chunk, info.size)
+        return self._send(chunk)
 
     def _finalize(self, holding: Holding, expect: Expect) -> Step | None:
         job, holder = holding.job, holding.holder
@@ -204,9 +224,58 @@ class Pipeline:
             self.revoke_token(job.job_id)
         return callback_step(job)
 
+    # -- live jobs ---------------------------------------------------------------------------
+    def _live(self, holding: Holding, expect: Expect, chunk: ChunkInFlight, size: int, wait: bool = True) -> Step:
+        """Send the live job's chunk if its file holds it (``tasks.pipeline.live``), else wait: the step
+        goes to the delayed set (``wait``), or is handed on as the chunk's own step (the job's start)."""
+        job = chunk.job
+        seen = live.look(job, chunk.index, size, self._now(holding), self._idle_s)
+        if not seen.ready:
+            if wait:
+                self._wait(holding, expect, seen.changes, size)
+            written = self._write(job.job_id, holding.holder, {**seen.changes, "handoff_at": NOW}, expect,
+                                  release=True)
+            return replace(step_for(job, TASK_CHUNK, chunk.index), handoff_at=written.at)
+        self.store.live_waiting(job.job_id, False)
+        if seen.changes:
+            self._write(job.job_id, holding.holder, seen.changes, expect)
+            if "finished_at" in seen.changes:
+                log.info("job %s: live, its file did not grow for %d s: finished at %d bytes", job.job_id,
+                         job.spec.finish_when_idle_s, seen.plan.size)
+        chunk.job = replace(job, size=seen.plan.size or None, chunks_total=seen.plan.count or None)
+        if holding.retried and self._part_arrived(chunk):
+            return self._sent(chunk, trusted=False)
+        return self._send(chunk)
+
+    def _wait(self, holding: Holding, expect: Expect, changes: dict[str, Any], size: int) -> NoReturn:
+        """A live job waits for its file: note what was seen, count it as waiting, defer the step."""
+        if changes:
+            self._write(holding.job.job_id, holding.holder, changes, expect)
+        self.store.live_waiting(holding.job.job_id, True, self._now(holding))
+        raise WaitingForBytes(holding.job.job_id, size, live.LIVE_POLL_S)
+
+    def _part_arrived(self, chunk: ChunkInFlight) -> bool:
+        """Before a live part goes again (its step ran before: the answer may have been lost), ask
+        api.video whether it holds that part; only an API key can ask."""
+        if not chunk.account.keyed or not chunk.job.video_id:
+            return False
+        status = chunk.account.with_key(chunk.turn).video_status(chunk.job.video_id)
+        if chunk_received(status, chunk.plan, chunk.index):
+            log.info("job %s: part %d had arrived; not sent again", chunk.job.job_id, chunk.index + 1)
+            return True
+        return False
+
+    def _now(self, holding: Holding) -> float:
+        """Redis's time when the step claimed its job."""
+        return holding.job.heartbeat_at or self.store.now()
+
+    @property
+    def _idle_s(self) -> int:
+        return self.settings.live_idle_timeout_s
+
     # -- holding the job -----------------------------------------------------------------
     @contextmanager
-    def _holding(self, job_id: str, holder: str, expect: Expect) -> Iterator[Holding | None]:
+    def _holding(self, job_id: str, holder: str, expect: Expect, retried: bool) -> Iterator[Holding | None]:
         """Claim the lease (yield None for a step the record no longer expects), keep it renewed
         while the body runs, and refuse a step that keeps dying half-way."""
         claim = self.store.claim(job_id, holder, self.settings.lease_ttl_s, expect)
@@ -219,9 +288,9 @@ class Pipeline:
         if claim.record.step_starts > self.settings.max_retries + 1:
             raise StepKeepsDying(claim.record.step_starts - 1)
         assert self.leases is not None
-        turn = turn_of(claim.record.spec, self.settings.tenant_weights)
+        turn = turn_of(claim.record, self.settings.tenant_weights)
         with self.leases.hold(job_id, holder, expect) as held:
-            yield Holding(claim.record, claim.token, held, turn)
+            yield Holding(claim.record, claim.token, held, turn, retried or claim.record.step_starts > 1)
 
     def _write(self, job_id: str, holder: str, changes: dict[str, Any], expect: Expect,
                release: bool = False) -> Written:
@@ -261,7 +330,8 @@ class Pipeline:
         return MAX_CHUNK_BYTES if in_hand >= limit * BUDGET_BINDS_AT else default
 
     def _source(self, job: JobRecord) -> Source:
-        return open_source(job.spec.source, self.settings.allowed_roots, self.sources, self.settings.source_limits)
+        return open_source(job.spec.source, self.settings.allowed_roots, self.sources, self.settings.source_limits,
+                           growing=job.live)
 
     def _mint_token(self, job: JobRecord, holder: str, expect: Expect, account: Account, turn: Turn,
                     remaining_bytes: int) -> str:
@@ -271,6 +341,17 @@ class Pipeline:
         self._write(job.job_id, holder, {"secret:token": token, "token_minted": True,
                                          "token_expires_at": (job.heartbeat_at or 0.0) + ttl_s}, expect)
         return token
+
+    def _token_again(self, holding: Holding, expect: Expect, account: Account) -> str:
+        """A job resumed without a token (the one vuq minted was deleted when it failed): a new one of its
+        account; a job whose account holds no key needs one from its producer."""
+        job = holding.job
+        if not account.keyed:
+            raise TokenNeeded("the job's upload token is missing from its record, and its account holds no key "
+                              "to mint one")
+        log.info("job %s: resumed without its token (a minted one is deleted when a job fails); minting another",
+                 job.job_id)
+        return self._mint_token(job, holding.holder, expect, account, holding.turn, (job.size or 0) - job.bytes_sent)
 
     def _fresh_token(self, holding: Holding, expect: Expect, account: Account, token: str) -> str:
         """The job's token, or a new one when the one vuq minted for it runs short (the old one deleted)."""
@@ -319,7 +400,7 @@ class Pipeline:
                 # same account may replace it; a token-only job's is never replaced
                 log.warning("job %s: api.video refused the upload token; minting a new one", job.job_id)
                 chunk.token = self._mint_token(job, holder, expect, chunk.account, chunk.turn,
-                                               chunk.plan.size - chunk.plan.start(index))
+                                               max(chunk.length, chunk.plan.size - chunk.plan.start(index)))
                 answer = self._upload(chunk)
             elif exc.slug in ALREADY_RECEIVED_SLUGS and job.video_id:
                 trusted = self._confirm_received(chunk)
@@ -328,14 +409,21 @@ class Pipeline:
                 raise
         if chunk.held.lost.is_set():
             raise LeaseLost(f"job {job.job_id}: lease lost while sending chunk {index + 1}; stopping")
-        video_id = job.video_id or str(answer["videoId"])
+        return self._sent(chunk, trusted, str(answer["videoId"]))
+
+    def _sent(self, chunk: ChunkInFlight, trusted: bool, answered_id: str = "") -> Step:
+        """Move the cursor past the chunk api.video holds now (fenced) and return the step that follows."""
+        job, index, holder = chunk.job, chunk.index, chunk.held.holder
+        expect = expectation(TASK_CHUNK, index)
+        video_id = job.video_id or answered_id
         changes: dict[str, Any] = {"next_chunk": index + 1, "bytes_sent": chunk.plan.end(index),
                                    "video_id": video_id, "chunk_bytes": 0, "handoff_at": NOW,
                                    "state": State.FINALIZING if chunk.last else State.UPLOADING}
         if trusted:
             changes["verify_upload"] = True
         written = self._write(job.job_id, holder, changes, expect, release=True)
-        log.info("job %s: chunk %d/%d sent (%d bytes)", job.job_id, index + 1, chunk.plan.count, chunk.length)
+        log.info("job %s: %s %d/%s sent (%d bytes)", job.job_id, "part" if chunk.plan.parts else "chunk", index + 1,
+                 chunk.plan.count or "*", chunk.length)
         job = replace(job, video_id=video_id)
         step = step_for(job, TASK_FINALIZE) if chunk.last else step_for(job, TASK_CHUNK, index + 1)
         return replace(step, sent=chunk.sent(), handoff_at=written.at)
@@ -354,7 +442,7 @@ class Pipeline:
             log.info("job %s: chunk %d taken as already received (no API key to check)", job.job_id, index + 1)
             return True
         status = chunk.account.with_key(chunk.turn).video_status(job.video_id or "")
-        if not range_received(status, chunk.plan.start(index), chunk.plan.end(index) - 1):
+        if not chunk_received(status, chunk.plan, index):
             raise RangeArriving(job.job_id, index)
         log.info("job %s: chunk %d was already received", job.job_id, index + 1)
         return False

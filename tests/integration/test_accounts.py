@@ -14,21 +14,23 @@ from typing import Any
 import celery
 import pytest
 
-from tasks import cancel_upload
+from tasks import cancel_upload, resume_upload
 from tasks.constants import MIB
 from tasks.job import State
+from tests.support.secrets import has_token
 from tests.support.stack import Stack, running_stack
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 KEYS = {"default": "key-default-0a1b2c3d4e5f", "acme": "key-acme-6a7b8c9d0e1f", "globex": "key-globex-2a3b4c5d"}
 STRANGER = "key-stranger-9f8e7d6c5b4a"
+ALIAS = "acme-eu"  # a second name for acme's key: one account
 FINAL_TIMEOUT_S = 60.0
 
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[Stack]:
-    others = {name: key for name, key in KEYS.items() if name != "default"}
+    others = {**{name: key for name, key in KEYS.items() if name != "default"}, ALIAS: KEYS["acme"]}
     with running_stack(Path(tmp_path_factory.mktemp("accounts")), redis_url, workers=1, concurrency=4,
                        api_key=KEYS["default"], accounts=others, strangers=[STRANGER],
                        VUQ_MAX_RETRIES="1", VUQ_RETRY_BACKOFF_S="0.1", VUQ_RETRY_BACKOFF_MAX_S="0.2") as stack:
@@ -162,3 +164,32 @@ def test_minted_tokens_are_deleted_when_their_jobs_fail_or_are_cancelled(fleet: 
     assert [job.state for job in ended] == [State.FAILED, State.CANCELLED], ended
     wait_for(lambda: {name: set(as_account(fleet, name).upload_tokens()) for name in before} == before,
              FINAL_TIMEOUT_S, "the minted tokens' deletion")
+
+
+def test_two_names_for_one_key_are_one_account(fleet: Stack) -> None:
+    """A token known to belong to ``acme`` also belongs to ``acme-eu``: the owner is remembered by key."""
+    token = as_account(fleet, "acme").create_upload_token()
+    path, _ = fleet.file("alias.mp4", 1 * MIB, seed=61)
+    first = finished(fleet, fleet.enqueue(path, token=token, account="acme"))
+    second = finished(fleet, fleet.enqueue(path, token=token, account=ALIAS))
+    assert (first.state, second.state) == (State.DONE, State.DONE), (first, second)
+    assert {first.video_id, second.video_id} <= videos_in(fleet, "acme")
+
+
+def test_a_failed_job_whose_minted_token_was_deleted_resumes_with_a_new_one(fleet: Stack) -> None:
+    path, digest = fleet.file("resume-minted.mp4", 16 * MIB, seed=62)
+    fleet.emulator.set_faults(latency_ms=[300, 300])
+    try:
+        job_id = fleet.enqueue(path, token=None, account="acme", chunk_size="5MiB")
+        wait_for(lambda: getattr(fleet.store.get(job_id), "bytes_sent", 0) > 0, FINAL_TIMEOUT_S, "its first chunk sent")
+        fleet.emulator.set_faults(error_rate=1.0)
+        job = finished(fleet, job_id)
+    finally:
+        fleet.emulator.set_faults(error_rate=0.0, latency_ms=[0, 0])
+    assert job.state == State.FAILED and job.error_retryable and job.bytes_sent > 0, job
+    assert not has_token(fleet.store, job_id)  # a minted token leaves the record when its job fails
+    resume_upload(job_id, settings=fleet.settings)
+    job = finished(fleet, job_id)
+    assert job.state == State.DONE, job
+    assert fleet.emulator.video(job.video_id or "")["sha256"] == digest
+    assert job.video_id in videos_in(fleet, "acme")

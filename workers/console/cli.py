@@ -71,6 +71,12 @@ def _enqueue_command(command: Command) -> None:
     enq.add_argument("--chunk-size", type=_size, help="bytes, or 5MiB..128MiB (default VUQ_CHUNK_SIZE)")
     enq.add_argument("--job-id", help="idempotency key: the same id with the same spec makes one job")
     enq.add_argument("--callback-url", help="POSTed the final job record, signed, when the job ends")
+    enq.add_argument("--live", action="store_true",
+                     help="the file is still being written: upload it as it grows, until `vuq finish JOB` (it "
+                          "may not exist yet; a job whose file neither grows nor is finished for "
+                          "VUQ_LIVE_IDLE_TIMEOUT_S fails, resumable)")
+    enq.add_argument("--finish-when-idle", type=_positive, metavar="SECONDS", dest="finish_when_idle_s",
+                     help="with --live: the job finishes by itself once its file has not grown for this long")
     enq.add_argument("--no-source-check", action="store_true",
                      help="do not check a local source here (only the workers mount it)")
     enq.add_argument("--wait", action="store_true", help="follow the job with a progress bar until it ends")
@@ -99,6 +105,10 @@ def _job_commands(command: Command) -> None:
     resume.add_argument("job_id")
     resume.add_argument("--token", help="a new upload token (shows in `ps`; prefer --token-file)")
     resume.add_argument("--token-file", help="read the new upload token from this file")
+    finish = command("finish", "end a live job: its file is complete; the last part goes now")
+    finish.add_argument("job_id")
+    finish.add_argument("--size", type=_size, help="the file's final size in bytes (default: its size as the "
+                                                  "workers see it now)")
     cancel = command("cancel", "stop a queued or uploading job at its next chunk")
     cancel.add_argument("job_id")
     cancel.add_argument("--keep-video", action="store_true",
@@ -178,6 +188,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         "watch": lambda: commands.watch(args.job_id, args.json),
         "resume": lambda: commands.resume(args.job_id, _token(args, env=False)),
         "cancel": lambda: commands.cancel(args.job_id, args.keep_video),
+        "finish": lambda: commands.finish(args.job_id, args.size),
         "retry-failed": lambda: commands.retry_failed(args.all),
         "webhook": lambda: commands.webhook(args.job_id),
     }
@@ -194,14 +205,18 @@ def _spec(args: argparse.Namespace) -> dict[str, Any]:
         video["metadata"] = [_pair(item) for item in args.metadata]
     return {"source": _absolute(args.source), "token": _token(args), "video": video,
             "chunk_size": args.chunk_size, "job_id": args.job_id, "callback_url": args.callback_url,
-            "account": args.account, "tenant": args.tenant, "priority": args.priority}
+            "account": args.account, "tenant": args.tenant, "priority": args.priority,
+            "live": args.live or None, "finish_when_idle_s": args.finish_when_idle_s}
 
 
 def _line_defaults(args: argparse.Namespace) -> dict[str, Any]:
     """What ``--from``'s lines take from the command line when they do not say: account, tenant, priority,
     the token (``--token-file``, ``VUQ_UPLOAD_TOKEN``)."""
     given = [name for name in ("title", "description", "player_id", "chunk_size", "job_id", "callback_url",
-                               "public", "panoramic", "mp4_support") if getattr(args, name) is not None]
+                               "public", "panoramic", "mp4_support", "finish_when_idle_s")
+             if getattr(args, name) is not None]
+    if args.live:
+        given.append("live")
     if given or args.tag or args.metadata or args.wait:
         shown = given[0] if given else ("tag" if args.tag else "metadata" if args.metadata else "wait")
         raise UsageError(f"--from takes each job's spec from its line: --{shown.replace('_', '-')} is not for it")

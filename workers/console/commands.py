@@ -17,6 +17,7 @@ from tasks import (
     cancel_upload,
     enqueue_many,
     enqueue_upload,
+    finish_upload,
     redeliver_webhook,
     resume_upload,
     retry_failed_uploads,
@@ -45,7 +46,7 @@ def enqueue(spec: dict[str, Any], wait: bool, as_json: bool, check_source: bool 
     """Enqueue; print the job id (or the job as JSON), or follow it to its end with ``wait``."""
     settings = get_settings()
     if check_source:  # a file this machine can see, and that the workers would refuse, fails here
-        check_local_source(spec["source"], settings.allowed_roots)
+        check_local_source(spec["source"], settings.allowed_roots, may_be_missing=bool(spec.get("live")))
     job_id = enqueue_upload(**spec, settings=settings)
     if wait:
         print(f"job {job_id} enqueued", file=sys.stderr)
@@ -69,7 +70,7 @@ def enqueue_from(path: str, defaults: dict[str, Any], check_source: bool = True)
         try:
             spec = {**defaults, **_line_spec(raw)}
             if check_source and isinstance(spec.get("source"), str):
-                check_local_source(spec["source"], settings.allowed_roots)
+                check_local_source(spec["source"], settings.allowed_roots, may_be_missing=spec.get("live") is True)
             specs.append(spec)
         except SpecError as exc:
             results[number] = exc
@@ -146,7 +147,7 @@ def jobs(states: list[str] | None, limit: int, before: str | None, as_json: bool
     wanted = {"account": account, "tenant": tenant}
 
     def matches(job: JobRecord) -> bool:
-        return (account is None or job.account_shown == account) and (tenant is None or job.spec.share == tenant)
+        return (account is None or job.account_shown == account) and (tenant is None or job.tenant == tenant)
 
     try:
         records = store.page(states=states, limit=limit, before=before,
@@ -182,6 +183,15 @@ def cancel(job_id: str, keep_video: bool) -> int:
     except OperationError as exc:
         raise CommandError(str(exc)) from None
     print(f"job {job_id}: cancelled; video: {video}")
+    return 0
+
+
+def finish(job_id: str, size: int | None) -> int:
+    try:
+        line = finish_upload(job_id, size)
+    except OperationError as exc:
+        raise CommandError(str(exc)) from None
+    print(line)
     return 0
 
 

@@ -34,7 +34,10 @@ def age(seconds: float) -> str:
 
 
 def progress(job: JobRecord) -> str:
-    """``45% 3/7``: bytes acknowledged, and the chunk being sent (or all sent)."""
+    """``45% 3/7``: bytes acknowledged, and the chunk being sent (or all sent); ``live 3`` for a live job
+    whose size is not known yet (its parts sent so far)."""
+    if job.live and not job.chunks_total:
+        return f"live {job.next_chunk}"
     if not job.chunks_total:
         return "-"
     chunk = min(job.next_chunk + (0 if job.state.final or job.state == State.FINALIZING else 1), job.chunks_total)
@@ -62,7 +65,7 @@ def table(jobs: list[JobRecord], now: float, width: int = 120) -> str:
     head = [h for h, _ in fixed] + [h for h, _ in _ELASTIC]
     rows = [head]
     for job in jobs:
-        size = format_size(job.size) if job.size else "-"
+        size = format_size(job.size) if job.size else "live" if job.live else "-"
         rows.append([job.job_id, str(job.state), progress(job), size, age(now - job.created_at), job.title or "-",
                      job.file_name, job.error or ""])
     return "\n".join(" ".join(_cut(printable(cell), w).ljust(w) for cell, w in zip(row, widths, strict=True))
@@ -75,7 +78,12 @@ def describe(job: JobRecord, now: float) -> str:
     if job.title:
         lines.append(f"title     {job.title}")
     lines.append(f"source    {mask_url(job.spec.source)}")
-    if job.size:
+    if job.live:
+        lines.append("live      " + (f"finished at {format_size(job.size)}" if job.size else "finished" if
+                                     job.finished_at else "recording: parts go as the file grows; vuq finish ends it"))
+    if job.live and not job.size:
+        lines.append(f"progress  {format_size(job.bytes_sent)} sent, {job.next_chunk} part(s), size not known yet")
+    elif job.size:
         inflight = f" (+{format_size(job.chunk_bytes)} of chunk {job.next_chunk + 1} on its way)" \
             if job.chunk_bytes and job.state == State.UPLOADING else ""
         lines.append(f"progress  {format_size(job.bytes_sent)} of {format_size(job.size)}, "

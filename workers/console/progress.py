@@ -13,9 +13,13 @@ POLL_S = 0.25
 
 
 def render(job: JobRecord) -> str:
-    """The bar counts the acknowledged bytes plus those of the chunk on its way."""
+    """The bar counts the acknowledged bytes plus those of the chunk on its way; a live job's, until its
+    finish gives the size, shows the bytes sent and no percentage."""
     size = job.size or 0
     moving = job.chunk_bytes if job.state == "uploading" else 0
+    if job.live and not size:
+        return (f"[{'live'.center(BAR_WIDTH, '~')}]  {format_size(job.bytes_sent + moving)} sent, "
+                f"{job.next_chunk} part(s)  {job.state}, recording").rstrip()
     fraction = min(1.0, (job.bytes_sent + moving) / size) if size else 0.0
     filled = int(fraction * BAR_WIDTH)
     bar = "#" * filled + "-" * (BAR_WIDTH - filled)

@@ -82,7 +82,8 @@ class Metrics:
 
 
 class RedisStateCollector:
-    """``vuq_jobs{state}``, ``vuq_active_leases`` and ``vuq_delayed_unreadable``, read from the job store when
+    """``vuq_jobs{state}``, ``vuq_active_leases``, ``vuq_live_waiting`` and ``vuq_delayed_unreadable``, read
+    from the job store when
     scraped: counts by state, and the leases of the active jobs only (never the history)."""
 
     def __init__(self, settings: Settings) -> None:
@@ -98,11 +99,13 @@ class RedisStateCollector:
             active = [job_id for state in ACTIVE_STATES for job_id in self.store.ids_in(state)]
             leases = sum(self.store.leases(active))
             unreadable = self.store.unreadable_steps()
+            live_waiting = self.store.live_waiting_count()
         except Exception as exc:  # a scrape must not crash the worker
             log.warning("metrics: cannot read the job store: %s", type(exc).__name__)
             return
         yield jobs
         yield GaugeMetricFamily("vuq_active_leases", "Jobs a worker holds right now", value=leases)
+        yield GaugeMetricFamily("vuq_live_waiting", "Live jobs waiting for their files to grow", value=live_waiting)
         yield GaugeMetricFamily("vuq_delayed_unreadable", "Deferred-step members no pump could read, set aside "
                                 "(not written by vuq)", value=unreadable)
 

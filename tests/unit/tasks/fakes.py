@@ -2,8 +2,9 @@
 records what it was asked, and a job store whose lease renewals can be counted or made to fail.
 
 ``FakeApiVideo`` keeps just enough of api.video to drive the pipeline: delegated uploads (byte
-ranges, videoId, range overlap, already-initiated, refused upload tokens), videos (create, find by
-metadata, status with ``receivedBytes``, patch, delete), upload tokens (mint, read, delete) and API-key authentication.
+ranges, numbered parts, videoId, range overlap, a part sent twice, already-initiated, refused upload
+tokens), videos (create, find by metadata, status with ``receivedBytes`` or ``receivedParts``, patch,
+delete), upload tokens (mint, read, delete) and API-key authentication.
 Failures are injected with ``fail()`` (answered instead of, or after, the real handling: an
 answer lost on the way back), and ``hooks`` run before each answer (a slow server, a look at the
 store mid-request).
@@ -29,7 +30,9 @@ UPLOAD_TOKEN = "to1a2B3c4D5e6F7g8H9i0JkL"  # api.video's upload-token shape: "to
 BASE_URL = "https://ws.api.video"
 OVERLAP = "video-content-range-by-bytes-range-overlap"
 TOKEN_INVALID = "authentication-invalid-upload-token"
+PART_SENT = "video-content-range-by-part-part-already-sent"
 _RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
+_PART = re.compile(r"part (\d+)/(\d+|\*)")
 
 
 def problem(status: int, slug: str, title: str = "error", headers: Mapping[str, str] | None = None) -> httpx.Response:
@@ -55,11 +58,13 @@ class FakeVideo:
     title: str
     metadata: list[dict[str, str]]
     total: int | None = None
-    mode: str = ""  # "", "bytes" or "single"
+    mode: str = ""  # "", "bytes", "part" or "single"
     received: list[tuple[int, int]] = field(default_factory=list)  # inclusive byte ranges
     in_flight: list[tuple[int, int]] = field(default_factory=list)  # arriving through another request
     content: bytearray = field(default_factory=bytearray)
     patches: list[dict[str, Any]] = field(default_factory=list)
+    parts: dict[int, bytes] = field(default_factory=dict)  # a part upload's parts, by number
+    total_parts: int | None = None
 
     def spans(self) -> list[tuple[int, int]]:
         merged: list[tuple[int, int]] = []
@@ -72,7 +77,16 @@ class FakeVideo:
 
     @property
     def complete(self) -> bool:
+        if self.mode == "part":
+            return self.total_parts is not None and set(self.parts) == set(range(1, self.total_parts + 1))
         return self.total is not None and self.spans() == [(0, self.total - 1)]
+
+    @property
+    def bytes(self) -> bytes:
+        """What api.video holds: the parts in order, or the ranges written."""
+        if self.mode == "part":
+            return b"".join(self.parts[n] for n in sorted(self.parts))
+        return bytes(self.content)
 
 
 @dataclass
@@ -180,9 +194,11 @@ class FakeApiVideo:
         if video is None:
             return problem(404, "resource-not-found", "The requested resource was not found.")
         if method == "GET" and parts[2:] == ["status"]:
-            ingest: dict[str, Any] = {"status": "uploaded" if video.complete else "uploading",
-                                      "receivedBytes": [{"from": a, "to": b, "total": video.total}
-                                                        for a, b in video.spans()]}
+            ingest: dict[str, Any] = {"status": "uploaded" if video.complete else "uploading"}
+            if video.mode == "part":
+                ingest["receivedParts"] = {"parts": sorted(video.parts), "total": video.total_parts}
+            else:
+                ingest["receivedBytes"] = [{"from": a, "to": b, "total": video.total} for a, b in video.spans()]
             return httpx.Response(200, json={"ingest": ingest, "encoding": {"playable": video.complete}})
         if method == "PATCH" and len(parts) == 2:
             video.patches.append(json.loads(request.content))
@@ -219,6 +235,8 @@ class FakeApiVideo:
             return problem(404, "resource-not-found")
         if video.complete:
             return problem(400, "video-source-already-uploaded", "The source of the video is already uploaded.")
+        if content_range is not None and content_range.startswith("part "):
+            return self._part(video, content_range, data)
         if content_range is None:
             if video.mode:
                 return problem(400, "video-content-range-already-initiated", "already initiated")
@@ -239,6 +257,21 @@ class FakeApiVideo:
             video.content.extend(bytes(total - len(video.content)))
         video.content[first:last + 1] = data
         video.received.append((first, last))
+        return httpx.Response(201, json={"videoId": video.video_id})
+
+
+    def _part(self, video: FakeVideo, content_range: str, data: bytes) -> httpx.Response:
+        match = _PART.fullmatch(content_range)
+        assert match, content_range
+        number, total = int(match.group(1)), match.group(2)
+        if video.mode not in ("", "part"):
+            return problem(400, "video-content-range-started-with-bytes", "started with bytes")
+        if number in video.parts:
+            return problem(400, PART_SENT, "The part number has already been sent.")
+        if total != "*":
+            video.total_parts = int(total)
+        video.mode = "part"
+        video.parts[number] = data
         return httpx.Response(201, json={"videoId": video.video_id})
 
 

@@ -79,3 +79,16 @@ def test_chunk_size_outside_bounds_is_a_spec_error(chunk_size: int) -> None:
     with pytest.raises(SpecError) as info:
         plan_chunks(100 * MIB, chunk_size)
     assert info.value.field == "chunk_size"
+
+
+def test_a_live_upload_goes_as_parts_the_last_numbered_once_the_size_is_known() -> None:
+    open_plan = plan_chunks(0, 5 * MIB, parts=True)
+    assert (open_plan.known, open_plan.count, open_plan.length(7), open_plan.last(7)) == (False, 0, 5 * MIB, False)
+    assert open_plan.content_range(0) == "part 1/*" and open_plan.content_range(41) == "part 42/*"
+    exact = plan_chunks(15 * MIB, 5 * MIB, parts=True)
+    assert [exact.content_range(i) for i in range(3)] == ["part 1/*", "part 2/*", "part 3/3"]
+    over = plan_chunks(15 * MIB + 1, 5 * MIB, parts=True)
+    assert over.content_range(3) == "part 4/4" and over.length(3) == 1
+    assert plan_chunks(10, 5 * MIB, parts=True).content_range(0) == "part 1/1"
+    with pytest.raises(IndexError):
+        open_plan.start(10_000)  # api.video takes at most 10,000 parts

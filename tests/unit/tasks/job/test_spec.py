@@ -250,3 +250,24 @@ def test_a_crlf_description_is_refused_with_the_reason() -> None:
                                   "zero\u200bwidth", "mark\u200fRLM", "emoji 👩‍💻"])
 def test_other_unicode_text_passes(text: str) -> None:
     assert parse_spec({"source": "/v.mp4", "video": {"title": text}}).video.title == text
+
+
+def test_a_live_spec_names_a_local_file_and_may_finish_by_itself() -> None:
+    spec = parse_spec({"source": "/v/live.mp4", "live": True, "finish_when_idle_s": 30})
+    assert spec.live and spec.finish_when_idle_s == 30
+    assert UploadSpec.from_json(spec.to_json()) == spec and spec.to_json()["live"] is True
+    assert "live" not in parse_spec({"source": "/v/a.mp4"}).to_json()  # specs at rest stay as they were
+    assert spec.fingerprint() != parse_spec({"source": "/v/live.mp4"}).fingerprint()
+
+
+@pytest.mark.parametrize(("raw", "field", "words"), [
+    ({"source": "https://cdn.example.com/a.mp4", "live": True}, "live", "local file"),
+    ({"source": "/v/a.mp4", "live": "yes"}, "live", "true or false"),
+    ({"source": "/v/a.mp4", "finish_when_idle_s": 5}, "finish_when_idle_s", "live jobs only"),
+    ({"source": "/v/a.mp4", "live": True, "finish_when_idle_s": 0}, "finish_when_idle_s", "1..604800"),
+    ({"source": "/v/a.mp4", "live": True, "finish_when_idle_s": True}, "finish_when_idle_s", "whole number"),
+])
+def test_live_fields_are_checked_naming_the_field(raw: dict[str, Any], field: str, words: str) -> None:
+    with pytest.raises(SpecError) as refused:
+        parse_spec(raw)
+    assert refused.value.field == field and words in str(refused.value)

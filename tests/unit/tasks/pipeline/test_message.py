@@ -9,8 +9,10 @@ from typing import Any
 import pytest
 
 from tasks.constants import TASK_CHUNK, TASK_FINALIZE, TASK_START
+from tasks.errors import BadMessage
 from tasks.job.record import JobRecord, State
 from tasks.job.spec import UploadSpec, Video
+from tasks.pipeline.intake import checked_finish
 from tasks.pipeline.message import MAX_LABEL_TEXT, Sent, Step, label, step_for
 
 TOKEN = "to1a2B3c4D5e6F7g8H9i0JkL"
@@ -107,3 +109,29 @@ def test_members_are_unique_per_deferral_and_leave_out_what_is_per_run() -> None
     assert step.to_member("a", 1) != step.to_member("b", 1) != step.to_member("a", 2)
     data = json.loads(step.to_member("a", 1))
     assert "sent" not in data and "handoff_at" not in data
+
+
+def test_a_live_chunk_label_says_whether_its_job_still_records() -> None:
+    recording = JobRecord("job-7", State.UPLOADING, UploadSpec("/v/live.mp4", live=True))
+    assert shown(label(recording, TASK_CHUNK, 2))["chunk"] == "3/?"
+    assert shown(label(recording, TASK_CHUNK, 2))["live"] == "recording"
+    finished = JobRecord("job-7", State.UPLOADING, UploadSpec("/v/live.mp4", live=True), chunks_total=4,
+                         finished_at=1.0)
+    assert shown(label(finished, TASK_CHUNK, 3)) | {"job_id": ""} == {"chunk": "4/4", "live": "finished",
+                                                                         "file": "live.mp4", "job_id": ""}
+
+
+@pytest.mark.parametrize(("args", "kwargs", "words"), [
+    ((), {"job_id": "j 1"}, "job_id: must be a job id"),
+    ((), {"job_id": "j1", "size": "12"}, "size: must be a whole number"),
+    ((), {"job_id": "j1", "size": 0}, "size: must be a whole number"),
+    ((), {"job_id": "j1", "size": True}, "size: must be a whole number"),
+    ((), {"job_id": "j1", "token": "x"}, "token: not an argument of vuq.upload.finish"),
+    (("j1",), {}, "positional arguments"),
+])
+def test_a_finish_message_vuq_could_not_have_written_is_refused(args: tuple[Any, ...], kwargs: dict[str, Any],
+                                                                words: str) -> None:
+    with pytest.raises(BadMessage, match=words):
+        checked_finish(args, kwargs)
+    assert checked_finish((), {"job_id": "j1", "size": 12}) == ("j1", 12)
+    assert checked_finish((), {"job_id": "j1"}) == ("j1", None)
