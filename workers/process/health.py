@@ -5,8 +5,9 @@ the temp dir): when it last received a task, how many it runs, its concurrency. 
 then fails (exit 1, one line) when this host cannot reach Redis, when a worker stopped writing
 (hung or dead), or when a worker with a free slot has received nothing for
 ``VUQ_HEALTH_IDLE_S`` while messages wait in its queue (the "deaf" worker a half-open broker
-connection leaves), or when the broker or the job store may evict keys. Exit 0 with a summary
-otherwise.
+connection leaves), when a step running on this host has moved no byte for
+``VUQ_SOURCE_WINDOW_S`` (a source or an api.video connection stalled under a lease that keeps
+renewing), or when the broker or the job store may evict keys. Exit 0 with a summary otherwise.
 
 The directory is the worker's own: created 0700, and refused when it is a symlink, belongs to
 someone else or others may write to it (they could plant files or links there). Files are written
@@ -27,6 +28,7 @@ import contextlib
 import json
 import logging
 import os
+import socket
 import ssl
 import stat
 import tempfile
@@ -39,7 +41,7 @@ from pathlib import Path
 
 import redis
 
-from tasks.job import redis_client, unreachable, where
+from tasks.job import ACTIVE_STATES, job_store, redis_client, unreachable, where
 from tasks.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -171,9 +173,33 @@ def check(settings: Settings, idle_s: float | None = None, node: str | None = No
         if waiting and free and now - worker.last_received > idle_s:
             return False, (f"worker {worker.node} has received nothing for {now - worker.last_received:.0f}s "
                            f"while {waiting} message(s) wait in {settings.queue!r} (a deaf broker connection?)")
+    stalled = stalled_step(settings)
+    if stalled:
+        return False, stalled
     summary = ", ".join(f"{w.node} running {w.active}/{w.concurrency}" for w in workers)
     notes = "".join(f"; {v.warning}" for v in verdicts if v.warning)
     return True, f"ok: {summary}; {waiting} waiting in {settings.queue!r}{notes}"
+
+
+def stalled_step(settings: Settings, host: str | None = None) -> str | None:
+    """A step held on ``host`` (this one) that has moved no byte for ``VUQ_SOURCE_WINDOW_S`` since it
+    began or last moved one: the job, the process and for how long; None when every one moves. Reads
+    only the active jobs' leases, then the records of those held."""
+    store = job_store(settings)
+    host = host or socket.gethostname()
+    active = [job_id for state in ACTIVE_STATES for job_id in store.ids_in(state)]
+    held = [job_id for job_id, lease in zip(active, store.leases(active), strict=True) if lease]
+    if not held:
+        return None
+    now = store.now()
+    for job in store.records(held):
+        holder = store.lease_holder(job.job_id) or ""
+        still = now - (job.moved_at or now)
+        if holder.startswith(f"{host}:") and still > settings.source_window_s:
+            return (f"job {job.job_id} ({job.state}): its step in process {holder.split(':')[1]} has moved no byte "
+                    f"for {still:.0f}s "
+                    f"(VUQ_SOURCE_WINDOW_S is {settings.source_window_s:g}): a stalled source or api.video connection")
+    return None
 
 
 def _activities(directory: Path) -> list[Activity]:

@@ -1,4 +1,4 @@
--- ARGV: holder, ttl_ms, streamed bytes ('' none), expectations...
+-- ARGV: holder, ttl_ms, streamed bytes ('' none), expectations...; a change of streamed notes moved_at
 -- 1 renewed, 2 reclaimed (the lease had lapsed and nobody took it; the record is where the
 -- step expects it), 0 lost (another holder, or the record moved on), -1 no such job.
 -- A holder that released the lease (``released_by``) never takes it back: a renewal the network
@@ -15,5 +15,7 @@ else
   return 0
 end
 redis.call('HSET', KEYS[1], 'heartbeat_at', stamp(now()))
-if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'chunk_bytes', ARGV[3]) end
+if ARGV[3] ~= '' and redis.call('HGET', KEYS[1], 'chunk_bytes') ~= ARGV[3] then
+  redis.call('HSET', KEYS[1], 'chunk_bytes', ARGV[3], 'moved_at', stamp(now()))  -- bytes moved (`vuq health`)
+end
 return result
