@@ -215,11 +215,12 @@ class JobStore(JobIndex):
         pipe.zadd(UNREADABLE_KEY, {member: self.now()})
         pipe.execute()
 
-    def wake(self, job_id: str) -> bool:
-        """Make the job's deferred step due now (a live job's finish need not wait for its next look);
-        False when it has none waiting."""
+    def wake(self, job_id: str) -> str | None:
+        """Take the job's deferred step out of the delayed set, for the caller to publish at once (a live
+        job's finish need not wait for its next look); the step's member, or None when none waits (it
+        runs, or a pump took it: it looks again anyway)."""
         member = self.redis.hget(JOB_KEY.format(job_id=job_id), "wake_member")
-        return bool(member) and bool(self.redis.zadd(DELAYED_KEY, {member: 0}, xx=True, ch=True))
+        return str(member) if member and self.redis.zrem(DELAYED_KEY, member) else None
 
     def live_waiting(self, job_id: str, waiting: bool, now: float = 0.0) -> None:
         """Note whether a live job waits for its file to grow (``vuq_live_waiting``), since ``now``."""

@@ -43,7 +43,15 @@ from urllib.parse import unquote, urlsplit
 import httpx
 
 from tasks.constants import GIB, KIB, STREAM_BLOCK_BYTES
-from tasks.errors import SourceError, SourceMissing, SourceStalled, SourceUnavailable, SpecError, is_retryable_status
+from tasks.errors import (
+    LiveSizeError,
+    SourceError,
+    SourceMissing,
+    SourceStalled,
+    SourceUnavailable,
+    SpecError,
+    is_retryable_status,
+)
 from tasks.outbound.guarded_transport import deadline
 from tasks.redact import mask_url
 
@@ -243,6 +251,9 @@ class LocalSource:
             with pace.waiting():
                 block = self._pread(min(STREAM_BLOCK_BYTES, left), offset)
             if not block:
+                if self.growing:
+                    raise LiveSizeError(f"live: the file shrank below {offset} bytes while a part was read; "
+                                        "the parts sent are kept")
                 raise SourceError(f"source: {self.description} ended early; it changed during the upload")
             pace.note(len(block))
             offset += len(block)
@@ -251,8 +262,8 @@ class LocalSource:
         after = self._fstat()
         if self.growing:  # written to meanwhile is its nature; shorter than what was read is not
             if after.st_size < start + length:
-                raise SourceError(f"source: {self.description} shrank during the upload "
-                                  f"(to {after.st_size} bytes; {start + length} were read)")
+                raise LiveSizeError(f"live: the file shrank to {after.st_size} bytes while a part was read "
+                                    f"({start + length} were read); the parts sent are kept")
         elif (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
             raise SourceError(f"source: {self.description} changed during the upload "
                               f"(was {before.st_size} bytes, now {after.st_size})")

@@ -7,9 +7,11 @@
   ``finish_when_idle_s``) gives the final size. From then on the plan is a file's of that size: the rest
   goes as whole parts and the last as ``part N/N``.
 * **Waiting holds nothing.** While the next part is not there, the step waits in the delayed set on
-  Redis's clock (``LIVE_POLL_S``) and looks again: no worker slot held, no loop in a worker.
+  Redis's clock and looks again about once a second (``LIVE_POLL_S`` plus the pump's half second): no
+  worker slot held, no loop in a worker. A finish takes the waiting step out and publishes it at once.
 * **Silence ends.** A file that neither grows nor is finished for ``VUQ_LIVE_IDLE_TIMEOUT_S`` (also one
-  that never appears) fails the job, resumable: ``vuq finish`` or ``vuq resume`` continues it.
+  that never appears) fails the job, resumable: ``vuq finish`` or ``vuq resume`` continues it. A job with
+  ``finish_when_idle_s`` and a file that is not empty finishes instead, whichever is longer.
 
 ``look`` decides from the record and the file's size now; it writes nothing itself.
 """
@@ -24,7 +26,7 @@ from tasks.constants import MAX_PARTS
 from tasks.errors import LiveIdle, LiveSizeError
 from tasks.job.record import JobRecord
 
-LIVE_POLL_S = 1.0  # how often a waiting live job looks at its file again
+LIVE_POLL_S = 0.5  # a waiting live job looks again this much later, plus the pump's half second: ~1 s
 FINISH_GRACE_S = 30.0  # a finished file short of its size may still be landing (at most the idle timeout)
 
 
@@ -58,7 +60,8 @@ def look(job: JobRecord, index: int, size: int, now: float, idle_timeout_s: int)
         still_s = now - max(grew_at, job.finished_at or 0.0)
         return _finished(job, size, final, chunk_size, changes, still_s, min(FINISH_GRACE_S, idle_timeout_s))
     ready = size > (index + 1) * chunk_size and index + 1 < MAX_PARTS  # part 10,000 can only be the last
-    if not ready and now - grew_at >= idle_timeout_s:
+    finishes_itself = bool(job.spec.finish_when_idle_s and size)  # it ends when idle: it never times out
+    if not ready and not finishes_itself and now - grew_at >= idle_timeout_s:
         what = "did not appear" if job.live_seen is None and not size else "neither grew nor was finished"
         raise LiveIdle(f"live: the file {what} for {idle_timeout_s} s (VUQ_LIVE_IDLE_TIMEOUT_S); "
                        f"vuq finish {job.job_id} ends it at its size now")

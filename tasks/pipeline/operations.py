@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from tasks.constants import TASK_CHUNK, TASK_CLEANUP, TASK_FINALIZE, TASK_START, TASK_WEBHOOK
+from tasks.constants import MAX_PARTS, TASK_CHUNK, TASK_CLEANUP, TASK_FINALIZE, TASK_START, TASK_WEBHOOK
 from tasks.job.record import NEEDS_TOKEN, TOKEN_FIELD, JobRecord, State, resume_command
 from tasks.job.store import NOW, JobStore
 from tasks.pipeline.message import Send, Step, step_for
@@ -50,13 +50,38 @@ def resume(store: JobStore, job_id: str, send: Send, token: str | None = None) -
 
 
 FINISHABLE = (State.QUEUED, State.UPLOADING, State.FAILED)
+FINISH_ATTEMPTS = 5
 
 
 def finish(store: JobStore, job_id: str, send: Send, size: int | None = None) -> str:
     """End a live job at ``size`` bytes (None: its file's size as the worker that sends the last part
     sees it, the same view its reads have) and wake it at once; a failed one is resumed. What happens,
     in one line; ``OperationError`` when the finish does not apply."""
-    job = _get(store, job_id)
+    for _ in range(FINISH_ATTEMPTS):  # a worker moving the cursor meanwhile: read again, decide again
+        job = _get(store, job_id)
+        changes = _finish_changes(job, size)
+        if isinstance(changes, str):
+            return changes
+        if store.update(job_id, None, changes, expect={"state": [job.state], "next_chunk": [job.next_chunk]}):
+            break
+    else:
+        raise OperationError(f"job {job_id} kept changing while finishing it; try again")
+    at = f"at {size} bytes" if size else "at its file's size"
+    if job.state == State.FAILED:
+        resume(store, job_id, send)
+        return f"job {job_id}: finished {at}; resumed"
+    member = store.wake(job_id)
+    if member:  # its label anew: the job is finished now
+        waiting, _, _ = Step.from_member(member)
+        finished = store.get(job_id)
+        step = step_for(finished, waiting.task, waiting.chunk) if finished else waiting
+        send(replace(step, handoff_at=store.now()))
+    return f"job {job_id}: finished {at}; its last part goes now"
+
+
+def _finish_changes(job: JobRecord, size: int | None) -> dict[str, object] | str:
+    """What a finish writes to ``job``, or the line to answer when it is finished already."""
+    job_id = job.job_id
     if not job.live:
         raise OperationError(f"job {job_id} is not live; only a live job (--live) is finished")
     if job.state not in FINISHABLE:
@@ -71,16 +96,11 @@ def finish(store: JobStore, job_id: str, send: Send, size: int | None = None) ->
                              + "; a finish cannot change it while it runs")
     changes: dict[str, object] = {"finished_at": NOW, "size": size or ""}
     if size and job.chunk_size:
-        changes["chunks_total"] = -(-size // job.chunk_size)
-    written = store.update(job_id, None, changes, expect={"state": [job.state], "next_chunk": [job.next_chunk]})
-    if not written:
-        raise OperationError(f"job {job_id} changed while finishing it; try again")
-    at = f"at {size} bytes" if size else "at its file's size"
-    if job.state == State.FAILED:
-        resume(store, job_id, send)
-        return f"job {job_id}: finished {at}; resumed"
-    store.wake(job_id)
-    return f"job {job_id}: finished {at}; its last part goes now"
+        changes["chunks_total"] = parts = -(-size // job.chunk_size)
+        if parts > MAX_PARTS:
+            raise OperationError(f"job {job_id}: {size} bytes would be more than {MAX_PARTS} parts of "
+                                 f"{job.chunk_size} bytes")
+    return changes
 
 
 def cancel(store: JobStore, job_id: str, send: Send | None = None, keep_video: bool = False) -> str:

@@ -19,7 +19,7 @@ def render(job: JobRecord) -> str:
     moving = job.chunk_bytes if job.state == "uploading" else 0
     if job.live and not size:
         return (f"[{'live'.center(BAR_WIDTH, '~')}]  {format_size(job.bytes_sent + moving)} sent, "
-                f"{job.next_chunk} part(s)  {job.state}, recording").rstrip()
+                f"{job.next_chunk} part(s)  {job.state}, {'finished' if job.finished_at else 'recording'}").rstrip()
     fraction = min(1.0, (job.bytes_sent + moving) / size) if size else 0.0
     filled = int(fraction * BAR_WIDTH)
     bar = "#" * filled + "-" * (BAR_WIDTH - filled)

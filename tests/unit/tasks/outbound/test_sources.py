@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tasks.errors import ConfigError, SourceError, SourceStalled, SourceUnavailable
+from tasks.errors import ConfigError, LiveSizeError, SourceError, SourceStalled, SourceUnavailable
 from tasks.outbound import sources
 from tasks.outbound.address_policy import NetPolicy, parse_allowed_nets
 from tasks.outbound.guarded_transport import guarded_client
@@ -547,3 +547,18 @@ def test_source_limits_are_read_from_the_environment() -> None:
 def test_bad_source_limits_name_their_variable(env: dict[str, str], named: str) -> None:
     with pytest.raises(ConfigError, match=named):
         Settings.from_env(env)
+
+
+def test_a_growing_file_is_known_by_its_inode_and_may_grow_but_not_shrink_under_a_read(tmp_path: Path) -> None:
+    path = tmp_path / "live.mp4"
+    path.write_bytes(b"a" * 1000)
+    with LocalSource(str(path), (tmp_path,), growing=True) as source:
+        first = source.info()
+        with open(path, "ab") as out:
+            out.write(b"b" * 1000)
+        assert source.info().same_source(first.identity) and source.info().size == 2000
+        assert b"".join(source.blocks(0, 1500)) == b"a" * 1000 + b"b" * 500  # grew meanwhile: fine
+        os.truncate(path, 100)
+        with pytest.raises(LiveSizeError, match="shrank") as shrank:
+            b"".join(source.blocks(0, 1000))
+        assert shrank.value.resumable

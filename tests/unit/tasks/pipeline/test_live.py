@@ -259,3 +259,20 @@ def test_look_plans_the_end_from_the_finish() -> None:
         look(_job(finished_at=90.0, size=CHUNK + 1, bytes_sent=CHUNK), 1, CHUNK + 2, 100.0, IDLE_S)
     idle = look(_job(idle=5, live_seen=7, live_grew_at=90.0), 0, 7, 100.0, IDLE_S)
     assert idle.ready and idle.changes["finished_at"] == 100.0 and idle.plan.content_range(0) == "part 1/1"
+
+
+def test_a_job_that_finishes_when_idle_never_times_out_first() -> None:
+    long_idle = _job(idle=7200, live_seen=7, live_grew_at=0.0)
+    assert not look(long_idle, 0, 7, 3600.0, IDLE_S).ready  # past the idle timeout, short of its own: waits
+    assert look(long_idle, 0, 7, 7200.0, IDLE_S).changes["finished_at"] == 7200.0
+    with pytest.raises(LiveIdle):  # an empty file has nothing to finish at: the timeout still holds
+        look(_job(idle=7200, live_seen=0, live_grew_at=0.0), 0, 0, 3600.0, IDLE_S)
+
+
+def test_a_finish_over_ten_thousand_parts_is_refused(build: Build, store: JobStore, growing: Path) -> None:
+    pipeline = build()
+    live_job(store, growing)
+    grow(growing, CHUNK + 1)
+    drive(pipeline, Step(TASK_START, JOB))
+    with pytest.raises(OperationError, match="more than 10000 parts"):
+        finish(store, JOB, lambda s: None, size=10_001 * CHUNK)
