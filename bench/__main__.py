@@ -19,6 +19,7 @@ from bench import (
     fairness,
     handoff,
     history,
+    live,
     memory,
     production,
     ratelimit,
@@ -73,6 +74,7 @@ def sections() -> list[str]:
     out.append("## 9. " + accounts.report([accounts.run()]))
     out.append("## 10. " + fairness.report(fairness.run("live"), fairness.run("backfill")))
     out.append("## 11. " + enqueue.report(enqueue.run()))
+    out.append("## 12. " + live.report(live.run()))
     return out
 
 

@@ -81,6 +81,13 @@ def worker_peaks_kib(main_pid: int) -> dict[str, Any]:
     return {"main": status_kib(main_pid), "children": kids, "max_child": max(kids.values(), default=0)}
 
 
+def reset_peaks(main_pid: int) -> None:
+    """Set VmHWM of a worker's main process and pool children back to their RSS now (clear_refs 5), so
+    the next ``worker_peaks_kib`` is the peak of what ran in between."""
+    for pid in [main_pid, *children(main_pid)]:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
 def cpu_s(pid: int) -> float:
     """User + system CPU seconds a live process has used (/proc/PID/stat)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()

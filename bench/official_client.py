@@ -3,6 +3,12 @@
 Run as its own process so its peak RSS is its own::
 
     python -m bench.official_client URL TOKEN PATH CHUNK_BYTES
+    python -m bench.official_client --growing URL TOKEN PATH CHUNK_BYTES
+
+``--growing`` (``bench.live``) reads a file that is still being written: it prints ``ready``, then
+sends part n as soon as the file holds more than n chunks (one byte held back, as vuq's live jobs
+do), looking at the file's size every ``GROWING_POLL_S``; a line on stdin giving the final size
+ends it: the rest goes as whole parts and the last part.
 
 It points a plain ``ApiClient`` at the emulator (``Configuration(host=…)``: its
 ``AuthenticatedApiClient`` ignores the host, and a delegated token needs no auth
@@ -15,6 +21,7 @@ from __future__ import annotations
 
 import io
 import json
+import select
 import sys
 import time
 from pathlib import Path
@@ -23,6 +30,8 @@ from typing import BinaryIO
 from apivideo.api.videos_api import VideosApi
 from apivideo.api_client import ApiClient
 from apivideo.configuration import Configuration
+
+GROWING_POLL_S = 0.05
 
 
 class Slice(io.RawIOBase):
@@ -72,6 +81,39 @@ def upload(url: str, token: str, path: Path, chunk_bytes: int) -> tuple[str, int
     return str(video.video_id), parts
 
 
+def final_size(timeout_s: float) -> int | None:
+    """The final size once the line giving it is on stdin (waits up to ``timeout_s``), else None."""
+    if not select.select([sys.stdin], [], [], timeout_s)[0]:
+        return None
+    return int(sys.stdin.readline())
+
+
+def upload_growing(url: str, token: str, path: Path, chunk_bytes: int) -> dict[str, object]:
+    """Upload ``path`` while it grows, until stdin gives its final size; when each part went
+    (``time.time()``) and when the last one was answered."""
+    client = ApiClient(Configuration(host=url, chunk_size=chunk_bytes))
+    session = VideosApi(client).create_upload_with_upload_token_progressive_session(token)
+    sent, final, parts = 0, None, []
+    print("ready", flush=True)
+    with open(path, "rb") as handle:
+        while True:
+            if final is None:
+                final = final_size(GROWING_POLL_S)
+            size = path.stat().st_size
+            limit = final if final is not None else size
+            while limit - sent > chunk_bytes:  # a whole part, and at least one byte left for the last
+                began = time.time()
+                session.uploadPart(Slice(handle, sent, chunk_bytes, path.name))
+                parts.append([began, time.time()])
+                sent += chunk_bytes
+            if final is not None:
+                break
+        began = time.time()
+        video = session.uploadLastPart(Slice(handle, sent, final - sent, path.name))
+        parts.append([began, time.time()])
+    return {"video_id": str(video.video_id), "parts": parts, "answered_at": parts[-1][1]}
+
+
 def peak_rss_kib() -> int:
     """This process's VmHWM (imports nothing of vuq, so the peak is the client's own)."""
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -81,6 +123,10 @@ def peak_rss_kib() -> int:
 
 
 def main(argv: list[str]) -> int:
+    if argv[0] == "--growing":
+        url, token, path, chunk = argv[1], argv[2], Path(argv[3]), int(argv[4])
+        print(json.dumps({**upload_growing(url, token, path, chunk), "vmhwm_kib": peak_rss_kib()}))
+        return 0
     url, token, path, chunk = argv[0], argv[1], Path(argv[2]), int(argv[3])
     started = time.perf_counter()
     video_id, parts = upload(url, token, path, chunk)
