@@ -13,7 +13,6 @@ import sys
 from typing import Any
 
 from tasks import (
-    OperationError,
     cancel_upload,
     enqueue_many,
     enqueue_upload,
@@ -168,38 +167,24 @@ def jobs(states: list[str] | None, limit: int, before: str | None, as_json: bool
 
 
 def resume(job_id: str, token: str | None) -> int:
-    try:
-        step = resume_upload(job_id, token)
-    except OperationError as exc:
-        raise CommandError(str(exc)) from None
+    step = resume_upload(job_id, token)
     where = f"chunk {step.chunk + 1}" if step.chunk is not None else step.task.rsplit(".", 1)[-1]
     print(f"job {job_id}: resumed at {where}" + (" with a new upload token" if token else ""))
     return 0
 
 
 def cancel(job_id: str, keep_video: bool) -> int:
-    try:
-        video = cancel_upload(job_id, keep_video)
-    except OperationError as exc:
-        raise CommandError(str(exc)) from None
-    print(f"job {job_id}: cancelled; video: {video}")
+    print(f"job {job_id}: cancelled; video: {cancel_upload(job_id, keep_video)}")
     return 0
 
 
 def finish(job_id: str, size: int | None) -> int:
-    try:
-        line = finish_upload(job_id, size)
-    except OperationError as exc:
-        raise CommandError(str(exc)) from None
-    print(line)
+    print(finish_upload(job_id, size))
     return 0
 
 
 def webhook(job_id: str) -> int:
-    try:
-        redeliver_webhook(job_id)
-    except OperationError as exc:
-        raise CommandError(str(exc)) from None
+    redeliver_webhook(job_id)
     print(f"job {job_id}: its webhook will be delivered again")
     return 0
 

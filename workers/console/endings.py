@@ -2,7 +2,8 @@
 
 Exit status 2: configuration or usage (a bad VUQ_* value, a bad option, a spec field, a
 source the CLI can see is wrong). Exit status 1: the command could not do its work (Redis
-unreachable, no such job, a job that ended failed). ``vuq --debug …`` shows the traceback.
+unreachable, no such job, an operator action that does not apply to the job, a job that
+ended failed). ``vuq --debug …`` shows the traceback.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import redis
 from kombu.exceptions import OperationalError
 
+from tasks import OperationError
 from tasks.errors import ConfigError, EnqueueError, SpecError
 from tasks.job import unreachable
 from tasks.redact import redact
@@ -38,7 +40,7 @@ def ending(exc: BaseException, settings: Settings | None) -> tuple[int, str]:
         return USAGE_STATUS, str(exc)
     if isinstance(exc, CommandError):
         return exc.status, str(exc)
-    if isinstance(exc, EnqueueError):
+    if isinstance(exc, EnqueueError | OperationError):  # an operator action that does not apply: it says why
         return FAILURE_STATUS, str(exc)
     if isinstance(exc, redis.RedisError | OperationalError | ConnectionError):
         url = settings.redis_url if settings else ""
