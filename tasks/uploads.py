@@ -25,6 +25,7 @@ from tasks.pipeline import Attempt, Continue, Fail, Step
 from tasks.pipeline import Retry as Retrying
 from tasks.pipeline.intake import accept_spec, checked_message, refuse_message
 from tasks.redact import mask_secrets, redact
+from tasks.telemetry import incoming_traceparent
 
 # Publishing the next step waits out a short broker outage (a Redis restart) before giving up;
 # if it still fails, the cursor has moved and the janitor sends the step.
@@ -62,7 +63,9 @@ class UploadTask(Task):
 def start(self: Task, *args: Any, **kwargs: Any) -> None:
     """Validate, stat the source, plan chunks, send chunk 0, record the videoId."""
     if not args and set(kwargs) - {"job_id"}:  # a whole spec, sent by another service
-        kwargs = {"job_id": accept_spec(runtime.pipeline(), kwargs, kwargs.pop("job_id", None), self.request.id)}
+        sender_trace = incoming_traceparent(getattr(self.request, "traceparent", None))
+        kwargs = {"job_id": accept_spec(runtime.pipeline(), kwargs, kwargs.pop("job_id", None), self.request.id,
+                                        sender_trace)}
     run_step(self, checked(self, TASK_START, args, kwargs, ("job_id",)))
 
 

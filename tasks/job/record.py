@@ -80,6 +80,7 @@ class JobRecord:
     token_expires_at: float | None = None  # when a token vuq minted for it expires (Redis's clock)
     callback_attempts: int = 0  # deliveries of its webhook tried since it ended
     callback_again: bool = False  # an operator asked for its webhook to be delivered again
+    traceparent: str | None = None  # its trace's root span, W3C (tasks.telemetry.context); None: not traced
 
     @classmethod
     def from_hash(cls, data: dict[str, str]) -> JobRecord:
@@ -109,6 +110,7 @@ class JobRecord:
             queue=text("queue"), account=text("account"), token_only=data.get("token_only") == "1",
             nonce=text("nonce"), token_expires_at=real("token_expires_at"),
             callback_attempts=num("callback_attempts") or 0, callback_again=data.get("callback_again") == "1",
+            traceparent=text("traceparent"),
         )
 
     @property
