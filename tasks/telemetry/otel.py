@@ -211,7 +211,9 @@ class Tracing:
         return {k: self._text(v) if isinstance(v, str) else v for k, v in attributes.items() if v is not None}
 
     def _resource(self) -> Resource:
-        detected = Resource.create({"service.name": SERVICE_NAME, "service.version": _version()})  # OTEL_* win
+        detected = Resource.create({"service.version": _version()})  # with OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES
+        if str(detected.attributes.get("service.name", "unknown_service")).startswith("unknown_service"):
+            detected = detected.merge(Resource({"service.name": SERVICE_NAME}))
         cleaned = {k: self._text(v) if isinstance(v, str) else v for k, v in detected.attributes.items()}
         return Resource(cleaned, detected.schema_url)
 

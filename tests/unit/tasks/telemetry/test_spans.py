@@ -216,3 +216,29 @@ def test_with_tracing_off_a_job_records_no_trace_and_steps_make_no_span(build: B
     with telemetry.step(TASK_CHUNK, "j1", 0) as state:
         telemetry.joined(record(store))
         assert state.span is None and telemetry.request("api.video", "GET", "u") is telemetry.NO_CALL
+
+
+@pytest.mark.parametrize(("env", "name"), [({}, "vuq"), ({"OTEL_SERVICE_NAME": "uploads"}, "uploads"),
+                                           ({"OTEL_RESOURCE_ATTRIBUTES": "service.name=media"}, "media")])
+def test_the_service_is_vuq_unless_the_otel_variables_name_it(monkeypatch: pytest.MonkeyPatch, env: dict[str, str],
+                                                              name: str) -> None:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    telemetry.forget()
+    try:
+        tracing = telemetry.setup((), exporter=InMemorySpanExporter())
+        assert tracing is not None and tracing.provider.resource.attributes["service.name"] == name
+    finally:
+        telemetry.forget()
+
+
+def test_resource_attributes_are_redacted_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", f"deployment.environment=prod,note=key {API_KEY} t={UPLOAD_TOKEN}")
+    telemetry.forget()
+    try:
+        tracing = telemetry.setup(SECRETS, exporter=InMemorySpanExporter())
+        assert tracing is not None
+        shown = str(dict(tracing.provider.resource.attributes))
+    finally:
+        telemetry.forget()
+    assert "prod" in shown and API_KEY not in shown and UPLOAD_TOKEN not in shown
