@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench import emulator_ingest, handoff, history, memory, production, ratelimit, scaling, single_file
+from bench import emulator_ingest, handoff, history, memory, production, ratelimit, scaling, single_file, tracing
 from bench.common import MIB, machine, table
 
 RESULTS_PATH = Path(__file__).with_name("results.md")
@@ -58,6 +58,8 @@ def sections() -> list[str]:
     out.append("## 6. " + ingest_report(emulator_ingest.run()))
     out.append("## 7. " + production.report(production.run()))
     out.append("## 8. " + history.report(history.run()))
+    out.append("## 9. " + tracing.report(tracing.handoffs(tracing.DEFAULT_SIZE_BYTES, handoff.DEFAULT_CHUNK_BYTES, 2),
+                                         tracing.seams()))
     return out
 
 
