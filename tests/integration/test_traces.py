@@ -6,6 +6,7 @@ spans beneath the steps, no secret in any span, event or resource; JSON log line
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 from tasks import telemetry
 from tasks.constants import MIB, TASK_CHUNK, TASK_FINALIZE, TASK_START, TASK_WEBHOOK
 from tasks.job.record import State
-from tests.support.otlp import Receiver, Span, receiving_traces, tree
+from tests.support.otlp import Receiver, Span, receiving_traces, svg, tree
 from tests.support.range_server import serving
 from tests.support.receiver import receiving
 from tests.support.stack import API_KEY, Stack, running_stack
@@ -91,6 +92,10 @@ def test_a_job_whose_worker_was_killed_is_one_trace_of_direct_children(otlp: Rec
     trace = telemetry.of_job(job)
     spans = wait_for(lambda: _job_spans(otlp, job_id) if _webhook_done(otlp, job_id) else None, 30, "the spans")
     print(tree([s for s in otlp.collected() if s.trace_id == trace.trace_hex]))  # pytest -s shows it
+    if os.environ.get("VUQ_TRACE_PICTURE"):  # docs/trace.svg was drawn so
+        Path(os.environ["VUQ_TRACE_PICTURE"]).write_text(svg(
+            [s for s in otlp.collected() if s.trace_id == trace.trace_hex],
+            f"one job of {CHUNKS} chunks; the worker sending chunk #{killed} SIGKILLed, the janitor continues"))
     assert {s.trace_id for s in spans} == {trace.trace_hex}, "one trace"
     everything = [s for s in otlp.collected() if s.trace_id == trace.trace_hex]
     roots = [s for s in everything if not s.parent_id]
@@ -138,3 +143,22 @@ def _job_spans(otlp: Receiver, job_id: str) -> list[Span] | None:
 def _webhook_done(otlp: Receiver, job_id: str) -> bool:
     return any(s.name == TASK_WEBHOOK and s.attributes.get("vuq.job.id") == job_id for s in otlp.collected())
 
+
+
+@pytest.mark.parametrize("pool", ["threads", "solo"])
+def test_threads_and_solo_workers_trace_in_their_own_process(otlp: Receiver, tmp_path: Path, redis_url: str,
+                                                             pool: str) -> None:
+    (tmp_path / "logs").mkdir()
+    with running_stack(tmp_path, redis_url, workers=1, concurrency=2 if pool == "threads" else 1,
+                       pool=pool) as stack:
+        path, _ = stack.file("small.mp4", 2 * 5 * MIB + 7, seed=3)
+        job = stack.wait_final(stack.enqueue(path, chunk_size="5MiB"), timeout_s=60)
+        assert job.state == State.DONE, job.error
+        spans = wait_for(lambda: _job_spans(otlp, job.job_id), 30, "the spans")
+    trace = telemetry.of_job(job)
+    root = next(s for s in spans if s.name == "vuq.job")
+    steps = [s for s in spans if s.kind == "consumer"]
+    assert {s.trace_id for s in spans} == {trace.trace_hex} and not root.parent_id
+    assert [s.name for s in sorted(steps, key=lambda s: s.start_ns)] == [TASK_START, TASK_CHUNK, TASK_CHUNK,
+                                                                          TASK_FINALIZE]
+    assert all(s.parent_id == root.span_id for s in steps)

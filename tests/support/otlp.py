@@ -165,3 +165,51 @@ def tree(spans: list[Span], shown: tuple[str, ...] = ("vuq.chunk.index", "vuq.ch
         lines.append("(parent not received: the step the SIGKILL ended)")
         show("(not received)", 1)
     return "\n".join(lines)
+
+
+COLOURS = {"internal": "#7a7a7a", "consumer": "#3b6fb6", "client": "#e08a2c"}
+
+
+def svg(spans: list[Span], title: str = "") -> str:
+    """The spans of one trace as a timeline picture (SVG): one row per span in tree order, indented names on
+    the left, bars on a common time axis (root grey, steps blue, requests orange, the janitor's rescue red)."""
+    ids = {s.span_id for s in spans}
+    rows: list[tuple[int, Span]] = []
+
+    def walk(parent: str, depth: int) -> None:
+        for s in sorted((s for s in spans if s.parent_id == parent), key=lambda s: s.start_ns):
+            rows.append((depth, s))
+            walk(s.span_id, depth + 1)
+
+    walk("", 0)
+    rows += [(1, s) for s in sorted(spans, key=lambda s: s.start_ns) if s.parent_id and s.parent_id not in ids]
+    start = min(s.start_ns for s in spans)
+    span_s = max((max(s.end_ns for s in spans) - start) / 1e9, 0.001)
+    left, width, row, top = 330, 620, 17, 56
+    scale = width / span_s
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 20}" height="{top + row * len(rows) + 30}" '
+           'font-family="DejaVu Sans Mono, monospace" font-size="11">',
+           f'<rect width="100%" height="100%" fill="white"/><text x="8" y="18" font-size="13">{_xml(title)}</text>']
+    step = next(t for t in (0.5, 1, 2, 5, 10, 30, 60, 300, 600, 3600) if span_s / t <= 12)
+    for k in range(int(span_s / step) + 1):
+        x = left + k * step * scale
+        out.append(f'<line x1="{x:.1f}" y1="{top - 8}" x2="{x:.1f}" y2="{top + row * len(rows)}" stroke="#e6e6e6"/>'
+                   f'<text x="{x:.1f}" y="{top - 12}" fill="#777" text-anchor="middle">{k * step:g}s</text>')
+    for i, (depth, s) in enumerate(rows):
+        y = top + i * row
+        colour = "#c0392b" if s.name == "vuq.janitor.rescue" else COLOURS.get(s.kind, "#7a7a7a")
+        label = s.name + (f" #{s.attributes['vuq.chunk.index']}" if "vuq.chunk.index" in s.attributes else "")
+        if s.parent_id and s.parent_id not in ids:
+            label += " (its step was killed)"
+        x, w = left + (s.start_ns - start) / 1e9 * scale, max((s.end_ns - s.start_ns) / 1e9 * scale, 1.5)
+        error = s.status == 2 or int(s.attributes.get("http.response.status_code", 0) or 0) >= 400
+        outline = ' stroke="#c0392b" stroke-width="1.5"' if error else ""
+        out.append(f'<text x="{8 + 12 * depth}" y="{y + 12}">{_xml(label)}</text>'
+                   f'<rect x="{x:.1f}" y="{y + 3}" width="{w:.1f}" height="{row - 5}" rx="2" '
+                   f'fill="{colour}"{outline}/>')
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+def _xml(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
