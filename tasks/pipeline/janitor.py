@@ -98,6 +98,6 @@ def resend_webhooks(store: JobStore, send: Send, stale_after_s: float, queue: st
     for job_id in owed:
         store.outbox_later(job_id, 0.0)
         send(Step(TASK_WEBHOOK, job_id))
-        traced_rescue(records[job_id], TASK_WEBHOOK, store.now() - (records[job_id].ended_at or 0.0))
+        traced_rescue(records[job_id], TASK_WEBHOOK)
         log.warning("janitor: job %s's completion webhook was not delivered; sent again", job_id)
     return owed

@@ -132,13 +132,14 @@ class Tracing:
                                                                 f"{getattr(job, 'error', None) or ''}")))
         root.end(end_time=max(end_ns, int(job.created_at * 1e9)))
 
-    def rescue(self, job: ctx.TracedJob, task: str, idle_s: float) -> None:
+    def rescue(self, job: ctx.TracedJob, task: str, idle_s: float | None) -> None:
         found = self._trace(job)
         if not found.sampled:
             return
         span = self.tracer.start_span(RESCUE_NAME, context=self._remote(found.trace_id, found.root_id, True),
                                       kind=SpanKind.INTERNAL)
-        span.set_attributes(self._clean({**job_attributes(job), "vuq.task": task, "vuq.idle_s": round(idle_s, 3)}))
+        idle = {"vuq.idle_s": round(idle_s, 3)} if idle_s is not None else {}
+        span.set_attributes(self._clean({**job_attributes(job), "vuq.task": task, **idle}))
         span.end()
 
     # -- steps ---------------------------------------------------------------------------------------

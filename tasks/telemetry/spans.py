@@ -231,8 +231,8 @@ def resumed(job: ctx.TracedJob) -> ctx.TraceFields:
     return {"traceparent": ctx.resumed(job)}
 
 
-def rescued(job: ctx.TracedJob, task: str, idle_s: float) -> None:
-    """The janitor sent ``task`` for ``job``, which nobody had moved for ``idle_s``."""
+def rescued(job: ctx.TracedJob, task: str, idle_s: float | None = None) -> None:
+    """The janitor sent ``task`` for ``job``, which nobody had moved for ``idle_s`` (when known)."""
     current = tracing()
     if current is not None:
         current.rescue(job, task, idle_s)
