@@ -25,6 +25,7 @@ from bench import (
     ratelimit,
     scaling,
     single_file,
+    tracing,
 )
 from bench.common import MIB, machine, table
 
@@ -75,6 +76,8 @@ def sections() -> list[str]:
     out.append("## 10. " + fairness.report(fairness.run("live"), fairness.run("backfill")))
     out.append("## 11. " + enqueue.report(enqueue.run()))
     out.append("## 12. " + live.report(live.run()))
+    out.append("## 13. " + tracing.report(tracing.handoffs(tracing.DEFAULT_SIZE_BYTES, handoff.DEFAULT_CHUNK_BYTES, 2),
+                                          tracing.seams()))
     return out
 
 

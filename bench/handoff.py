@@ -15,6 +15,7 @@ import argparse
 import itertools
 import sys
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from bench import emulator_ingest
@@ -38,18 +39,20 @@ def gaps_ms(log: list[dict[str, Any]]) -> list[float]:
 
 
 def run(size: int = DEFAULT_SIZE_BYTES, chunk: int = DEFAULT_CHUNK_BYTES, pool: str = "prefork",
-        concurrency: int = 2) -> dict[str, Any]:
-    """One job of ``size`` bytes in ``chunk``-byte chunks; gap statistics in milliseconds."""
+        concurrency: int = 2, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """One job of ``size`` bytes in ``chunk``-byte chunks; gap statistics in milliseconds. ``env``: more
+    environment for the worker (``bench.tracing`` turns tracing on and off with it)."""
     flush_redis()
     with bench_dir(2 * size) as tmp, running_stack(tmp, REDIS_URL, workers=1, concurrency=concurrency,
-                                                      pool=pool) as stack:
+                                                      pool=pool, **dict(env or {})) as stack:
         path = stack.root / "handoff.mp4"
         emulator_ingest.make_source(path, size)
         since = time.monotonic()
         job = stack.wait_final(stack.enqueue(path, chunk_size=chunk), JOB_TIMEOUT_S)
         log = [e for e in stack.emulator.requests_log() if e["started"] >= since]
     label = f"{size // MIB} MiB in {chunk // MIB} MiB chunks, {pool} pool, concurrency {concurrency}"
-    return summary(gaps_ms(log), label, str(job.state))
+    gaps = gaps_ms(log)
+    return {**summary(gaps, label, str(job.state)), "gaps": gaps}
 
 
 def summary(gaps: list[float], label: str, state: str = "done") -> dict[str, Any]:

@@ -240,6 +240,7 @@ class Throttled(VuqError):
     def __init__(self, wait_s: float, request_class: str = "upload") -> None:
         super().__init__(f"api.video {request_class} rate limit reached; next slot in {wait_s:.1f}s")
         self.wait_s = wait_s
+        self.request_class = request_class
 
 
 class Busy(Throttled):

@@ -36,6 +36,7 @@ from tasks.pipeline.message import Step, step_for
 from tasks.pipeline.operations import RetryOutcome, cancel, finish, redeliver, resume, retry_failed
 from tasks.pipeline.wire import celery_message
 from tasks.settings import Settings, get_settings
+from tasks.telemetry import job_started
 
 log = logging.getLogger(__name__)
 BULK_BATCH = 500  # jobs a bulk enqueue writes in one round trip
@@ -60,7 +61,8 @@ def enqueue_upload(source: str, *, token: str | None = None, video: dict[str, An
     job_id = str(spec.job_id)
     store = job_store(settings)
     try:
-        created = store.create(spec, queue=settings.queue, replicas=1 if settings.sentinel else 0)
+        created = store.create(spec, queue=settings.queue, replicas=1 if settings.sentinel else 0,
+                               **job_started(job_id))
     except redis.RedisError as exc:
         raise EnqueueError(unreachable(settings.redis_url, exc)) from None
     if created.created and settings.sentinel and not created.replicated:
@@ -158,11 +160,12 @@ def _enqueue_batch(jobs: list[tuple[int, UploadSpec, str]], results: list[str | 
     try:
         if settings.redis_url == settings.broker_url:
             created = store.create_many([(spec, message) for _, spec, message in jobs], settings.queue,
+                                        [job_started(str(spec.job_id)) for _, spec, _ in jobs],
                                         queue=settings.queue)
             if settings.sentinel:  # a replica holds the batch before the producer is answered
                 store.redis.execute_command("WAIT", 1, REPLICATION_WAIT_MS)
         else:
-            created = [store.create(spec, queue=settings.queue) for _, spec, _ in jobs]
+            created = [store.create(spec, queue=settings.queue, **job_started(str(spec.job_id))) for _, spec, _ in jobs]
             for (_, spec, _), outcome in zip(jobs, created, strict=True):
                 if outcome.created:
                     send_step(replace(_start(spec), handoff_at=outcome.at), settings)

@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_API_BASE_URL = "http://127.0.0.1:8765"
 DEFAULT_BEAT_SCHEDULE = "~/.local/state/vuq/celerybeat-schedule"
+LOG_FORMATS = ("text", "json")
 DEFAULT_METRICS_ADDRESS = "127.0.0.1"  # metrics say what is uploaded; bind wider only for a scraper
 URL_VARIABLES = (("broker_url", "VUQ_BROKER_URL"), ("redis_url", "VUQ_REDIS_URL"))
 PASSWORD_VARIABLES = "VUQ_REDIS_PASSWORD (or VUQ_REDIS_PASSWORD_FILE)"
@@ -84,6 +85,7 @@ class Settings:
     metrics_port: int | None = None
     flower_basic_auth: str | None = field(default=None, repr=False)
     log_level: str = "INFO"
+    log_format: str = "text"  # or "json": one object per line, with the job, chunk, trace and span ids
     rate_limits: dict[str, int] = field(default_factory=dict)  # per class; a missing class is learned
     beat_schedule: str = DEFAULT_BEAT_SCHEDULE  # beat's state file, kept out of the working directory
     job_retention_s: int = DEFAULT_JOB_RETENTION_S  # done and cancelled jobs; 0 keeps forever
@@ -129,6 +131,8 @@ class Settings:
         uses_sentinel = any(is_sentinel(url) for url in (self.broker_url, self.redis_url))
         if uses_sentinel and not self.sentinel_master:
             raise ConfigError("sentinel:// URLs need VUQ_SENTINEL_MASTER: the name the sentinels monitor")
+        if self.log_format not in LOG_FORMATS:
+            raise ConfigError(f"VUQ_LOG_FORMAT must be {' or '.join(LOG_FORMATS)}, not {self.log_format!r}")
         if self.source_min_bytes_per_s and self.source_window_s <= 0:
             raise ConfigError("VUQ_SOURCE_WINDOW_S must be above 0 while VUQ_SOURCE_MIN_BYTES_PER_S is set")
         self._complete_redis_urls()
@@ -221,6 +225,7 @@ class Settings:
             metrics_port=reader.optional_integer("VUQ_METRICS_PORT"),
             flower_basic_auth=reader.secret("VUQ_FLOWER_BASIC_AUTH", "VUQ_FLOWER_BASIC_AUTH_FILE"),
             log_level=reader.text("VUQ_LOG_LEVEL", default.log_level).upper(),
+            log_format=reader.text("VUQ_LOG_FORMAT", default.log_format).lower(),
             rate_limits=reader.parsed("VUQ_RATE_LIMITS", parse_rate_limits, default.rate_limits),
             beat_schedule=reader.text("VUQ_BEAT_SCHEDULE", _default_beat_schedule(env)),
             job_retention_s=reader.integer("VUQ_JOB_RETENTION_S", default.job_retention_s, minimum=0),

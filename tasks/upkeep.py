@@ -11,7 +11,7 @@ import redis
 from celery import Task, shared_task
 from celery.exceptions import Retry
 
-from tasks import runtime
+from tasks import runtime, telemetry
 from tasks.constants import TASK_CLEANUP, TASK_JANITOR, TASK_WEBHOOK
 from tasks.errors import BadMessage
 from tasks.job.connections import SentinelOptions, redis_client
@@ -32,7 +32,8 @@ def webhook(self: Task, *args: Any, **kwargs: Any) -> None:
     most VUQ_MAX_RETRIES + 1 attempts in all (``tasks.pipeline.callbacks``)."""
     job_id = checked(self, TASK_WEBHOOK, args, kwargs, ("job_id",)).job_id
     pipeline = runtime.pipeline()
-    again_in = deliver_webhook(pipeline.store, pipeline.sources, pipeline.settings, job_id, CALLBACK_DEADLINE_S)
+    with telemetry.step(TASK_WEBHOOK, job_id, attempt=self.request.retries or 0):
+        again_in = deliver_webhook(pipeline.store, pipeline.sources, pipeline.settings, job_id, CALLBACK_DEADLINE_S)
     if again_in is not None:
         retry = Step(TASK_WEBHOOK, job_id, queue=pipeline.settings.queue)
         pipeline.store.later(retry.to_member(self.request.id, self.request.retries + 1), again_in)
@@ -46,7 +47,8 @@ def cleanup(self: Task, *args: Any, **kwargs: Any) -> None:
     job_id = checked(self, TASK_CLEANUP, args, kwargs, ("job_id",)).job_id
     pipeline = runtime.pipeline()
     assert pipeline.keyring is not None
-    again_in = clean_up(pipeline.store, pipeline.keyring, job_id)
+    with telemetry.step(TASK_CLEANUP, job_id):
+        again_in = clean_up(pipeline.store, pipeline.keyring, job_id)
     if again_in is not None:
         pipeline.store.later(Step(TASK_CLEANUP, job_id, queue=pipeline.settings.queue).to_member(), again_in)
 

@@ -29,6 +29,7 @@ from tasks.pipeline.intake import accept_spec, checked_finish, checked_message, 
 from tasks.pipeline.operations import OperationError
 from tasks.pipeline.operations import finish as finish_job
 from tasks.redact import mask_secrets, redact
+from tasks.telemetry import incoming_traceparent
 
 log = logging.getLogger(__name__)
 Checked = TypeVar("Checked")
@@ -68,7 +69,9 @@ class UploadTask(Task):
 def start(self: Task, *args: Any, **kwargs: Any) -> None:
     """Validate, stat the source, plan chunks, send chunk 0, record the videoId."""
     if not args and set(kwargs) - {"job_id"}:  # a whole spec, sent by another service
-        kwargs = {"job_id": accept_spec(runtime.pipeline(), kwargs, kwargs.pop("job_id", None), self.request.id)}
+        sender_trace = incoming_traceparent(getattr(self.request, "traceparent", None))
+        kwargs = {"job_id": accept_spec(runtime.pipeline(), kwargs, kwargs.pop("job_id", None), self.request.id,
+                                        sender_trace)}
     run_step(self, checked(self, TASK_START, args, kwargs, ("job_id",)))
 
 

@@ -26,6 +26,7 @@ from tasks.constants import (
     ACCESS_TOKEN_WAIT_S,
 )
 from tasks.errors import ApiRejected, ConfigError
+from tasks.telemetry import event
 
 T = TypeVar("T")
 _POLL_S = 0.05
@@ -79,4 +80,5 @@ class AccessTokens:
         valid_s = max(1, lifetime_s - ACCESS_TOKEN_REFRESH_MARGIN_S) if lifetime_s > 2 * ACCESS_TOKEN_REFRESH_MARGIN_S \
             else max(1, lifetime_s // 2)
         self.redis.set(self.cache_key, token, ex=valid_s)
+        event("vuq.access_token.renewed", valid_s=valid_s)
         return token

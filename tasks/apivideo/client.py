@@ -19,6 +19,7 @@ import httpx
 from tasks.apivideo.multipart import multipart_body
 from tasks.errors import ApiRejected, ApiUnavailable, Throttled, is_retryable_status
 from tasks.redact import redact
+from tasks.telemetry import request as traced
 
 log = logging.getLogger(__name__)
 # api.video's rate-limit classes (per account and minute): what each request counts against.
@@ -127,14 +128,18 @@ class ApiClient:
             headers["Authorization"] = authorization
         shown = f"{method} {redact(path, secrets)}"  # a path may hold a token (/upload-tokens/{token})
         self._pace(request_class)
-        try:
-            response = self.http.request(method, self.base_url + path, headers=headers, **kwargs)
-        except httpx.TimeoutException as exc:
-            raise ApiUnavailable(f"api.video {shown} timed out ({type(exc).__name__})", reason="timeout") from None
-        except httpx.TransportError as exc:
-            detail = redact(str(exc), secrets)
-            raise ApiUnavailable(f"api.video {shown} failed: {type(exc).__name__}: {detail}",
-                                 reason="connection") from None
+        route = api_route(path)  # what a trace shows: never an id or a token of the path, never the query
+        with traced("api.video", method, self.base_url + route, route, request_class) as call:
+            try:
+                response = self.http.request(method, self.base_url + path, headers=headers, **kwargs)
+            except httpx.TimeoutException as exc:
+                raise ApiUnavailable(f"api.video {shown} timed out ({type(exc).__name__})", reason="timeout") from None
+            except httpx.TransportError as exc:
+                detail = redact(str(exc), secrets)
+                raise ApiUnavailable(f"api.video {shown} failed: {type(exc).__name__}: {detail}",
+                                     reason="connection") from None
+            call.answered(response.status_code, len(response.content),
+                          _length(response.request.headers.get("content-length")))
         if self.pacer is not None:
             self.pacer.observe(request_class, response.status_code, response.headers)
         if response.is_success:
@@ -175,3 +180,15 @@ def _seconds(value: str) -> float | None:
     except ValueError:
         return None
     return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+def api_route(path: str) -> str:
+    """The route of an api.video path: ``/videos/{videoId}/status``, ``/upload-tokens/{uploadToken}``."""
+    parts = path.split("/")
+    if len(parts) > 2 and parts[2] and parts[1] in ("videos", "upload-tokens"):
+        parts[2] = "{videoId}" if parts[1] == "videos" else "{uploadToken}"
+    return "/".join(parts)
+
+
+def _length(value: str | None) -> int | None:
+    return int(value) if value and value.isdigit() else None

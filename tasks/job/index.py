@@ -33,7 +33,7 @@ RECORD_FIELDS = ("job_id", "state", "spec", "size", "chunk_size", "chunks_total"
                  "handoff_at", "wake_at", "step_starts", "source_identity", "token_minted", "container_pending",
                  "verify_upload", "callback", "cleanup", "queue", "account", "token_only", "nonce",
                  "token_expires_at", "callback_attempts", "callback_again", "finished_at", "live_seen",
-                 "live_grew_at", "moved_at")
+                 "live_grew_at", "moved_at", "traceparent")
 PRUNE_BATCH = 1000
 PAGE_BATCH = 200  # records read at a time for a filtered listing
 PAGE_SCAN = 20_000  # a filtered listing reads at most this many records for one page

@@ -84,6 +84,7 @@ class JobRecord:
     live_seen: int | None = None  # a live job: its file's size when a step last looked
     live_grew_at: float | None = None  # a live job: when its file was last seen growing (or its wait began)
     moved_at: float | None = None  # when the step holding it began, or last moved a byte (`vuq health`)
+    traceparent: str | None = None  # its trace's root span, W3C (tasks.telemetry.context); None: not traced
 
     @classmethod
     def from_hash(cls, data: dict[str, str]) -> JobRecord:
@@ -115,6 +116,7 @@ class JobRecord:
             callback_attempts=num("callback_attempts") or 0, callback_again=data.get("callback_again") == "1",
             finished_at=real("finished_at"), live_seen=num("live_seen"), live_grew_at=real("live_grew_at"),
             moved_at=real("moved_at"),
+            traceparent=text("traceparent"),
         )
 
     @property

@@ -127,16 +127,18 @@ class JobStore(JobIndex):
             result, acked = self._create(keys=job_keys(job_id), args=args), 0
         return _created(result, acked)
 
-    def create_many(self, jobs: Sequence[tuple[UploadSpec, str]], queue_key: str, **fields: object) -> list[Created]:
+    def create_many(self, jobs: Sequence[tuple[UploadSpec, str]], queue_key: str,
+                    each: Sequence[Mapping[str, object]] = (), **fields: object) -> list[Created]:
         """Create every job of ``jobs`` (a spec and its start message) and push each new one's message on
         the broker's list ``queue_key`` (the broker is this Redis), in one script call; an id in use is
-        left alone and gets no message, as ``create`` does."""
+        left alone and gets no message, as ``create`` does. ``each``: more fields of each job, in order."""
         if not jobs:
             return []
         args: list[str | int] = [*self.keep, JOB_KEY.format(job_id=""), LEASE_KEY.format(job_id=""),
                                  REVOKE_TOKEN_KEY.format(job_id="")]
-        for spec, message in jobs:
-            values = {name: _text(value) for name, value in _values(spec, True, None, fields).items()}
+        for index, (spec, message) in enumerate(jobs):
+            own = {**fields, **(each[index] if index < len(each) else {})}
+            values = {name: _text(value) for name, value in _values(spec, True, None, own).items()}
             args += [_job_id(spec), message, json.dumps(values)]
         keys = [*job_keys(""), queue_key]
         return [_created(result) for result in self._enqueue(keys=keys, args=args)]

@@ -21,6 +21,7 @@ from tasks.constants import KIB
 from tasks.errors import PermanentError, RetryableError, is_retryable_status
 from tasks.outbound.guarded_transport import deadline
 from tasks.redact import mask_url
+from tasks.telemetry import request as traced
 
 DEADLINE_S = 15.0  # one attempt, connection to last byte
 TIMEOUT_S = DEADLINE_S  # the name callers knew
@@ -34,8 +35,9 @@ def post_callback(http: httpx.Client, url: str, body: bytes, headers: Mapping[st
     target = mask_url(url)
     began = time.monotonic()
     try:
-        with deadline(began + deadline_s), \
+        with traced("callback", "POST", target) as call, deadline(began + deadline_s), \
                 http.stream("POST", url, content=body, headers=dict(headers), timeout=deadline_s) as response:
+            call.answered(response.status_code, sent=len(body))
             _read_some(response, max_answer_bytes)
     except httpx.TimeoutException:
         raise RetryableError(f"callback {target} did not answer within {deadline_s:g} s", reason="callback") from None

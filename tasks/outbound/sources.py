@@ -54,6 +54,7 @@ from tasks.errors import (
 )
 from tasks.outbound.guarded_transport import deadline
 from tasks.redact import mask_url
+from tasks.telemetry import request as traced
 
 T = TypeVar("T")
 # api.video's limit on one video file: "The video file size is limited to 30 GiB" = 32,212,254,720 bytes.
@@ -486,17 +487,20 @@ class HttpSource:
         """One Range GET, its answer streamed; failures translated into our errors."""
         headers = {"Range": f"bytes={start}-{start + length - 1}"}
         request = self.http.build_request("GET", self.url, headers=headers)
-        response = self._read(pace, lambda: self.http.send(request, stream=True), f"cannot reach {self.description}")
-        try:
-            if response.status_code >= 400:
-                if is_retryable_status(response.status_code):
-                    raise SourceUnavailable(f"source: {self.description} answered {response.status_code}",
-                                            reason="source")
-                raise SourceError(f"source: {self.description} answered {response.status_code} "
-                                  f"{response.reason_phrase}")
-            yield response
-        finally:
-            response.close()
+        with traced("source", "GET", self.description) as call:  # the URL masked: no query, no user info
+            response = self._read(pace, lambda: self.http.send(request, stream=True),
+                                  f"cannot reach {self.description}")
+            call.answered(response.status_code, _length(response.headers.get("content-length")))
+            try:
+                if response.status_code >= 400:
+                    if is_retryable_status(response.status_code):
+                        raise SourceUnavailable(f"source: {self.description} answered {response.status_code}",
+                                                reason="source")
+                    raise SourceError(f"source: {self.description} answered {response.status_code} "
+                                      f"{response.reason_phrase}")
+                yield response
+            finally:
+                response.close()
 
 
 def _content_range(value: str) -> tuple[int, int, int] | None:
@@ -508,6 +512,10 @@ def _content_range(value: str) -> tuple[int, int, int] | None:
     if unit.lower() != "bytes" or not all(n.isascii() and n.isdigit() and len(n) <= 20 for n in numbers):
         return None
     return int(numbers[0]), int(numbers[1]), int(numbers[2])
+
+
+def _length(value: str | None) -> int | None:
+    return int(value) if value and value.isascii() and value.isdigit() else None
 
 
 def _validator(headers: httpx.Headers) -> tuple[str, str]:

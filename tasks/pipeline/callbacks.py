@@ -38,6 +38,7 @@ from tasks.job.store import JobStore
 from tasks.outbound.callbacks import post_callback
 from tasks.pipeline.backoff import backoff_s
 from tasks.settings import Settings
+from tasks.telemetry import event, joined
 
 log = logging.getLogger(__name__)
 SIGNATURE_HEADER = "X-Vuq-Signature"
@@ -126,6 +127,7 @@ def deliver_webhook(store: JobStore, http: httpx.Client, settings: Settings, job
     nothing more is owed (delivered, refused, given up, or not this delivery's to make), else the seconds
     after which to try again (the outbox says so too)."""
     job = store.get(job_id)
+    joined(job)  # the step's span, a child of the job's root
     url = job.spec.callback_url if job else None
     if job is None or not url or not job.state.final:  # expired, or resumed since: nothing owed now
         store.outbox_done(job_id)
@@ -166,6 +168,7 @@ def _attempt(store: JobStore, http: httpx.Client, settings: Settings, job_id: st
             log.warning("job %s: callback given up after %d attempts: %s", job_id, attempts, exc)
             return None
         delay = backoff_s(attempts - 1, settings.retry_backoff_s, settings.retry_backoff_max_s)
+        event("vuq.retry", reason=exc.reason, attempt=attempts, delay_s=round(delay, 3), error=str(exc))
         _outcome(store, job_id, f"retrying: {exc}")
         store.outbox_later(job_id, delay)
         return delay

@@ -16,6 +16,7 @@ from tasks.job.record import JobRecord, State
 from tasks.job.store import JobStore
 from tasks.pipeline import minted, video
 from tasks.pipeline.job_account import account_of
+from tasks.telemetry import joined
 
 log = logging.getLogger(__name__)
 CLEANUP_WAIT_S = 2.0  # a cancelled job's chunk is still on its way: ask again this much later
@@ -24,9 +25,10 @@ CLEANUP_WAIT_S = 2.0  # a cancelled job's chunk is still on its way: ask again t
 def clean_up(store: JobStore, keyring: Keyring, job_id: str) -> float | None:
     """Do what the ended job ``job_id`` still owes; None when nothing more is owed, else the seconds to
     wait before trying again."""
+    job = store.get(job_id)
+    joined(job)  # the step's span, a child of the job's root
     if not minted.revoke(store, keyring, job_id):
         return CLEANUP_WAIT_S * 5
-    job = store.get(job_id)
     if job is None or job.state != State.CANCELLED or job.cleanup != "deleting":
         return None
     if store.lease_holder(job_id):  # a chunk is still on its way; its cursor write will be refused

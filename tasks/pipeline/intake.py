@@ -29,6 +29,7 @@ from tasks.job.store import JobStore
 from tasks.pipeline.message import Step, checked_step
 from tasks.pipeline.upload import Pipeline
 from tasks.redact import mask_secrets, mask_url
+from tasks.telemetry import job_started
 
 log = logging.getLogger(__name__)
 MAX_SHOWN_SOURCE_CHARS = 4096
@@ -72,8 +73,10 @@ def refuse_message(store: JobStore, message_id: str, task: str, kwargs: dict[str
                 bounded(str(error), MAX_ERROR_CHARS))
 
 
-def accept_spec(pipeline: Pipeline, spec: dict[str, Any], job_id: object, message_id: str) -> str:
-    """The job id to start for this message's spec; ``JobFailed`` when the spec is refused."""
+def accept_spec(pipeline: Pipeline, spec: dict[str, Any], job_id: object, message_id: str,
+                traceparent: str | None = None) -> str:
+    """The job id to start for this message's spec; ``JobFailed`` when the spec is refused. ``traceparent``:
+    the sender's trace (a checked W3C header of the message), which the job's trace continues."""
     raw = {**spec, **({"job_id": job_id} if job_id is not None else {})}
     store, settings = pipeline.store, pipeline.settings
     try:
@@ -84,7 +87,7 @@ def accept_spec(pipeline: Pipeline, spec: dict[str, Any], job_id: object, messag
         raise JobFailed(f"{where}rejected spec: {bounded(str(exc), MAX_ERROR_CHARS)}") from None
     parsed = replace(parsed, job_id=parsed.job_id or _claimable(message_id))
     new_id = str(parsed.job_id)
-    created = store.create(parsed, queue=settings.queue)
+    created = store.create(parsed, queue=settings.queue, **job_started(new_id, traceparent))
     if created.conflicts(parsed.fingerprint()):
         problem = f"job_id: {new_id!r} already names a job with a different spec ({created.state})"
         _keep_apart(pipeline, message_id, new_id, raw, problem)

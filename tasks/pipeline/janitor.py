@@ -27,6 +27,7 @@ from tasks.job.record import JobRecord
 from tasks.job.store import NOW, JobStore
 from tasks.pipeline.message import Send, Step
 from tasks.pipeline.operations import next_step
+from tasks.telemetry import rescued as traced_rescue
 
 log = logging.getLogger(__name__)
 QUEUE_HEAD_PEEK = 20  # messages looked at from the oldest end for one that carries a hand-off time
@@ -79,8 +80,10 @@ def sweep(store: JobStore, send: Send, stale_after_s: float, head: float | None,
         if written:
             send(replace(step, handoff_at=written.at))
             rescued.append(job.job_id)
+            idle_s = now - max(job.heartbeat_at or 0, job.handoff_at or job.created_at)
+            traced_rescue(job, step.task, idle_s)
             log.warning("janitor: job %s had nobody moving it (last sign %.0fs ago); enqueued %s", job.job_id,
-                        now - max(job.heartbeat_at or 0, job.handoff_at or job.created_at), step.task)
+                        idle_s, step.task)
     return rescued
 
 
@@ -95,5 +98,6 @@ def resend_webhooks(store: JobStore, send: Send, stale_after_s: float, queue: st
     for job_id in owed:
         store.outbox_later(job_id, 0.0)
         send(Step(TASK_WEBHOOK, job_id))
+        traced_rescue(records[job_id], TASK_WEBHOOK)
         log.warning("janitor: job %s's completion webhook was not delivered; sent again", job_id)
     return owed

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import redis
 
 from tasks.job.store import Expect, JobStore
+from tasks.telemetry import StepState, current, event_on
 
 log = logging.getLogger(__name__)
 MAX_RENEW_INTERVAL_S = 1.0
@@ -48,6 +49,7 @@ class Held:
     active: bool = True
     lock: threading.Lock = field(default_factory=threading.Lock)
     unreachable: bool = False
+    step: StepState | None = None  # the step holding it, whose span notes a reclaimed lease
 
 
 class LeaseKeeper:
@@ -62,7 +64,7 @@ class LeaseKeeper:
 
     @contextmanager
     def hold(self, job_id: str, holder: str, expect: Expect) -> Iterator[Held]:
-        held = Held(job_id, holder, expect)
+        held = Held(job_id, holder, expect, step=current())
         with self._lock:
             self._held.add(held)
             if self._thread is None or not self._thread.is_alive():
@@ -100,6 +102,7 @@ class LeaseKeeper:
             log.info("job %s: Redis answers again", held.job_id)
             held.unreachable = False
         if result == RECLAIMED:
+            event_on(held.step, "vuq.lease.reclaimed")
             log.warning("job %s: the lease had lapsed and nobody took the job; taken back", held.job_id)
         elif result != RENEWED:
             held.lost.set()

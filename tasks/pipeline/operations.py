@@ -9,6 +9,7 @@ from tasks.constants import MAX_PARTS, TASK_CHUNK, TASK_CLEANUP, TASK_FINALIZE, 
 from tasks.job.record import NEEDS_TOKEN, TOKEN_FIELD, JobRecord, State, resume_command
 from tasks.job.store import NOW, JobStore
 from tasks.pipeline.message import Send, Step, step_for
+from tasks.telemetry import job_ended, resumed
 
 CANCELLABLE = (State.QUEUED, State.UPLOADING)
 
@@ -35,7 +36,7 @@ def resume(store: JobStore, job_id: str, send: Send, token: str | None = None) -
         raise OperationError(f"job {job_id} needs a new upload token: {resume_command(job_id, NEEDS_TOKEN)}")
     step, state = next_step(job)
     changes = {"state": state, "error": "", "error_retryable": "", "error_reason": "", "error_needs": "",
-               "handoff_at": NOW, "wake_at": ""}
+               "handoff_at": NOW, "wake_at": "", **resumed(job)}  # the new run: a root of its own
     if job.live:  # its file's silence is counted afresh
         changes["live_grew_at"] = ""
     if token:
@@ -116,6 +117,7 @@ def cancel(store: JobStore, job_id: str, send: Send | None = None, keep_video: b
                                           "cleanup": cleanup}, expect={"state": list(CANCELLABLE)})
     if not written:
         raise OperationError(f"job {job_id} changed while cancelling it; look again")
+    job_ended(job, State.CANCELLED, written.at)
     if send is not None:
         if cleanup == "deleting" or job.token_minted:  # its video, and the token vuq minted for it
             send(Step(TASK_CLEANUP, job_id))

@@ -46,6 +46,7 @@ from tasks.pipeline.message import Step, callback_step
 from tasks.pipeline.reports import NOBODY_IN_PARTICULAR, Reporter, Whose
 from tasks.redact import redact
 from tasks.settings import Settings
+from tasks.telemetry import event, job_ended
 
 log = logging.getLogger(__name__)
 REDIS_PATIENCE_S = 20.0  # how long a step waits for Redis to answer again (a failover takes seconds)
@@ -108,6 +109,7 @@ class Ending:
     def after(self, step: Step, holder: str, expect: Expect, attempt: Attempt, exc: BaseException) -> Outcome:
         """The outcome of a step that raised ``exc``."""
         if isinstance(exc, LeaseLost):
+            event("vuq.lease.lost")
             log.info("%s", exc)
             return Stop(str(exc))
         if isinstance(exc, Busy):  # another worker holds the job: ask again shortly (its lease is not ours)
@@ -121,6 +123,7 @@ class Ending:
             return Stop(str(exc))
         if isinstance(exc, Throttled):  # the fleet's api.video budget: wait for it, not a retry
             delay = max(0.0, exc.wait_s - SLOT_EARLY_S) + random.uniform(0, SLOT_JITTER_S)
+            event("vuq.deferred", reason="budget", request_class=exc.request_class, delay_s=round(delay, 3))
             self._schedule(step, holder, expect, attempt, delay, None)
             log.info("job %s: %s; step deferred", step.job_id, exc)
             return Stop(str(exc))
@@ -146,6 +149,7 @@ class Ending:
             return self.fail(step.job_id, holder, expect, GaveUp(attempt.retries + 1, error))
         delay = backoff_s(attempt.retries, settings.retry_backoff_s, settings.retry_backoff_max_s,
                           error.retry_after_s)
+        event("vuq.retry", reason=error.reason, attempt=attempt.retries + 1, delay_s=round(delay, 3), error=str(error))
         if not self._schedule(step, holder, expect, attempt, delay, error.reason):
             return Stop("not rescheduled")
         job = self.store.get(step.job_id)
@@ -166,6 +170,8 @@ class Ending:
             log.info("job %s: not marked failed (%s): %s", job_id, written.why, error)
             return Stop(written.why)
         job = self.store.get(job_id)
+        if job is not None:
+            job_ended(job, State.FAILED, written.at)
         self.reporter.state(job_id, State.FAILED, Whose(*job.whose) if job else NOBODY_IN_PARTICULAR)
         hint = f"resumable: {resume_command(job_id, error.needs)}" if error.resumable else "not resumable"
         log.warning("job %s: failed: %s (%s)", job_id, error, hint)

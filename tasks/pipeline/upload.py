@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 
 import httpx
 
+from tasks import telemetry
 from tasks.apivideo.chunking import plan_chunks
 from tasks.apivideo.client import ALREADY_RECEIVED_SLUGS, UPLOAD, ApiClient
 from tasks.apivideo.keyring import Account, Keyring
@@ -106,13 +107,14 @@ class Pipeline:
         """Run ``step`` under a lease holder id of its own and say how it ended. ``interruptions``: the
         exceptions a task runner raises inside a step that ran out of time (retried)."""
         holder, expect, attempt = new_holder(), expectation(step.task, step.chunk), attempt or Attempt()
-        try:
-            following = self._step(step, holder, attempt.retries > 0)
-        except Exception as exc:
-            if isinstance(exc, interruptions):
-                exc = StepTimedOut()
-            ending = Ending(self.store, self.settings, self.reporter, self.revoke_token)
-            return ending.after(step, holder, expect, attempt, exc)
+        with telemetry.step(step.task, step.job_id, step.chunk, attempt.retries):  # its span: once claimed
+            try:
+                following = self._step(step, holder, attempt.retries > 0)
+            except Exception as exc:
+                if isinstance(exc, interruptions):
+                    exc = StepTimedOut()
+                ending = Ending(self.store, self.settings, self.reporter, self.revoke_token)
+                return ending.after(step, holder, expect, attempt, exc)
         if following is None:
             return Stop("nothing to do")
         if following.sent is not None:
@@ -217,7 +219,8 @@ class Pipeline:
             if not job.video_id:
                 raise PermanentError("no video id was recorded for this job")
             account.with_key(holding.turn).patch_video(job.video_id, video.tagged(job).to_json())
-        self._write(job.job_id, holder, {"state": State.DONE, "error": ""}, expect, release=True)
+        done = self._write(job.job_id, holder, {"state": State.DONE, "error": ""}, expect, release=True)
+        telemetry.job_ended(job, State.DONE, done.at)
         self.reporter.state(job.job_id, State.DONE, Whose(*job.whose))
         log.info("job %s: done, video %s", job.job_id, job.video_id)
         if job.token_minted:
@@ -285,6 +288,7 @@ class Pipeline:
             log.info("job %s: nothing to do, %s", job_id, claim.mismatch)
             yield None
             return
+        telemetry.joined(claim.record, _chunk_bytes(claim.record, expect))
         if claim.record.step_starts > self.settings.max_retries + 1:
             raise StepKeepsDying(claim.record.step_starts - 1)
         assert self.leases is not None
@@ -361,6 +365,7 @@ class Pipeline:
             return token
         fresh = self._mint_token(job, holding.holder, expect, account, holding.turn, (job.size or 0) - job.bytes_sent)
         minted.replaced(account, holding.turn, token)
+        telemetry.event("vuq.token.renewed", reason="expiring")
         log.info("job %s: its minted token was about to expire; replaced", job.job_id)
         return fresh
 
@@ -399,6 +404,7 @@ class Pipeline:
                 # the token is of the job's account (checked at its start, or minted there): a new one of the
                 # same account may replace it; a token-only job's is never replaced
                 log.warning("job %s: api.video refused the upload token; minting a new one", job.job_id)
+                telemetry.event("vuq.token.renewed", reason="refused")
                 chunk.token = self._mint_token(job, holder, expect, chunk.account, chunk.turn,
                                                max(chunk.length, chunk.plan.size - chunk.plan.start(index)))
                 answer = self._upload(chunk)
@@ -452,3 +458,11 @@ class Pipeline:
         if not job.verify_upload or not account.keyed or not job.video_id:
             return None
         return first_missing_chunk(account.with_key(turn).video_status(job.video_id), job.plan)
+
+
+def _chunk_bytes(job: JobRecord, expect: Expect) -> int | None:
+    """The bytes of the chunk a chunk step sends (None for other steps, or before the plan is known)."""
+    index = next(iter(expect.get("next_chunk", ())), None)
+    if index is None or not job.size or not job.chunk_size or expect.get("state") != [State.UPLOADING]:
+        return None
+    return job.plan.length(int(str(index)))

@@ -11,16 +11,18 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = ("tasks.constants", "tasks.errors", "tasks.redact")
+TELEMETRY = "tasks.telemetry"  # beside the base: it imports only the base, and every room may import it
 # each room of tasks, bottom up, and the rooms (besides itself) it may import
 TASK_ROOMS: dict[str, tuple[str, ...]] = {
-    "tasks.apivideo": BASE,
-    "tasks.outbound": BASE,
-    "tasks.job": (*BASE, "tasks.apivideo", "tasks.outbound"),
-    "tasks.settings": (*BASE, "tasks.apivideo", "tasks.outbound", "tasks.job"),
-    "tasks.pipeline": (*BASE, "tasks.apivideo", "tasks.outbound", "tasks.job", "tasks.settings"),
+    TELEMETRY: BASE,
+    "tasks.apivideo": (*BASE, TELEMETRY),
+    "tasks.outbound": (*BASE, TELEMETRY),
+    "tasks.job": (*BASE, TELEMETRY, "tasks.apivideo", "tasks.outbound"),
+    "tasks.settings": (*BASE, TELEMETRY, "tasks.apivideo", "tasks.outbound", "tasks.job"),
+    "tasks.pipeline": (*BASE, TELEMETRY, "tasks.apivideo", "tasks.outbound", "tasks.job", "tasks.settings"),
 }
 FACES = ("tasks", "tasks.job", "tasks.pipeline", "tasks.outbound", "tasks.apivideo", *BASE, "tasks.settings",
-         "tasks.runtime")
+         "tasks.runtime", TELEMETRY)
 CELERY = ("celery", "kombu", "billiard")
 
 
@@ -112,3 +114,10 @@ def test_no_function_is_over_sixty_lines(path: Path) -> None:
             if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) and n.end_lineno
             and n.end_lineno - n.lineno + 1 > 60]
     assert not long, f"{module_name(path)}: {long}"
+
+
+@pytest.mark.parametrize("path", modules("tasks", "workers"), ids=lambda p: module_name(p))
+def test_only_the_telemetry_room_imports_opentelemetry(path: Path) -> None:
+    # and there only tasks.telemetry.otel, which tasks.telemetry.spans imports once tracing is on
+    found = {i for i in imports(path) if i.split(".")[0] == "opentelemetry"}
+    assert not found or module_name(path) == "tasks.telemetry.otel", f"{module_name(path)} imports {found}"

@@ -15,7 +15,7 @@ from celery.app.amqp import AMQP
 from celery.worker import state as worker_state
 from kombu.exceptions import OperationalError
 
-from tasks import runtime
+from tasks import runtime, telemetry
 from tasks.job import job_store
 from tasks.pipeline import DelayedStepPump, Step
 from tasks.redact import mask_secrets
@@ -130,17 +130,34 @@ def _stop_reporting(**_: Any) -> None:
 
 @signals.worker_process_init.connect
 def _fresh_clients(**_: Any) -> None:
-    """A forked pool child builds its own Redis and HTTP clients."""
+    """A forked pool child builds its own Redis and HTTP clients, and its own tracing (OTEL_*, if on)."""
     runtime.reset()
+    telemetry.setup(get_settings().secrets())
 
 
 @signals.worker_process_shutdown.connect
 def _child_exits(pid: int | None = None, **_: Any) -> None:
+    telemetry.shutdown()  # what its spans buffered goes out before the child exits
     if get_settings().metrics_port and pid:
         metrics.process_died(pid)
+
+
+@signals.worker_ready.connect
+def _trace_in_process(sender: Any = None, **_: Any) -> None:
+    """A threads or solo pool runs its tasks in this process: tracing is set up here (prefork: in each
+    child, after the fork; the main process runs no step and sets up nothing)."""
+    pool = getattr(getattr(sender, "controller", None), "pool_cls", None)
+    if "prefork" not in str(getattr(pool, "__module__", pool)):
+        telemetry.setup(get_settings().secrets())
+
+
+@signals.worker_shutdown.connect
+def _stop_tracing(**_: Any) -> None:
+    telemetry.shutdown()
 
 
 @signals.after_setup_logger.connect
 @signals.after_setup_task_logger.connect
 def _redact_logs(logger: Any = None, **_: Any) -> None:
-    install_redaction(get_settings().secrets(), logger)
+    settings = get_settings()
+    install_redaction(settings.secrets(), logger, settings.log_format)

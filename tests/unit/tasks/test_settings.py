@@ -266,3 +266,10 @@ def test_a_sentinel_url_with_tls_parameters_reaches_the_primary_over_tls() -> No
 def test_metrics_listen_on_loopback_unless_told() -> None:
     assert Settings.from_env({}).metrics_address == "127.0.0.1"
     assert Settings.from_env({"VUQ_METRICS_ADDRESS": "0.0.0.0"}).metrics_address == "0.0.0.0"
+
+
+def test_the_log_format_is_text_unless_json_is_asked_for() -> None:
+    assert Settings.from_env({}).log_format == "text"
+    assert Settings.from_env({"VUQ_LOG_FORMAT": " JSON "}).log_format == "json"
+    with pytest.raises(ConfigError, match="VUQ_LOG_FORMAT must be text or json, not 'yaml'"):
+        Settings.from_env({"VUQ_LOG_FORMAT": "yaml"})
