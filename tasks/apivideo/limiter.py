@@ -13,10 +13,13 @@ request a worker asks ``acquire(class)`` for a slot of its job's account:
   (learned, unless configured); a 429 or ``Remaining: 0`` holds every worker until
   ``X-RateLimit-Retry-After``; fewer requests remaining than the fleet would send before the reset
   (someone else spends the same budget) moves the next slot later.
-* **Fair**: a request takes the turn of its job's tenant (``Turn``); when the budget binds, a free
-  slot goes to the waiting tenant with the earliest virtual time (each slot a tenant takes adds
-  1 / its weight, ``VUQ_TENANT_WEIGHTS``), interactive before bulk, so a tenant's backlog delays
-  another tenant's job by a few slots, not by its length.
+* **Fair**: a request takes the turn of its job's tenant (``Turn``) and holds a ticket, its job's place
+  in line. When the budget binds, slots go in the order of the tickets' virtual starts (start-time fair
+  queueing: each ticket a tenant takes a place for moves the tenant's next start on by 1 / its weight,
+  ``VUQ_TENANT_WEIGHTS``; a tenant that arrives starts at the clock of the last admission), interactive
+  before bulk. A ticket is told to come back when its place is due, so a backlog waits spread over time
+  in the delayed set, not in the broker's queue, and a tenant's backlog delays another tenant's job by
+  a few slots, not by its length.
 
 One Lua script per call (``lua/*.lua``), Redis's own clock. A 429 for one account never slows another:
 every key is the account's (a hash of its API key, or of the upload token for a job with no key).
@@ -36,8 +39,8 @@ from tasks.constants import KEY_PREFIX
 
 WINDOW_S = 60.0
 SPACING_MARGIN_S = 2.0  # a request arrives at api.video less than this long after its admission
-PRESENT_S = 1.5  # a waiting turn back within this long holds the free slot for itself
-FORGET_WAITER_S = 10.0  # a waiting turn this long past its return is forgotten (its job went away)
+PRESENT_S = 1.5  # a ticket ahead back within this long holds the free slot for itself
+FORGET_WAITER_S = 10.0  # a waiting ticket this long past its return is forgotten (its job went away)
 CLASSES = (UPLOAD, WRITE, READ)
 # api.video's limits are 40-500 a minute; above this nothing is paced (only 429s block)
 UNLIMITED_PER_MINUTE = 10_000
@@ -54,6 +57,7 @@ class Turn:
     tenant: str = "default"
     bulk: bool = False
     weight: int = 1
+    ticket: str = ""  # the job whose place in line this is ("": one place per turn)
 
     @property
     def member(self) -> str:
@@ -83,7 +87,7 @@ class FleetLimiter:
         self.redis = client
         self.configured = dict(configured or {})
         self.keys = {c: [BUDGET_KEY.format(account=account, request_class=c, part=part)
-                         for part in ("state", "log", "vt", "waiting")] for c in CLASSES}
+                         for part in ("state", "log", "vt", "waiting", "order")] for c in CLASSES}
         self.learned: dict[str, int] = {}  # this process's last view, to skip needless writes
         self._acquire = client.register_script((_LUA / "acquire.lua").read_text(encoding="utf-8"))
         self._observe = client.register_script((_LUA / "observe.lua").read_text(encoding="utf-8"))
@@ -97,7 +101,7 @@ class FleetLimiter:
         turn = turn or Turn()
         wait = self._acquire(keys=self.keys[request_class],
                              args=[configured, turn.member, turn.weight, secrets.token_hex(8), SPACING_MARGIN_S,
-                                   PRESENT_S, FORGET_WAITER_S, WINDOW_S])
+                                   PRESENT_S, FORGET_WAITER_S, WINDOW_S, turn.ticket or turn.member])
         return float(wait)
 
     def observe(self, request_class: str, status: int, headers: Mapping[str, str]) -> None:
@@ -121,7 +125,7 @@ class FleetLimiter:
             self.learned[request_class] = learn
 
     def usage(self, request_class: str) -> tuple[int, int]:
-        """Requests of ``request_class`` in hand (admitted in the last minute, and the turns waiting for a
+        """Requests of ``request_class`` in hand (admitted in the last minute, and the tickets waiting for a
         slot), and its limit (0: not known yet)."""
         admitted, waiting, limit = self._usage(keys=self.keys[request_class],
                                                args=[self.configured.get(request_class, 0), WINDOW_S])

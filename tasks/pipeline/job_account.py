@@ -44,8 +44,9 @@ class ForeignToken(PermanentError):
 
 
 def turn_of(job: JobRecord, weights: dict[str, int]) -> Turn:
-    """Whose share of the account's budget the job's requests take (``JobRecord.tenant``)."""
-    return Turn(job.tenant, job.spec.priority == BULK, weights.get(job.tenant, 1))
+    """Whose share of the account's budget the job's requests take (``JobRecord.tenant``); the job's
+    requests hold one place in line (its id as the ticket)."""
+    return Turn(job.tenant, job.spec.priority == BULK, weights.get(job.tenant, 1), ticket=job.job_id)
 
 
 def choose_account(keyring: Keyring, spec: UploadSpec, token: str | None, turn: Turn) -> Account:

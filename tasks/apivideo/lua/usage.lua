@@ -1,6 +1,6 @@
 -- How much of one class's budget is in hand (tasks/apivideo/limiter.py): {admitted in the last window,
--- turns waiting for a slot, the limit (0: not known yet)}.
--- KEYS: 1 state, 2 the last minute's admissions, 4 the waiting turns (3 unused)
+-- tickets waiting for a slot, the limit (0: not known yet)}.
+-- KEYS: 1 state, 2 the last minute's admissions, 4 the waiting tickets (3 and 5 unused)
 -- ARGV: 1 configured limit (0: the learned one), 2 the window (s)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000

@@ -66,7 +66,7 @@ def test_each_class_has_its_own_budget_and_keys(server: fakeredis.FakeServer) ->
     worker = limiter(server, {"upload": 3, "write": 4, "read": 5})
     assert [worker.acquire(c) for c in ("upload", "write", "read")] == [0, 0, 0]
     assert all(worker.acquire(c) > 1 for c in ("upload", "write", "read"))  # each one spacing of its own
-    assert len({key for keys in worker.keys.values() for key in keys}) == 12
+    assert len({key for keys in worker.keys.values() for key in keys}) == 15
 
 
 def test_workers_share_one_budget(server: fakeredis.FakeServer) -> None:
@@ -223,6 +223,35 @@ def test_a_waiting_turn_that_never_comes_back_is_forgotten(server: fakeredis.Fak
     gone_wait = worker.acquire("upload", Turn("gone"))  # it registers, then its job goes away
     time.sleep(gone_wait + 0.2)
     assert worker.acquire("upload", Turn("busy")) == 0  # the slot is not held for it for ever
+
+
+def test_a_backlog_is_told_to_come_back_spread_over_its_places_in_line(server: fakeredis.FakeServer) -> None:
+    worker = limiter(server, {"upload": 30})
+    spacing = (WINDOW_S + SPACING_MARGIN_S) / 30
+    assert worker.acquire("upload", Turn("backfill", ticket="job-0")) == 0
+    waits = [worker.acquire("upload", Turn("backfill", ticket=f"job-{n}")) for n in range(1, 11)]
+    assert all(b - a == pytest.approx(spacing, rel=0.05) for a, b in itertools.pairwise(waits))  # one slot each
+    again = worker.acquire("upload", Turn("backfill", ticket="job-5"))  # asking again keeps its place
+    assert again == pytest.approx(waits[4], abs=0.1)
+
+
+def test_a_new_tenant_goes_before_a_waiting_backlog(server: fakeredis.FakeServer) -> None:
+    worker = limiter(server, {"upload": 30})
+    spacing = (WINDOW_S + SPACING_MARGIN_S) / 30
+    assert worker.acquire("upload", Turn("backfill", ticket="b-0")) == 0
+    backlog = [worker.acquire("upload", Turn("backfill", ticket=f"b-{n}")) for n in range(1, 40)]
+    live = worker.acquire("upload", Turn("live", ticket="live-1"))
+    assert live <= spacing and backlog[-1] > 30 * spacing  # the next slot, not behind the 39 waiting
+    assert worker.acquire("upload", Turn("backfill", ticket="b-1")) > live  # b-1 now waits behind it
+
+
+def test_every_job_of_a_tenant_holds_its_own_place(server: fakeredis.FakeServer) -> None:
+    worker = limiter(server, {"upload": FAST})
+    granted = []
+    for job in ("a", "b", "c"):
+        take(worker, turn=Turn("t", ticket=job))
+        granted.append(job)
+    assert granted == ["a", "b", "c"] and worker.usage("upload")[0] == 3  # admitted, none left waiting
 
 
 # -- usage -----------------------------------------------------------------------------------

@@ -112,12 +112,12 @@ def test_a_started_job_keeps_the_account_its_start_chose() -> None:
 
 def test_a_jobs_turn_is_its_tenant_priority_and_weight() -> None:
     spec = UploadSpec("/v", account="acme", tenant="live", priority="bulk")
-    assert turn_of(JobRecord("j1", State.QUEUED, spec), {"live": 4}) == Turn("live", bulk=True, weight=4)
-    assert turn_of(JobRecord("j2", State.QUEUED, UploadSpec("/v", account="acme")), {}) == Turn("acme")
+    assert turn_of(JobRecord("j1", State.QUEUED, spec), {"live": 4}) == Turn("live", bulk=True, weight=4, ticket="j1")
+    assert turn_of(JobRecord("j2", State.QUEUED, UploadSpec("/v", account="acme")), {}) == Turn("acme", ticket="j2")
 
 
 def test_a_job_naming_no_tenant_takes_the_share_of_the_account_it_runs_in() -> None:
     queued = JobRecord("j3", State.QUEUED, UploadSpec("/v"))
-    assert turn_of(queued, {}) == Turn("default")  # not chosen yet
+    assert turn_of(queued, {}).tenant == "default"  # not chosen yet
     chosen = JobRecord("j3", State.UPLOADING, UploadSpec("/v"), account="globex")  # its token's owner
-    assert turn_of(chosen, {}) == Turn("globex") and chosen.public()["tenant"] == "globex"
+    assert turn_of(chosen, {}).tenant == "globex" and chosen.public()["tenant"] == "globex"
