@@ -163,14 +163,18 @@ class UploadState:
             raise _range_error(errors.RANGE_STARTED_WITH_BYTES)
         if form == MODE_SINGLE:
             raise _range_error(errors.RANGE_ALREADY_INITIATED)
-        highest = max([c.part or 0 for c in self.chunks] + list(self.pending_parts), default=0)
-        total = self._settled_total(rng.total, highest, errors.PART_DIFFERENT_TOTAL,
+        sent = self._sent_parts()
+        if rng.number in sent:  # first: a part sent again collides, whatever total it carries
+            detail = f"The part number {rng.number} has already been sent."
+            raise _range_error(errors.PART_ALREADY_SENT, detail)
+        total = self._settled_total(rng.total, max(sent, default=0), errors.PART_DIFFERENT_TOTAL,
                                     errors.PART_TOTAL_TOO_LOW, "total_parts")
         if total is not None and rng.number > total:
             raise _range_error(errors.PART_TOO_HIGH_TOTAL)
-        if rng.number in self.pending_parts or any(c.part == rng.number for c in self.chunks):
-            detail = f"The part number {rng.number} has already been sent."
-            raise _range_error(errors.PART_ALREADY_SENT, detail)
+
+    def _sent_parts(self) -> set[int]:
+        """Part numbers received or in flight."""
+        return {c.part or 0 for c in self.chunks} | self.pending_parts
 
     def _settled_total(self, given: int | None, highest: int, different: errors.Slug,
                        too_low: errors.Slug, label: str) -> int | None:
@@ -179,7 +183,7 @@ class UploadState:
         if self.total is not None:
             detail = f'The "{label}" you already set for this video is {self.total}.'
             raise _range_error(different, detail)
-        if (label == "total_parts" and given < highest) or (label == "total_bytes" and given <= highest):
+        if given <= highest:  # "lower than or equal to" the highest byte index or part number sent
             raise _range_error(too_low)
         return given
 

@@ -146,7 +146,7 @@ def test_parts_any_order_and_rules() -> None:
         state.accept_part(PartRange(number, total), size)
     assert not state.complete
     assert rule_slug(lambda: state.admit_part(PartRange(2, None))) == errors.PART_ALREADY_SENT[0]
-    assert rule_slug(lambda: state.admit_part(PartRange(1, 4))) == errors.PART_DIFFERENT_TOTAL[0]
+    assert rule_slug(lambda: state.admit_part(PartRange(3, 4))) == errors.PART_DIFFERENT_TOTAL[0]
     state.admit_part(PartRange(3, 3))
     state.accept_part(PartRange(3, 3), 10)
     assert state.complete and state.filesize() == 2 * MIN_CHUNK_BYTES + 10
@@ -203,3 +203,26 @@ def test_byte_ranges_accepted_after_a_concurrent_one_keep_its_total() -> None:
     state.accept_bytes(first, first.length)
     assert rule_slug(lambda: state.accept_bytes(second, second.length)) == errors.BYTES_DIFFERENT_TOTAL[0]
     assert state.total == 4 * MIN_CHUNK_BYTES and state.received_bytes() == MIN_CHUNK_BYTES
+
+
+def test_a_total_equal_to_a_part_already_sent_is_too_low() -> None:
+    """api.video's title: "lower than or equal to a part number you already sent"."""
+    state = UploadState()
+    state.admit_part(PartRange(3, None))
+    state.accept_part(PartRange(3, None), MIN_CHUNK_BYTES)
+    assert rule_slug(lambda: state.admit_part(PartRange(1, 3))) == errors.PART_TOTAL_TOO_LOW[0]
+    state.admit_part(PartRange(4, 4))  # one more than the highest part sent is a total
+    assert state.total is None  # recorded only once the part is accepted
+
+
+@pytest.mark.parametrize("recorded", [True, False], ids=["received", "in-flight"])
+def test_a_part_sent_again_collides_whatever_its_total(recorded: bool) -> None:
+    """A re-sent part is "already sent" before any total rule, so a retried ``part N/N`` is a receipt."""
+    state = UploadState()
+    state.admit_part(PartRange(1, None))
+    state.accept_part(PartRange(1, None), MIN_CHUNK_BYTES)
+    state.admit_part(PartRange(2, 2))
+    if recorded:
+        state.accept_part(PartRange(2, 2), 10)
+    for again in (PartRange(2, 2), PartRange(2, None), PartRange(2, 5), PartRange(1, 1)):
+        assert rule_slug(lambda again=again: state.admit_part(again)) == errors.PART_ALREADY_SENT[0]

@@ -39,6 +39,14 @@ TOTAL_TOO_HIGH = {
     "title": 'The "total_parts" value in the "Content-Range" header is higher than the maximum number of '
              "parts allowed for a video.",
     "name": "Content-Range", "status": 400}
+PART_ZERO = {
+    "type": DOCS + "video-content-range-by-part-part-zero",
+    "title": 'The "part" value in the "Content-Range" header must be greater than 0.',
+    "name": "Content-Range", "status": 400}
+TOTAL_ZERO = {
+    "type": DOCS + "video-content-range-by-part-total-parts-zero",
+    "title": 'The "total_parts" value in the "Content-Range" header must be greater than 0.',
+    "name": "Content-Range", "status": 400}
 ALREADY_SENT_TITLE = ('The "part" value in the "Content-Range" header collides with a previous one you '
                       "already sent for this video.")
 STARTED_WITH_PART = {
@@ -137,6 +145,20 @@ def test_every_part_but_the_last_is_at_least_5_mib(send: Sender, emulator: Emula
     done = send.sent(first, "part 1/*").json()
     assert done["videoId"] == send.video_id and "assets" in done
     assert emulator.video(send.video_id)["sha256"] == sha(first, last)
+    only = send.new_video()
+    assert "assets" in only.sent(b"tiny", "part 1/1").json()  # the only part is the last one
+    assert only.ingest()["receivedParts"] == {"parts": [1], "total": 1}
+
+
+@pytest.mark.parametrize(("header", "body"), [("part 0/*", PART_ZERO), ("part 0/3", PART_ZERO),
+                                              ("part 1/0", TOTAL_ZERO), ("part 4/3", PART_TOO_HIGH_TOTAL)])
+def test_part_zero_total_zero_and_a_part_above_its_total_are_refused(send: Sender, header: str,
+                                                                      body: dict[str, Any]) -> None:
+    send.refused(os.urandom(PART), header, body)
+    assert "receivedParts" not in send.ingest()
+    send.sent(os.urandom(PART), "part 1/*")
+    send.refused(os.urandom(PART), header.replace("1/", "2/"), body)  # the same once the upload started
+    assert send.ingest()["receivedParts"] == {"parts": [1], "total": None}
 
 
 def test_at_most_10000_parts(send: Sender) -> None:
@@ -153,6 +175,7 @@ def test_a_part_number_sent_twice_is_refused(send: Sender, emulator: Emulator) -
     send.refused(os.urandom(PART), "part 1/2", already_sent(1))
     send.sent(b"z" * 7, "part 3/3")
     send.refused(b"y" * 7, "part 3/3", already_sent(3))
+    send.refused(os.urandom(PART), "part 1/4", already_sent(1))  # whatever total it carries
     assert send.ingest()["receivedParts"] == {"parts": [1, 3], "total": 3}
     second = os.urandom(PART)
     send.sent(second, "part 2/*")
@@ -188,10 +211,14 @@ def test_total_parts_once_given_never_changes(send: Sender, emulator: Emulator) 
     assert emulator.video(send.video_id)["sha256"] == sha(*pieces)
 
 
-def test_a_total_below_a_part_already_sent_is_refused(send: Sender) -> None:
+def test_a_total_below_or_equal_to_a_part_already_sent_is_refused(send: Sender) -> None:
     send.sent(os.urandom(PART), "part 3/*")
     send.refused(os.urandom(PART), "part 1/2", TOTAL_TOO_LOW)
+    send.refused(os.urandom(PART), "part 1/3", TOTAL_TOO_LOW)
+    send.refused(os.urandom(PART), "part 2/3", TOTAL_TOO_LOW)
     assert send.ingest()["receivedParts"] == {"parts": [3], "total": None}
+    send.sent(b"end", "part 4/4")  # above every part sent: a total
+    assert send.ingest()["receivedParts"] == {"parts": [3, 4], "total": 4}
 
 
 def test_status_lists_received_parts_and_out_of_order_parts_assemble(send: Sender, emulator: Emulator) -> None:
@@ -219,6 +246,37 @@ def test_status_lists_received_parts_and_out_of_order_parts_assemble(send: Sende
         "name": "file", "status": 400, "problems": [{
             "type": DOCS + "video-source-already-uploaded",
             "title": "The source of the video is already uploaded.", "name": "file"}]})
+
+
+@pytest.mark.parametrize("kind", ["token-first-part", "token", "source"])
+def test_a_live_upload_part_by_part_then_the_last(kind: str, emulator: Emulator, client: httpx.Client) -> None:
+    """As a live uploader sends them: ``part i/*`` as the file grows, each listed in ``receivedParts`` with
+    a null total, then the last, small, as ``part N/N``. ``token-first-part``: the first part names no
+    video and makes it; the later ones carry its ``videoId``."""
+    token = emulator.create_upload_token()
+    pieces = [os.urandom(PART) for _ in range(3)] + [b"!"]  # the held-back byte goes last
+    if kind == "token-first-part":
+        made = client.post("/upload", params={"token": token}, headers={"Content-Range": "part 1/*"},
+                           files={"file": ("live.mp4", pieces[0])})
+        assert (made.status_code, set(made.json())) == (201, {"videoId"})
+        send = Sender(client, "token", token, made.json()["videoId"])
+    else:
+        send = Sender(client, kind, token).new_video()
+        assert send.sent(pieces[0], "part 1/*").json() == {"videoId": send.video_id}
+    for number in (2, 3, None):
+        assert send.ingest() == {"status": "uploading", "filesize": None,
+                                 "receivedParts": {"parts": list(range(1, number or 4)), "total": None}}
+        if number is not None:
+            assert send.sent(pieces[number - 1], f"part {number}/*").json() == {"videoId": send.video_id}
+    done = send.sent(pieces[3], "part 4/4").json()
+    assert done["videoId"] == send.video_id and "assets" in done
+    size = 3 * PART + 1
+    assert send.ingest() == {"status": "uploaded", "filesize": size,
+                             "receivedParts": {"parts": [1, 2, 3, 4], "total": 4}}
+    stored = emulator.video(send.video_id)
+    assert (stored["complete"], stored["size"], stored["sha256"]) == (True, size, sha(*pieces))
+    assert [(c["part"], c["arrived"]) for c in stored["chunks"]] == [(n, n) for n in range(1, 5)]
+    assert len(emulator.videos()) == 1
 
 
 def test_token_parts_without_a_container(emulator: Emulator, client: httpx.Client) -> None:
