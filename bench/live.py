@@ -203,7 +203,8 @@ def after_last_byte(result: dict[str, Any]) -> str:
 
 
 def run(size: int = DEFAULT_SIZE_BYTES, chunk: int = DEFAULT_CHUNK_BYTES,
-        pace: int = DEFAULT_PACE_BYTES) -> dict[str, Any]:
+        pace: int = DEFAULT_PACE_BYTES, link_mib: float = 0.0) -> dict[str, Any]:
+    """``link_mib``: the emulator reads upload bodies no faster (a link to api.video; 0: loopback)."""
     flush_redis()
     load_before = os.getloadavg()
     with bench_dir(3 * size) as tmp, running_stack(tmp, REDIS_URL, workers=1, concurrency=1) as stack:
@@ -211,19 +212,22 @@ def run(size: int = DEFAULT_SIZE_BYTES, chunk: int = DEFAULT_CHUNK_BYTES,
         warm, warm_sha256 = stack.file("warm-up.mp4", 2 * chunk + 1)  # untimed: pool child, connections
         warmed = stack.wait_final(stack.enqueue(warm, chunk_size=chunk), JOB_TIMEOUT_S)
         verify(stack, {"video_id": warmed.video_id}, warm_sha256, 2 * chunk + 1)
+        stack.emulator.set_faults(ingest_mib_per_s=link_mib)
         live = verify(stack, vuq_run(stack, size, chunk, pace, live=True), sha256, size)
         at_rest = verify(stack, vuq_run(stack, size, chunk, pace, live=False), sha256, size)
         official = verify(stack, official_run(stack, size, chunk, pace), sha256, size)
         data_dir = str(tmp.parent)
     return {"size": size, "chunk": chunk, "pace": pace, "data_dir": data_dir, "live": live, "at_rest": at_rest,
-            "official": official, "load": (load_before, os.getloadavg())}
+            "official": official, "load": (load_before, os.getloadavg()), "link_mib": link_mib}
 
 
 def report(results: dict[str, Any]) -> str:
     live, at_rest, official, chunk = results["live"], results["at_rest"], results["official"], results["chunk"]
     before, after = results["load"]
     head = (f"Live recording: {results['size'] // MIB} MiB written at {results['pace'] // MIB} MiB/s, "
-            f"{chunk // MIB} MiB chunks, emulator on loopback, data on {results['data_dir']}, one worker "
+            f"{chunk // MIB} MiB chunks, emulator on loopback"
+            + (f" reading uploads at {results['link_mib']:g} MiB/s (a link)" if results.get("link_mib") else "")
+            + f", data on {results['data_dir']}, one worker "
             f"(prefork, concurrency 1), one run each; load average {before[0]:.1f} before, {after[0]:.1f} after")
 
     def mib(kib: float) -> str:
@@ -262,10 +266,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size-mib", type=int, default=DEFAULT_SIZE_BYTES // MIB)
     parser.add_argument("--chunk-mib", type=int, default=DEFAULT_CHUNK_BYTES // MIB)
     parser.add_argument("--pace-mib", type=int, default=DEFAULT_PACE_BYTES // MIB, help="MiB written a second")
+    parser.add_argument("--link-mib", type=float, default=0.0,
+                        help="the emulator reads uploads no faster than this many MiB/s (0: loopback)")
     parser.add_argument("--log", action="store_true", help="also print the worker's log lines of the live job")
     args = parser.parse_args(argv)
     print(machine())
-    results = run(args.size_mib * MIB, args.chunk_mib * MIB, args.pace_mib * MIB)
+    results = run(args.size_mib * MIB, args.chunk_mib * MIB, args.pace_mib * MIB, args.link_mib)
     print(report(results))
     if args.log:
         print("\n".join(results["live"]["log"]))

@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "production (upload 100, write 200, read 500), sandbox (40, 40, 100)")
     parser.add_argument("--rate-limit-per-minute", type=int, default=0,
                         help="overrides the upload limit of --limits (0: keep it)")
+    parser.add_argument("--ingest-mib-per-s", type=float, default=0.0,
+                        help="read each upload's body no faster than this (a link's rate; 0: as it comes)")
     parser.add_argument("--log-level", default="warning")
     return parser
 
@@ -111,7 +113,7 @@ def _faults(args: argparse.Namespace) -> FaultSettings:
     settings = FaultSettings(seed=args.seed, error_rate=args.error_rate,
                              reset_rate=args.reset_rate, latency_ms=args.latency_ms,
                              rate_limit_per_minute=args.rate_limit_per_minute,
-                             limits=PROFILES[args.limits])
+                             limits=PROFILES[args.limits], ingest_mib_per_s=args.ingest_mib_per_s)
     settings.validate()
     return settings
 

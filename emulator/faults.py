@@ -33,6 +33,7 @@ class FaultSettings:
     latency_ms: tuple[float, float] = (0.0, 0.0)
     rate_limit_per_minute: int = 0  # > 0 overrides limits.upload; 0 leaves it
     limits: ClassLimits = GENEROUS  # per class, from --limits or the faults hook
+    ingest_mib_per_s: float = 0.0  # > 0: each upload's body is read no faster (a link, not loopback)
 
     def limit_for(self, request_class: str) -> int:
         """The effective limit of request class ``request_class``."""
@@ -79,6 +80,9 @@ class FaultSettings:
         rate = self.rate_limit_per_minute
         if isinstance(rate, bool) or not isinstance(rate, int) or rate < 0:
             raise ValueError("rate_limit_per_minute must be an integer >= 0")
+        if isinstance(self.ingest_mib_per_s, bool) or not isinstance(self.ingest_mib_per_s, int | float) \
+                or self.ingest_mib_per_s < 0:
+            raise ValueError("ingest_mib_per_s must be a number >= 0 (0: as fast as it comes)")
 
 
 @dataclass(frozen=True)

@@ -47,9 +47,13 @@ def _selected_account(request: Request) -> str | None:
 
 
 async def _digest(request: Request, video: Video) -> dict[str, Any]:
-    """The hook object, computing and caching the sha256 of a complete, assembled video."""
-    if video.complete and video.assembled and video.sha256 is None:
+    """The hook object, computing and caching the sha256 of a complete video (its parts joined first:
+    api.video's answer to the last part does not wait for that)."""
+    if video.complete and video.sha256 is None:
         store = state_of(request).store
+        if not video.assembled:
+            await run_in_threadpool(store.assemble_parts, video)
+            video.assembled = True
         video.sha256 = await run_in_threadpool(store.sha256, video)
         if video.video_id in store.videos:
             store.save_video(video)

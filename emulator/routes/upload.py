@@ -7,15 +7,17 @@ video) and a new video it makes belongs to that account.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from emulator import errors
 from emulator.chunks import MODE_PART
 from emulator.clock import now_epoch_s
+from emulator.constants import MIB
 from emulator.content_range import parse_content_range
 from emulator.errors import ApiError
 from emulator.ingest import Upload, admit, not_found, receive
@@ -33,8 +35,20 @@ async def _drain(stream: AsyncIterator[bytes]) -> None:
         pass
 
 
+async def _paced(stream: AsyncIterator[bytes], mib_per_s: float) -> AsyncIterator[bytes]:
+    """``stream`` read no faster than ``mib_per_s`` (the ``ingest_mib_per_s`` fault: a link's rate)."""
+    began, seen = time.monotonic(), 0
+    async for piece in stream:
+        seen += len(piece)
+        ahead = began + seen / (mib_per_s * MIB) - time.monotonic()
+        if ahead > 0:
+            await asyncio.sleep(ahead)
+        yield piece
+
+
 async def _ingest(request: Request, upload: Upload) -> Response:
-    stream = request.stream()
+    rate = state_of(request).faults.settings.ingest_mib_per_s
+    stream = _paced(request.stream(), rate) if rate > 0 else request.stream()
     try:
         boundary = boundary_of(request.headers.get("content-type"))
         if upload.video is not None:
@@ -50,10 +64,8 @@ async def _ingest(request: Request, upload: Upload) -> Response:
 
 async def _answer(request: Request, video: Video) -> Response:
     store = state_of(request).store
-    if video.complete and not video.assembled:
-        if video.upload.mode == MODE_PART:
-            await run_in_threadpool(store.assemble_parts, video)
-        video.assembled = True
+    if video.complete and video.upload.mode != MODE_PART:
+        video.assembled = True  # byte ranges were written in place; parts are joined when first read
     video.updated_s = now_epoch_s()
     store.save_video(video)
     if video.complete:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from pathlib import Path
 
 import httpx
@@ -82,3 +83,17 @@ def test_request_log_has_no_tokens(emulator: Emulator, client: httpx.Client) -> 
 def test_latency_flag_parses(tmp_path: Path) -> None:
     with running_emulator(tmp_path / "lat", args=["--latency-ms", "1,2"]) as emu:
         assert emu.faults()["latency_ms"] == [1.0, 2.0]
+
+
+def test_an_ingest_rate_reads_upload_bodies_no_faster(emulator: Emulator, client: httpx.Client) -> None:
+    token = emulator.create_upload_token()
+    emulator.set_faults(ingest_mib_per_s=8)
+    try:
+        began = time.monotonic()
+        answer = client.post("/upload", params={"token": token}, files={"file": ("a.mp4", os.urandom(4 * MIB))})
+        took = time.monotonic() - began
+    finally:
+        emulator.set_faults(ingest_mib_per_s=0)
+    assert answer.status_code == 201 and took >= 0.45  # 4 MiB at 8 MiB/s: half a second at least
+    with pytest.raises(httpx.HTTPStatusError):
+        emulator.set_faults(ingest_mib_per_s=-1)
