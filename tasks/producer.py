@@ -26,13 +26,11 @@ from celery import Celery
 from kombu.exceptions import OperationalError
 
 from tasks.apivideo.accounts import DEFAULT_ACCOUNT
-from tasks.constants import TASK_START
 from tasks.errors import EnqueueError, SpecError
 from tasks.job.connections import SentinelOptions, broker_transport_options, unreachable
-from tasks.job.record import JobRecord, State
 from tasks.job.spec import UploadSpec, new_job_id, parse_spec
 from tasks.job.store import REPLICATION_WAIT_MS, Created, job_store
-from tasks.pipeline.message import Step, step_for
+from tasks.pipeline.message import Step, start_step
 from tasks.pipeline.operations import RetryOutcome, cancel, finish, redeliver, resume, retry_failed
 from tasks.pipeline.wire import celery_message
 from tasks.settings import Settings, get_settings
@@ -180,7 +178,7 @@ def _enqueue_batch(jobs: list[tuple[int, UploadSpec, str]], results: list[str | 
 
 
 def _start(spec: UploadSpec) -> Step:
-    return step_for(JobRecord(str(spec.job_id), State.QUEUED, spec), TASK_START)
+    return start_step(spec)
 
 
 def _same_job(spec: UploadSpec, created: Created) -> None:

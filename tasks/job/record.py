@@ -126,8 +126,7 @@ class JobRecord:
     @property
     def file_name(self) -> str:
         """The source's file name, for people (never its query string)."""
-        path = urlsplit(self.spec.source).path
-        return os.path.basename(path.rstrip("/")) or "-"
+        return file_name(self.spec.source)
 
     @property
     def plan(self) -> ChunkPlan:
@@ -203,6 +202,12 @@ class JobRecord:
         if self.token_only:
             return "token-only"
         return self.account or self.spec.account
+
+
+def file_name(source: str) -> str:
+    """A source's file name, for people (never its query string)."""
+    path = urlsplit(source).path if "://" in source else source
+    return os.path.basename(path.rstrip("/")) or "-"
 
 
 def resume_command(job_id: str, needs: str | None = None) -> str:

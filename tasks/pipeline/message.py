@@ -23,8 +23,8 @@ from tasks.constants import (
     TASK_WEBHOOK,
 )
 from tasks.errors import BadMessage
-from tasks.job.record import JobRecord
-from tasks.job.spec import is_job_id
+from tasks.job.record import JobRecord, file_name
+from tasks.job.spec import UploadSpec, is_job_id
 from tasks.pipeline.reports import NOBODY_IN_PARTICULAR, Whose
 from tasks.redact import redact
 
@@ -125,15 +125,27 @@ def label(job: JobRecord, task: str, chunk: int | None = None) -> str:
         shown["chunk"] = f"1/{job.chunks_total}" if job.chunks_total else "start"
     elif task == TASK_FINALIZE:
         shown["chunk"] = "metadata"
-    if job.title:
-        shown["title"] = _short(job.title)
-    shown["file"] = _short(job.file_name)
-    account = job.account_shown or DEFAULT_ACCOUNT
+    return _label(shown, job.title, job.file_name, job.account_shown or DEFAULT_ACCOUNT, job.tenant, job.job_id)
+
+
+def start_step(spec: UploadSpec) -> Step:
+    """A new job's start step, labelled as ``label`` labels it, from its spec alone (bulk enqueue's path:
+    no record to build)."""
+    job_id = str(spec.job_id)
+    shown = _label({"chunk": "start"}, spec.video.title, file_name(spec.source), spec.account or DEFAULT_ACCOUNT,
+                   spec.share, job_id)
+    return Step(TASK_START, job_id, None, shown)
+
+
+def _label(shown: dict[str, str], title: str | None, file: str, account: str, tenant: str, job_id: str) -> str:
+    if title:
+        shown["title"] = _short(title)
+    shown["file"] = _short(file)
     if account != DEFAULT_ACCOUNT:
         shown["account"] = account
-    if job.tenant != account:
-        shown["tenant"] = job.tenant
-    shown["job_id"] = job.job_id
+    if tenant != account:
+        shown["tenant"] = tenant
+    shown["job_id"] = job_id
     return redact(repr(shown))
 
 
