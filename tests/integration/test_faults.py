@@ -11,12 +11,15 @@ from tests.support.stack import Stack
 from tests.support.waiting import wait_for
 
 
-def exhaust_upload_window(stack: Stack) -> int:
-    """Another client of the same account uses up the minute's uploads; returns the 429s it got."""
+def exhaust_upload_window(stack: Stack, token: str) -> int:
+    """Another client of the same account uses up the minute's uploads; returns the 429s it got.
+
+    Its ``token`` is one of the job's account (the emulator keeps a window per account: an unknown
+    token would count against the anonymous window, not the job's)."""
     with httpx.Client(base_url=stack.emulator.url, timeout=10) as client:
         for _ in range(50):
             try:
-                status = client.post("/upload", params={"token": "to-other-client"}).status_code
+                status = client.post("/upload", params={"token": token}).status_code
             except httpx.TransportError:  # the injected connection cuts hit this client too
                 continue
             if status == 429:
@@ -26,6 +29,7 @@ def exhaust_upload_window(stack: Stack) -> int:
 
 def test_job_finishes_identical_through_5xx_resets_and_429(stack: Stack) -> None:
     path, digest = stack.file("faulty.mp4", 23 * MIB, seed=31)
+    other_client = stack.emulator.create_upload_token()  # minted before the faults start
     stack.emulator.set_faults(seed=5, error_rate=0.35, reset_rate=0.1, rate_limit_per_minute=6)
     job_id = stack.enqueue(path, chunk_size="5MiB", video={"title": "through faults"})
 
@@ -34,7 +38,7 @@ def test_job_finishes_identical_through_5xx_resets_and_429(stack: Stack) -> None
 
     wait_for(lambda: (j := stack.store.get(job_id)) and j.next_chunk >= 1 and injected()["error"], 60,
              "a chunk through the 5xx answers")
-    others = exhaust_upload_window(stack)  # the workers believe uploads are left: their next one earns a 429
+    others = exhaust_upload_window(stack, other_client)  # the workers believe uploads are left: their next one earns a 429
     wait_for(lambda: injected()["rate_limited"] > others, 60, "a 429 for the job")
     stack.emulator.set_faults(error_rate=0.0, reset_rate=0.0, rate_limit_per_minute=0)
     job = stack.wait_final(job_id, timeout_s=150)
