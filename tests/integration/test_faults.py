@@ -38,7 +38,8 @@ def test_job_finishes_identical_through_5xx_resets_and_429(stack: Stack) -> None
 
     wait_for(lambda: (j := stack.store.get(job_id)) and j.next_chunk >= 1 and injected()["error"], 60,
              "a chunk through the 5xx answers")
-    others = exhaust_upload_window(stack, other_client)  # the workers believe uploads are left: their next one earns a 429
+    # the workers believe uploads are left: their next one earns a 429
+    others = exhaust_upload_window(stack, other_client)
     wait_for(lambda: injected()["rate_limited"] > others, 60, "a 429 for the job")
     stack.emulator.set_faults(error_rate=0.0, reset_rate=0.0, rate_limit_per_minute=0)
     job = stack.wait_final(job_id, timeout_s=150)
