@@ -1,6 +1,6 @@
 """Fairness: a big upload does not starve small jobs enqueued after it. Each step goes to the back of
 the queue when the one before it is done, so jobs take turns; the small jobs' p95 completion with the
-big one running stays within 2x of without it.
+big one running stays within 2x of without it (asserted: 1.5x).
 
 Completion is counted in turns, not seconds: the api.video requests the emulator received between a
 round's enqueue and a job's last request (its metadata PATCH). A busy machine slows every request
@@ -96,6 +96,8 @@ def test_a_big_upload_does_not_starve_small_jobs_enqueued_after_it(tmp_path: Pat
     print(f"small jobs' p95: {p95(shared_turns)} turns with the big upload running, {p95(alone_turns)} without "
           f"({shared.seconds:.1f} s and {alone.seconds:.1f} s for the rounds; {job_pace}); the big job's share "
           f"of the uploads meanwhile: {big_uploads}/{big_uploads + small_uploads}")
-    assert p95(shared_turns) <= 2 * p95(alone_turns), (shared_turns, alone_turns)
+    # Taking turns costs the small jobs about one turn in thirteen (1.04-1.06x measured); a big job
+    # that keeps a slot for itself made it 1.9x and took 65% of the uploads (tried by hand).
+    assert p95(shared_turns) <= 1.5 * p95(alone_turns), (shared_turns, alone_turns)
     assert small_uploads == 2 * SMALL_JOBS, small_uploads  # no retries here: every upload is counted once
     assert share <= 3 * FAIR_SHARE, f"the big job took {share:.0%} of the uploads, {FAIR_SHARE:.0%} would be fair"
