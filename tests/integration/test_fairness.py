@@ -49,11 +49,15 @@ def _last_serial(stack: Stack) -> int:
     return int(log[-1]["n"]) if log else 0
 
 
-def _small_jobs(stack: Stack, tag: str, deadline_s: float, count: int = SMALL_JOBS) -> Round:
-    files = [stack.file(f"{tag}-{i}.mp4", SMALL_SIZE, seed=i)[0] for i in range(count)]
-    tokens = [stack.emulator.create_upload_token() for _ in files]  # minted before the round: not turns
+def _prepared(stack: Stack, tag: str, count: int = SMALL_JOBS) -> list[tuple[Path, str]]:
+    """Sources and upload tokens, made before a round starts: neither is a turn, nor takes the big job's time."""
+    return [(stack.file(f"{tag}-{i}.mp4", SMALL_SIZE, seed=i)[0], stack.emulator.create_upload_token())
+            for i in range(count)]
+
+
+def _small_jobs(stack: Stack, jobs: list[tuple[Path, str]], deadline_s: float) -> Round:
     start, started = _last_serial(stack), time.monotonic()
-    ids = [stack.enqueue(path, chunk_size="5MiB", token=token) for path, token in zip(files, tokens, strict=True)]
+    ids = [stack.enqueue(path, chunk_size="5MiB", token=token) for path, token in jobs]
     jobs = [stack.wait_final(job_id, deadline_s) for job_id in ids]
     assert [j.state for j in jobs] == [State.DONE] * len(jobs), [(j.job_id, j.error) for j in jobs]
     return Round(start, jobs, time.monotonic() - started)
@@ -77,12 +81,14 @@ def test_a_big_upload_does_not_starve_small_jobs_enqueued_after_it(tmp_path: Pat
     latency = ("--latency-ms", "150,150")
     with running_stack(tmp_path, redis_url, workers=1, concurrency=2, emulator_args=latency) as stack:
         # one small job alone: how fast this machine moves a job now (and the access token is cached)
-        _, job_pace = measure(lambda: _small_jobs(stack, "pace", 180, count=1), "one small job alone")
-        alone = _small_jobs(stack, "alone", job_pace.allow(3 * SMALL_JOBS, floor_s=180))
+        first = _prepared(stack, "pace", count=1)
+        _, job_pace = measure(lambda: _small_jobs(stack, first, 180), "one small job alone")
+        alone = _small_jobs(stack, _prepared(stack, "alone"), job_pace.allow(3 * SMALL_JOBS, floor_s=180))
         step = Pace(alone.seconds / (SMALL_JOBS * STEPS_PER_SMALL_JOB / 2), "one step on one of two slots")
         big_path, big_digest = stack.file("big.mp4", BIG_SIZE, seed=99)
+        second = _prepared(stack, "shared")
         big_id = stack.enqueue(big_path, chunk_size="5MiB")
-        shared = _small_jobs(stack, "shared", job_pace.allow(6 * SMALL_JOBS, floor_s=180))
+        shared = _small_jobs(stack, second, job_pace.allow(6 * SMALL_JOBS, floor_s=180))
         big = stack.store.get(big_id)
         assert big is not None and big.state.active, "the big upload must still run while the small ones finish"
         log = stack.emulator.requests_log()
