@@ -1142,3 +1142,106 @@ def test_every_setting_is_in_the_readme_configuration_table() -> None:
 
     missing = sorted(name for name in settings_names() if not listed(name))
     assert not missing, f"not in the README's Configuration table: {missing}"
+
+
+# ---------------------------------------------------------------- Prometheus alert rules
+
+ALERTS = DEPLOY / "prometheus" / "vuq-alerts.yml"
+ALERTS_TEST = DEPLOY / "prometheus" / "vuq-alerts.test.yml"
+RULE_KEYS = {"alert", "expr", "for", "keep_firing_for", "labels", "annotations"}
+SEVERITIES = {"warning", "critical"}
+PROM_DURATION = re.compile(r"^(\d+(ms|s|m|h|d|w|y))+$")
+PROM_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+# Read from Redis at scrape time by every worker: the same number from each, so never summed.
+STORE_GAUGES = ("vuq_jobs", "vuq_active_leases")
+
+
+def alert_rules() -> list[dict[str, Any]]:
+    return [rule for group in yaml.safe_load(ALERTS.read_text(encoding="utf-8"))["groups"] for rule in group["rules"]]
+
+
+def dashboard_exprs() -> list[str]:
+    dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    return [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+
+
+def promtool() -> str | None:
+    """A promtool binary: $PROMTOOL, else on the PATH (Debian's `prometheus` package has one)."""
+    import shutil
+
+    return os.environ.get("PROMTOOL") or shutil.which("promtool")
+
+
+def test_alert_rules_have_the_fields_prometheus_requires() -> None:
+    document = yaml.safe_load(ALERTS.read_text(encoding="utf-8"))
+    assert set(document) == {"groups"} and document["groups"], "a rule file holds `groups:` only"
+    names = [g["name"] for g in document["groups"]]
+    assert all(isinstance(n, str) and n for n in names) and len(set(names)) == len(names), names
+    seen = set()
+    for group in document["groups"]:
+        assert set(group) <= {"name", "interval", "limit", "rules"} and group["rules"], group.get("name")
+        for rule in group["rules"]:
+            name = rule.get("alert")
+            assert set(rule) <= RULE_KEYS and isinstance(name, str) and PROM_NAME.match(name), rule
+            assert name not in seen, f"two alerts named {name}"
+            seen.add(name)
+            assert isinstance(rule["expr"], str) and rule["expr"].strip(), name
+            assert PROM_DURATION.match(str(rule["for"])), f"{name}: for: {rule['for']!r}"
+            assert rule["labels"]["severity"] in SEVERITIES, name
+            assert all(PROM_NAME.match(k) for k in [*rule["labels"], *rule["annotations"]]), name
+            for field in ("summary", "description"):
+                assert isinstance(rule["annotations"].get(field), str) and rule["annotations"][field].strip(), name
+    assert {"VuqJobsFailing", "VuqRetriesClimbing", "VuqBacklogStalled", "VuqNoWorkerReporting"} <= seen
+
+
+def test_alerts_and_dashboard_read_only_metrics_the_code_defines() -> None:
+    from tests.support.promql import parse
+
+    ours = metric_names()
+    ours |= {n.replace("_bucket", suffix) for n in ours if n.endswith("_bucket") for suffix in ("_count", "_sum")}
+    flower = {*FLOWER_METRICS, *(n.replace("_bucket", s) for n in FLOWER_METRICS for s in ("_count", "_sum"))}
+    for expr in [*dashboard_exprs(), *(r["expr"] for r in alert_rules())]:
+        query = parse(expr)
+        assert query.metrics, expr
+        assert query.metrics <= ours | flower, f"{expr}: {sorted(query.metrics - ours - flower)}"
+    assert all(parse(r["expr"]).metrics <= ours for r in alert_rules()), "the alerts need only the workers"
+
+
+def test_gauges_read_from_the_job_store_are_never_summed_across_workers() -> None:
+    """Every worker serves the same vuq_jobs and vuq_active_leases (read from Redis): a sum counts each
+    job once per worker."""
+    summed = re.compile(r"\b(sum|count)\s*(?:(?:by|without)\s*\([^)]*\)\s*)?\(\s*(" + "|".join(STORE_GAUGES) + r")\b")
+    for expr in [*dashboard_exprs(), *(r["expr"] for r in alert_rules())]:
+        assert not summed.search(expr), f"{expr}: take max() of a job-store gauge across workers"
+    assert summed.search("sum by (state) (vuq_jobs)") and summed.search("sum(vuq_active_leases)")
+    assert not summed.search("sum(max by (state) (vuq_jobs))")
+
+
+def test_every_alert_has_a_promtool_case_where_it_fires() -> None:
+    cases = yaml.safe_load(ALERTS_TEST.read_text(encoding="utf-8"))
+    assert cases["rule_files"] == [ALERTS.name]
+    firing = {case["alertname"] for test in cases["tests"] for case in test.get("alert_rule_test", [])
+              if case.get("exp_alerts")}
+    quiet = {case["alertname"] for test in cases["tests"] for case in test.get("alert_rule_test", [])
+             if not case.get("exp_alerts")}
+    names = {r["alert"] for r in alert_rules()}
+    assert firing == names and quiet == names, f"fires: {sorted(firing)}, stays quiet: {sorted(quiet)}"
+
+
+@pytest.mark.parametrize("command", [("check", "rules", ALERTS.name), ("test", "rules", ALERTS_TEST.name)],
+                         ids=["check", "test"])
+def test_promtool_accepts_the_alert_rules(command: tuple[str, ...]) -> None:
+    import subprocess
+
+    binary = promtool()
+    if binary is None:
+        pytest.skip("no promtool (set PROMTOOL or install Debian's prometheus package); the structure is checked above")
+    result = subprocess.run([binary, *command], cwd=ALERTS.parent, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_deploy_readme_describes_the_alert_rules() -> None:
+    readme = (DEPLOY / "README.md").read_text(encoding="utf-8")
+    assert "prometheus/vuq-alerts.yml" in readme and "promtool" in readme
+    for name in (r["alert"] for r in alert_rules()):
+        assert name in readme, f"deploy/README.md does not describe {name}"
