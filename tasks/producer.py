@@ -37,7 +37,8 @@ from tasks.settings import Settings, get_settings
 from tasks.telemetry import job_started
 
 log = logging.getLogger(__name__)
-BULK_BATCH = 500  # jobs a bulk enqueue writes in one round trip
+BULK_BATCH = 1000  # jobs a bulk enqueue writes in one round trip
+WRITERS = 2  # batches of a bulk enqueue being written at once
 
 
 def enqueue_upload(source: str, *, token: str | None = None, video: dict[str, Any] | None = None,
@@ -113,12 +114,14 @@ def prepared(raw: Mapping[str, Any], settings: Settings) -> UploadSpec:
 
 
 class _Batches:
-    """Bulk enqueue's batches in order, each written by one thread while the next is prepared."""
+    """Bulk enqueue's batches, written by ``WRITERS`` threads while the next ones are prepared: one
+    batch's script runs in Redis while another's arguments are packed. At most ``WRITERS`` batches are
+    in flight; the first error stops the rest (the batches written before it stay)."""
 
     def __init__(self, settings: Settings, results: list[str | SpecError]) -> None:
         self.settings, self.results = settings, results
-        self.pool = ThreadPoolExecutor(1, thread_name_prefix="vuq-enqueue")
-        self.writing: Future[None] | None = None
+        self.pool = ThreadPoolExecutor(WRITERS, thread_name_prefix="vuq-enqueue")
+        self.writing: list[Future[None]] = []
         self.bundled = settings.redis_url == settings.broker_url  # records and messages in one script call
         try:  # the hand-off time is Redis's clock, as for a single enqueue
             self.skew = job_store(settings).now() - time.time()
@@ -131,7 +134,7 @@ class _Batches:
     def __exit__(self, kind: object, *_: object) -> None:
         try:
             if kind is None:
-                self._wait()
+                self._wait(0)
         finally:
             self.pool.shutdown(wait=True)
 
@@ -141,13 +144,13 @@ class _Batches:
         handoff = time.time() + self.skew
         jobs = [(index, spec, celery_message(_start(spec), self.settings.queue, handoff) if self.bundled else "")
                 for index, spec in pending]
-        self._wait()
-        self.writing = self.pool.submit(_enqueue_batch, jobs, self.results, self.settings)
+        self._wait(WRITERS - 1)
+        self.writing.append(self.pool.submit(_enqueue_batch, jobs, self.results, self.settings))
 
-    def _wait(self) -> None:
-        writing, self.writing = self.writing, None
-        if writing is not None:
-            writing.result()
+    def _wait(self, in_flight: int) -> None:
+        """Until at most ``in_flight`` batches are being written (the oldest first)."""
+        while len(self.writing) > in_flight:
+            self.writing.pop(0).result()
 
 
 def _enqueue_batch(jobs: list[tuple[int, UploadSpec, str]], results: list[str | SpecError],

@@ -223,6 +223,8 @@ _CONTROL_NAMES = {0x00: "null byte", 0x07: "bell", 0x08: "backspace", 0x09: "tab
 def _text(name: str, value: Any, limit: int) -> str:
     if not isinstance(value, str):
         raise SpecError(name, f"must be a string, not {type(value).__name__}")
+    if value.isascii() and value.isprintable() and len(value) <= limit:
+        return value  # no control character, nothing that is not UTF-8, no bidi control: the usual case
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:

@@ -138,10 +138,12 @@ class JobStore(JobIndex):
                                  REVOKE_TOKEN_KEY.format(job_id="")]
         for index, (spec, message) in enumerate(jobs):
             own = {**fields, **(each[index] if index < len(each) else {})}
-            values = {name: _text(value) for name, value in _values(spec, True, None, own).items()}
-            args += [_job_id(spec), message, json.dumps(values)]
+            values = "\0".join(_flatten(_values(spec, True, None, own)))
+            if values.count("\0") % 2 == 0:  # an odd count of separators: an even count of items
+                raise ValueError(f"job {spec.job_id}: a field holds a NUL byte")
+            args += [_job_id(spec), message, values]
         keys = [*job_keys(""), queue_key]
-        return [_created(result) for result in self._enqueue(keys=keys, args=args)]
+        return [Created(True) if not result else _in_use(str(result)) for result in self._enqueue(keys=keys, args=args)]
 
     def forget(self, job_id: str) -> bool:
         """Undo a create whose start message could not be sent (a queued job nobody picked up)."""
@@ -327,6 +329,12 @@ def _text(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.6f}"
     return str(value)
+
+
+def _in_use(result: str) -> Created:
+    """The bulk script's answer for an id in use: its spec hash and state, a newline between."""
+    spec_hash, _, state = result.partition("\n")
+    return Created(False, spec_hash=spec_hash, state=state)
 
 
 def _flatten(fields: Mapping[str, object]) -> list[str]:
