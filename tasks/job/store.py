@@ -14,7 +14,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import redis
 
@@ -235,7 +235,7 @@ class JobStore(JobIndex):
 
     def live_waiting_count(self) -> int:
         """How many live jobs wait for their files to grow; entries of jobs no longer active are dropped."""
-        waiting = list(self.redis.zrange(LIVE_WAITING_KEY, 0, -1))
+        waiting = [str(job_id) for job_id in cast(list[str], self.redis.zrange(LIVE_WAITING_KEY, 0, -1))]
         active = {job.job_id for job in self.records(waiting) if job.state.active}
         gone = set(waiting) - active
         if gone:
