@@ -39,6 +39,17 @@ local bulk = string.sub(turn, 1, 1) == '1' and 1e12 or 0
 local spacing = (window + tonumber(ARGV[5])) / limit
 local blocked = tonumber(redis.call('HGET', KEYS[1], 'blocked_until') or '0')
 local tat = math.max(tonumber(redis.call('HGET', KEYS[1], 'tat') or '0'), now, blocked)
+-- admissions logged before the limit was known (or by a fleet that did not know it) count too: the next
+-- one is a spacing after the last, and never makes the window hold more than the limit
+local logged = redis.call('ZCARD', KEYS[2])
+if logged > 0 then
+  local last = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
+  tat = math.max(tat, tonumber(last[2]) + spacing)
+  if logged >= limit then
+    local nth = redis.call('ZRANGE', KEYS[2], logged - limit, logged - limit, 'WITHSCORES')
+    tat = math.max(tat, tonumber(nth[2]) + window + tonumber(ARGV[5]))
+  end
+end
 local vclock = tonumber(redis.call('HGET', KEYS[1], 'vclock') or '0')
 
 local gone = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now - tonumber(ARGV[7]))

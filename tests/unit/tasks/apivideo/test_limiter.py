@@ -114,6 +114,16 @@ def test_requests_before_the_limit_was_learned_count_once_it_is(server: fakeredi
     assert worker.usage("write") == (3, 5)
 
 
+def test_admissions_before_the_limit_was_learned_pace_the_next_ones(server: fakeredis.FakeServer) -> None:
+    worker = limiter(server)
+    assert all(worker.acquire("upload") == 0 for _ in range(2))
+    worker.observe("upload", 200, {"x-ratelimit-limit": "2"})
+    wait = worker.acquire("upload")  # the window holds two already: the next waits for the first to age out
+    assert WINDOW_S - 1 < wait <= WINDOW_S + SPACING_MARGIN_S
+    other = limiter(server, {"write": 600})
+    assert other.acquire("write") == 0 and 0 < other.acquire("write") <= (WINDOW_S + SPACING_MARGIN_S) / 600
+
+
 def test_a_configured_limit_wins_over_the_headers(server: fakeredis.FakeServer) -> None:
     worker = limiter(server, {"upload": 3})
     worker.observe("upload", 201, {"x-ratelimit-limit": "1000"})
