@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 
 # Two processes (each module on one of them, with Redis databases of its own): most tests wait on I/O.
 test: venv
-	$(PY) -m pytest -q -n 2 --dist loadfile
+	$(PY) -m pytest -q -n 3 --dist loadfile
 
 # The wheel as users install it, outside the source tree, running a job end to end.
 artifact:

@@ -36,7 +36,7 @@ def health(stack: Stack) -> subprocess.CompletedProcess[str]:
 def test_a_step_that_moves_no_byte_is_reported_by_job(stack: Stack) -> None:
     path, digest = stack.file("stalled.mp4", 6 * MIB, seed=91)
     wait_for(lambda: health(stack).returncode == 0, 60, "a healthy worker to begin with")
-    stack.emulator.set_faults(latency_ms=[12_000, 12_000])  # the request is taken; no answer comes for 12 s
+    stack.emulator.set_faults(latency_ms=[8_000, 8_000])  # the request is taken; no answer comes for 8 s
     try:
         job_id = stack.enqueue(path, chunk_size="5MiB")
         out = wait_for(lambda: (o := health(stack)).returncode == 1 and "moved no byte" in o.stderr and o, 60,

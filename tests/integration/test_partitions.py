@@ -1,6 +1,7 @@
-"""Distributed faults, short: a worker host cut from Redis and api.video, or from api.video alone, in
-the middle of a chunk (35 s here, 90 s in `make chaos`), and a host that vanishes for good. Every job
-finishes byte-exact, one video each, chunks in order, with no restart of the surviving workers.
+"""Distributed faults, short: a worker host cut from Redis and api.video in the middle of a chunk (35 s
+here; 90 s in `make chaos`, which also cuts a host from api.video alone), and a host that vanishes for
+good. Every job finishes byte-exact, one video each, chunks in order, with no restart of the surviving
+workers.
 
 35 s outlasts the keepalive window (about 25 s): the worker's idle Redis connections are dead by
 the heal, so the first acknowledgement after it meets one (a worker that lost its prefetch slot
@@ -23,7 +24,7 @@ def lab_here(redis_url: str) -> None:
     skip_unless_lab()
 
 
-@pytest.mark.parametrize("network", ["all", "api"], ids=["cut from Redis and api.video", "cut from api.video"])
+@pytest.mark.parametrize("network", ["all"], ids=["cut from Redis and api.video"])
 def test_a_worker_host_cut_mid_chunk_carries_on_by_itself_after_the_heal(tmp_path: Path, network: str,
                                                                          capsys: pytest.CaptureFixture[str]) -> None:
     measured = cut_mid_chunk(tmp_path, CUT_S, network)
