@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# Two processes (each module on one of them, with Redis databases of its own): most tests wait on I/O.
+# Three processes (each module on one of them, with Redis databases of its own): most tests wait on I/O.
 test: venv
 	$(PY) -m pytest -q -n 3 --dist loadfile
 
