@@ -43,7 +43,7 @@ def cursor_at_least(stack: Stack, job_id: str, chunk: int):
 
 def _cancel_mid_upload(ops: Stack, name: str, *options: str) -> tuple[str, str]:
     path, _ = ops.file(name, 60 * MIB, seed=71)
-    ops.emulator.set_faults(latency_ms=[150, 150])
+    ops.emulator.set_faults(latency_ms=[500, 500])  # 12 chunks: 6 s at least, longer than `vuq cancel` takes
     try:
         job_id = ops.enqueue(path, chunk_size="5MiB")
         wait_for(cursor_at_least(ops, job_id, 1), 60, "the first chunk")

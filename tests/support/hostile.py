@@ -30,10 +30,11 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 from tasks.constants import MIB
+from tests.support.httpd import serve
 
 _RANGE = re.compile(r"bytes=(\d+)-(\d+)")
 HUGE_ANSWER_BYTES = 400 * MIB
@@ -100,17 +101,13 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def _serve(handler: type[_Handler]) -> Iterator[ThreadingHTTPServer]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        handler.peer.stop.set()
-        server.shutdown()
-        server.server_close()
+def _serve(handler: type[_Handler]) -> Iterator[str]:
+    """``serve`` the handler; its peer's hostile answers are told to stop before the server stops."""
+    with serve(handler) as base:
+        try:
+            yield base
+        finally:
+            handler.peer.stop.set()
 
 
 @contextmanager
@@ -164,8 +161,8 @@ def hostile_source(root: Path, behaviour: str, honest: int = 1, interval_s: floa
             visit.sent = len(body)
 
     Source.peer, Source.interval_s = peer, interval_s
-    with _serve(Source) as server:
-        peer.url = f"http://127.0.0.1:{server.server_address[1]}"
+    with _serve(Source) as base:
+        peer.url = base
         yield peer
 
 
@@ -202,6 +199,6 @@ def hostile_receiver(behaviour: str, interval_s: float = 1.0) -> Iterator[Peer]:
                 visit.sent += len(block)
 
     Receiver.peer, Receiver.interval_s = peer, interval_s
-    with _serve(Receiver) as server:
-        peer.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/vuq?sig=secret-query"
+    with _serve(Receiver) as base:
+        peer.url = f"{base}/hooks/vuq?sig=secret-query"
         yield peer

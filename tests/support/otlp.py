@@ -13,7 +13,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from google.protobuf.json_format import MessageToDict
@@ -23,6 +23,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as ProtoSpan
+
+from tests.support.httpd import serve
 
 KINDS = {ProtoSpan.SPAN_KIND_INTERNAL: "internal", ProtoSpan.SPAN_KIND_SERVER: "server",
          ProtoSpan.SPAN_KIND_CLIENT: "client", ProtoSpan.SPAN_KIND_PRODUCER: "producer",
@@ -129,15 +131,9 @@ def receiving_traces() -> Iterator[Receiver]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.endpoint = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serve(Handler) as base:
+        state.endpoint = base
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def tree(spans: list[Span], shown: tuple[str, ...] = ("vuq.chunk.index", "vuq.chunk.bytes", "vuq.request_class",

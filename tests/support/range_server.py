@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+
+from tests.support.httpd import serve
 
 _RANGE = re.compile(r"bytes=(\d+)-(\d*)")
 
@@ -47,11 +48,5 @@ def _handler(root: Path, ranges: bool) -> type[BaseHTTPRequestHandler]:
 @contextmanager
 def serving(root: Path, ranges: bool = True) -> Iterator[str]:
     """Serve ``root`` on a free port; yields the base URL."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(root, ranges))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve(_handler(root, ranges)) as base:
+        yield base
