@@ -32,7 +32,7 @@ from tasks.job.spec import UploadSpec, new_job_id, parse_spec
 from tasks.job.store import REPLICATION_WAIT_MS, Created, job_store
 from tasks.pipeline.message import Step, start_step
 from tasks.pipeline.operations import RetryOutcome, cancel, finish, redeliver, resume, retry_failed
-from tasks.pipeline.wire import celery_message
+from tasks.pipeline.wire import celery_messages
 from tasks.settings import Settings, get_settings
 from tasks.telemetry import job_started
 
@@ -142,8 +142,9 @@ class _Batches:
         if not pending:
             return
         handoff = time.time() + self.skew
-        jobs = [(index, spec, celery_message(_start(spec), self.settings.queue, handoff) if self.bundled else "")
-                for index, spec in pending]
+        messages = (celery_messages([_start(spec) for _, spec in pending], self.settings.queue, handoff)
+                    if self.bundled else [""] * len(pending))
+        jobs = [(index, spec, message) for (index, spec), message in zip(pending, messages, strict=True)]
         self._wait(WRITERS - 1)
         self.writing.append(self.pool.submit(_enqueue_batch, jobs, self.results, self.settings))
 

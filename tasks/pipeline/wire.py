@@ -14,7 +14,9 @@ import json
 import os
 import socket
 import uuid
+from collections.abc import Sequence
 from functools import cache
+from json.encoder import encode_basestring_ascii as _js  # a str as JSON text, as json.dumps writes it
 
 from tasks.constants import HANDOFF_HEADER
 from tasks.pipeline.message import Step
@@ -32,9 +34,14 @@ def _reply_to() -> str:
     return str(uuid.uuid4())
 
 
-def _two_random_halves() -> tuple[bytes, bytes]:
-    random = os.urandom(32)
-    return random[:16], random[16:]
+# A version 4 UUID's variant digit (RFC 9562: 10xx) for each hex digit the random bits give.
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
+
+
+def _uuid4(random: bytes) -> str:
+    """16 random bytes as a version 4 UUID's text, as ``str(uuid.UUID(bytes=random, version=4))`` writes it."""
+    h = random.hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
 
 
 # Every header but these is the same in every start message: written once, as JSON text.
@@ -45,16 +52,29 @@ _FIXED_HEADERS = json.dumps({
 _EMBED_JSON = json.dumps(_EMBED)
 
 
-def celery_message(step: Step, queue: str, handoff_at: float | None) -> str:
-    """``step`` as the JSON kombu's Redis transport keeps on ``queue``'s list (written from text parts:
-    bulk enqueue writes thousands a second)."""
-    task_id, delivery_tag = (str(uuid.UUID(bytes=b, version=4)) for b in _two_random_halves())
-    body = f"[[], {json.dumps(step.kwargs())}, {_EMBED_JSON}]".encode()
-    handoff = f", {json.dumps(HANDOFF_HEADER)}: {json.dumps(handoff_at)}" if handoff_at is not None else ""
-    headers = (f'{{{_FIXED_HEADERS}, "task": {json.dumps(step.task)}, "id": "{task_id}", "root_id": "{task_id}", '
-               f'"kwargsrepr": {json.dumps(step.shown())}, "origin": {json.dumps(_origin())}{handoff}}}')
-    properties = (f'{{"correlation_id": "{task_id}", "reply_to": "{_reply_to()}", "delivery_mode": 2, '
-                  f'"delivery_info": {{"exchange": "", "routing_key": {json.dumps(queue)}}}, "priority": 0, '
-                  f'"body_encoding": "base64", "delivery_tag": "{delivery_tag}"}}')
-    return (f'{{"body": "{base64.b64encode(body).decode()}", "content-encoding": "utf-8", '
-            f'"content-type": "application/json", "headers": {headers}, "properties": {properties}}}')
+def celery_messages(steps: Sequence[Step], queue: str, handoff_at: float | None) -> list[str]:
+    """Each of ``steps`` as the JSON kombu's Redis transport keeps on ``queue``'s list, written from text
+    parts (bulk enqueue writes thousands a second): what every message of the batch shares is written once,
+    and the ids come from one read of the system's random source."""
+    random = os.urandom(32 * len(steps))
+    handoff = f", {_js(HANDOFF_HEADER)}: {json.dumps(handoff_at)}" if handoff_at is not None else ""
+    tail = f', "origin": {_js(_origin())}{handoff}}}'
+    properties = (f'"reply_to": "{_reply_to()}", "delivery_mode": 2, "delivery_info": {{"exchange": "", '
+                  f'"routing_key": {_js(queue)}}}, "priority": 0, "body_encoding": "base64", "delivery_tag": "')
+    messages = []
+    for n, step in enumerate(steps):
+        task_id, delivery_tag = _uuid4(random[32 * n:32 * n + 16]), _uuid4(random[32 * n + 16:32 * n + 32])
+        body = f"[[], {_kwargs(step)}, {_EMBED_JSON}]".encode()
+        headers = (f'{{{_FIXED_HEADERS}, "task": {_js(step.task)}, "id": "{task_id}", "root_id": "{task_id}", '
+                   f'"kwargsrepr": {_js(step.shown())}{tail}')
+        messages.append(f'{{"body": "{base64.b64encode(body).decode()}", "content-encoding": "utf-8", '
+                        f'"content-type": "application/json", "headers": {headers}, "properties": '
+                        f'{{"correlation_id": "{task_id}", {properties}{delivery_tag}"}}}}')
+    return messages
+
+
+def _kwargs(step: Step) -> str:
+    """``step.kwargs()`` as JSON."""
+    if step.chunk is None:
+        return f'{{"job_id": {_js(step.job_id)}}}'
+    return f'{{"job_id": {_js(step.job_id)}, "chunk": {int(step.chunk)}}}'

@@ -28,6 +28,7 @@ def test_chaos_short(tmp_path: Path, redis_url: str, capsys: pytest.CaptureFixtu
 
 
 @pytest.mark.chaos
+@pytest.mark.timeout(FULL.timeout_s + 120)  # the run's own deadline, then the checks (the suite's default is 300 s)
 def test_chaos_full(tmp_path: Path, redis_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     """50 jobs of 1-300 MiB with default settings plus beat."""
     report = run_and_show(FULL, tmp_path, capsys)

@@ -40,6 +40,21 @@ def test_credential_shaped_values_are_masked(text: str, secret: str) -> None:
     assert MASK in cleaned
 
 
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [
+        ("POST HTTPS://WS.API.VIDEO/UPLOAD?TOKEN=ABCDEF123", "ABCDEF123"),
+        ("Api_Key=KEY123456 in capitals", "KEY123456"),
+        ("authorization: BEARER eyJhbGciOi.payload.sig", "eyJhbGciOi.payload.sig"),
+        (f"upload token {UPLOAD_TOKEN.upper()} was refused", UPLOAD_TOKEN.upper()),
+        ("café ?\u017fignature=deadbeef", "deadbeef"),  # not ASCII: the case-insensitive search (long s folds to s)
+    ],
+)
+def test_any_letter_case_is_masked(text: str, secret: str) -> None:
+    """ASCII text is screened lower-cased: every spelling the case-insensitive patterns mask is still seen."""
+    assert secret not in redact(text)
+
+
 def test_context_around_a_masked_credential_is_kept() -> None:
     assert redact("https://h/upload?token=abc123&x=1 failed") == f"https://h/upload?{MASK} failed"
     assert redact("Bearer abc.def") == f"Bearer {MASK}"

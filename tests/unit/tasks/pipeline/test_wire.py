@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -14,7 +15,7 @@ from celery import Celery
 from tasks.constants import HANDOFF_HEADER, TASK_CHUNK, TASK_START
 from tasks.job.connections import broker_transport_options
 from tasks.pipeline.message import Step
-from tasks.pipeline.wire import celery_message
+from tasks.pipeline.wire import _uuid4, celery_messages
 
 QUEUE = "wire-test"
 PER_MESSAGE = {"id", "root_id", "origin"}  # differ from message to message
@@ -39,8 +40,8 @@ def celerys_own(real_redis_url: str) -> Iterator[dict[str, object]]:
 
 
 def test_a_start_message_is_the_one_celery_writes(celerys_own: dict[str, object]) -> None:
-    ours = json.loads(celery_message(Step(TASK_START, "job-1", label="{'chunk': 'start', 'job_id': 'job-1'}"),
-                                     QUEUE, 12.5))
+    ours = json.loads(celery_messages([Step(TASK_START, "job-1", label="{'chunk': 'start', 'job_id': 'job-1'}")],
+                                      QUEUE, 12.5)[0])
     assert set(ours) == set(celerys_own)
     assert {k: v for k, v in ours.items() if k not in ("headers", "properties")} == {
         k: v for k, v in celerys_own.items() if k not in ("headers", "properties")}
@@ -55,7 +56,7 @@ def test_a_start_message_is_the_one_celery_writes(celerys_own: dict[str, object]
 
 
 def test_the_body_carries_only_the_ids() -> None:
-    message = json.loads(celery_message(Step(TASK_CHUNK, "job-1", 3), QUEUE, None))
+    message = json.loads(celery_messages([Step(TASK_CHUNK, "job-1", 3)], QUEUE, None)[0])
     args, kwargs, embed = json.loads(base64.b64decode(message["body"]))
     assert (args, kwargs) == ([], {"job_id": "job-1", "chunk": 3})
     assert embed == {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
@@ -63,6 +64,14 @@ def test_the_body_carries_only_the_ids() -> None:
 
 
 def test_every_message_has_ids_of_its_own() -> None:
-    first, second = (json.loads(celery_message(Step(TASK_START, "job-1"), QUEUE, 1.0)) for _ in range(2))
-    assert first["headers"]["id"] != second["headers"]["id"]
-    assert first["properties"]["delivery_tag"] != second["properties"]["delivery_tag"]
+    batch = [json.loads(m) for m in celery_messages([Step(TASK_START, f"job-{n}") for n in range(3)], QUEUE, 1.0)]
+    batch += [json.loads(celery_messages([Step(TASK_START, "job-0")], QUEUE, 1.0)[0])]  # another batch
+    ids = [m["headers"]["id"] for m in batch] + [m["properties"]["delivery_tag"] for m in batch]
+    assert len(set(ids)) == len(ids) == 8
+    assert all(uuid.UUID(i).version == 4 and uuid.UUID(i).variant == uuid.RFC_4122 for i in ids)
+    assert [json.loads(base64.b64decode(m["body"]))[1]["job_id"] for m in batch] == ["job-0", "job-1", "job-2", "job-0"]
+
+
+@pytest.mark.parametrize("random", [bytes(16), b"\xff" * 16, bytes(range(16)), bytes(range(240, 256))])
+def test_ids_are_written_as_the_uuid_module_writes_them(random: bytes) -> None:
+    assert _uuid4(random) == str(uuid.UUID(bytes=random, version=4))
