@@ -14,14 +14,14 @@ from tasks.job.connections import (
     unreachable,
     where,
 )
-from tasks.job.index import UnknownCursor
+from tasks.job.index import PAGE_SCAN, UnknownCursor
 from tasks.job.record import ACTIVE_STATES, TOKEN_FIELD, JobRecord, State, resume_command
 from tasks.job.sizes import format_size, parse_size
 from tasks.job.spec import PRIORITIES, UploadSpec, Video, new_job_id, parse_spec
 from tasks.job.store import NOW, Created, Expect, JobStore, Written, job_store
 
 __all__ = [
-    "ACTIVE_STATES", "NOW", "PRIORITIES", "TOKEN_FIELD", "Created", "Expect", "JobRecord", "JobStore",
+    "ACTIVE_STATES", "NOW", "PAGE_SCAN", "PRIORITIES", "TOKEN_FIELD", "Created", "Expect", "JobRecord", "JobStore",
     "SentinelOptions", "State",
     "UnknownCursor", "UploadSpec", "Video", "Written", "broker_transport_options", "format_size", "job_store",
     "new_job_id", "parse_size", "parse_spec", "patiently", "redis_client", "resume_command", "unreachable", "where",

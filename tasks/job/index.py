@@ -101,24 +101,29 @@ class JobIndex:
         expiries, now = pipe.execute(), self.now()
         return [job_id for job_id, at in zip(job_ids, expiries, strict=True) if at is None or float(at) > now + 1]
 
-    def page(self, states: Iterable[str] | None = None, limit: int = 100, before: str | None = None,
-             matches: Callable[[JobRecord], bool] | None = None) -> list[JobRecord]:
+    def page(self, states: Iterable[str] | None = None, limit: int = 100, before: str | None = None) -> list[JobRecord]:
         """Newest first, at most ``limit``, optionally only in ``states``, only older than the job ``before``
-        (a cursor: the last id of the previous page), and only those ``matches`` keeps (an account, a
-        tenant: read a page at a time until enough match, at most ``PAGE_SCAN`` records)."""
+        (a cursor: the last id of the previous page)."""
+        return self._page(list(states) if states else None, limit, before)
+
+    def filtered_page(self, matches: Callable[[JobRecord], bool], states: Iterable[str] | None = None,
+                      limit: int = 100, before: str | None = None) -> tuple[list[JobRecord], str | None]:
+        """Like ``page``, only those ``matches`` keeps (an account, a tenant): read ``PAGE_BATCH`` records at a
+        time until enough match, at most ``PAGE_SCAN``. Also the cursor to go on from when the scan stopped
+        short of ``limit`` with records left to read (None: nothing left, or the page is full)."""
         states = list(states) if states else None
-        if matches is None:
-            return self._page(states, limit, before)
         found: list[JobRecord] = []
         scanned = 0
-        while len(found) < limit and scanned < PAGE_SCAN:
+        while len(found) < limit:
+            if scanned >= PAGE_SCAN:
+                return found, before
             batch = self._page(states, PAGE_BATCH, before)
             found += [job for job in batch if matches(job)]
             scanned += len(batch)
             if len(batch) < PAGE_BATCH:
                 break
             before = batch[-1].job_id
-        return found[:limit]
+        return found[:limit], None
 
     def _page(self, states: list[str] | None, limit: int, before: str | None) -> list[JobRecord]:
         keys = [STATE_INDEX_KEY.format(state=State(s)) for s in states] if states else [JOB_INDEX_KEY]

@@ -6,6 +6,7 @@ once its job is done, failed or cancelled."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,7 @@ from tasks import cancel_upload, resume_upload
 from tasks.constants import MIB
 from tasks.job import State
 from tests.support.secrets import has_token
-from tests.support.stack import Stack, running_stack
+from tests.support.stack import Stack, running_stack, vuq
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -193,3 +194,17 @@ def test_a_failed_job_whose_minted_token_was_deleted_resumes_with_a_new_one(flee
     assert job.state == State.DONE, job
     assert fleet.emulator.video(job.video_id or "")["sha256"] == digest
     assert job.video_id in videos_in(fleet, "acme")
+
+
+def test_vuq_jobs_lists_one_account_or_one_tenant(fleet: Stack) -> None:
+    tenant = f"listing-{uuid.uuid4().hex[:8]}"
+    path, _ = fleet.file("listed.mp4", 1 * MIB, seed=63)
+    mine = fleet.enqueue(path, token=None, account="acme", tenant=tenant)
+    theirs = fleet.enqueue(path, token=None, account="globex")
+    assert all(finished(fleet, job_id).state == State.DONE for job_id in (mine, theirs))
+    by_account = json.loads(vuq(fleet, "jobs", "--account", "acme", "--limit", "500", "--json", check=True).stdout)
+    assert mine in {job["job_id"] for job in by_account} and theirs not in {job["job_id"] for job in by_account}
+    assert {job["account"] for job in by_account} == {"acme"}
+    by_tenant = vuq(fleet, "jobs", "--tenant", tenant, "--json", check=True)
+    assert [(job["job_id"], job["tenant"]) for job in json.loads(by_tenant.stdout)] == [(mine, tenant)]
+    assert "more" not in by_tenant.stderr  # one job, and nothing left unread

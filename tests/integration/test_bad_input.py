@@ -40,7 +40,7 @@ from tests.support.ports import free_port
 from tests.support.range_server import serving
 from tests.support.receiver import receiving
 from tests.support.secrets import has_token, places_showing
-from tests.support.stack import Stack, running_stack
+from tests.support.stack import Stack, running_stack, vuq
 from tests.support.waiting import wait_for
 
 MAX_RETRIES = 2  # a transient problem gives up after 3 attempts, quickly
@@ -534,9 +534,6 @@ def keyless(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterato
         yield stack
 
 
-def vuq_cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "workers.console", *args], env=stack.env, capture_output=True,
-                          text=True, timeout=120)
 
 
 def test_without_an_api_key_a_refused_token_fails_resumable_and_a_new_token_finishes_it(keyless: Stack,
@@ -546,12 +543,12 @@ def test_without_an_api_key_a_refused_token_fails_resumable_and_a_new_token_fini
     job = keyless.wait_final(job_id, FINAL_TIMEOUT_S)
     assert job.state == State.FAILED and job.error_retryable and job.error_needs == "token", job
     assert "upload token is invalid or expired" in (job.error or "")
-    assert f"vuq resume {job_id} --token-file FILE" in vuq_cli(keyless, "status", job_id).stdout
-    refused = vuq_cli(keyless, "resume", job_id)
+    assert f"vuq resume {job_id} --token-file FILE" in vuq(keyless, "status", job_id).stdout
+    refused = vuq(keyless, "resume", job_id)
     assert refused.returncode == 1 and "needs a new upload token" in refused.stderr
     token_file = tmp_path / "token"
     token_file.write_text(keyless.emulator.create_upload_token() + "\n")
-    resumed = vuq_cli(keyless, "resume", job_id, "--token-file", str(token_file))
+    resumed = vuq(keyless, "resume", job_id, "--token-file", str(token_file))
     assert resumed.returncode == 0 and "with a new upload token" in resumed.stdout, resumed.stderr
     job = keyless.wait_final(job_id, FINAL_TIMEOUT_S)
     assert job.state == State.DONE and keyless.emulator.video(job.video_id or "")["sha256"] == digest
@@ -606,13 +603,13 @@ def test_a_presigned_source_and_callback_never_show_their_secrets(bad: Stack) ->
         url = (base.replace("http://", "http://bob:hunter2-password@") +
                "/signed.mp4?X-Amz-Signature=topsecret-signature-123&X-Amz-Credential=credential-456")
         callback = hooks.url + "?token=callback-secret-789"
-        out = vuq_cli(bad, "enqueue", url, "--chunk-size", "5MiB", "--callback-url", callback, "--wait", "--json")
+        out = vuq(bad, "enqueue", url, "--chunk-size", "5MiB", "--callback-url", callback, "--wait", "--json")
         assert out.returncode == 0, out.stderr
         job = json.loads(out.stdout)
         wait_for(lambda: hooks.requests, FINAL_TIMEOUT_S, "the completion webhook")
         shown = {"enqueue --wait --json": out.stdout + out.stderr,
-                 "status --json": vuq_cli(bad, "status", job["job_id"], "--json").stdout,
-                 "jobs --json": vuq_cli(bad, "jobs", "--json", "--limit", "500").stdout,
+                 "status --json": vuq(bad, "status", job["job_id"], "--json").stdout,
+                 "jobs --json": vuq(bad, "jobs", "--json", "--limit", "500").stdout,
                  "webhook body": hooks.requests[0][1].decode(), "worker logs": bad.logs()}
     assert bad.emulator.video(job["video_id"])["sha256"] == digest
     assert job["source"].endswith("/signed.mp4?***") and "***@127.0.0.1" in job["source"], job["source"]

@@ -3,26 +3,21 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 
 from tasks.constants import MIB
-from tests.support.stack import Stack, running_stack
+from tests.support.stack import Stack, running_stack, vuq
 from workers.lab import supervise
 
 STATUS_FIELDS = {"job_id", "state", "video_id", "size", "bytes_sent", "chunks_total", "next_chunk", "error"}
-
-
-def vuq(stack: Stack, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "workers.console", *args], env=stack.env, capture_output=True,
-                          text=True, timeout=120, check=check)
 
 
 def test_enqueue_prints_the_job_id_alone_on_its_last_line_and_status_json(stack: Stack) -> None:
     path, digest = stack.file("cli.mp4", 12 * MIB, seed=51)
     token = stack.emulator.create_upload_token()
     out = vuq(stack, "enqueue", str(path), "--token", token, "--title", "Talk", "--tag", "conf", "--tag", "b",
-              "--metadata", "speaker=Ada", "--metadata", "room=1", "--chunk-size", "5MiB", "--job-id", "cli-1")
+              "--metadata", "speaker=Ada", "--metadata", "room=1", "--chunk-size", "5MiB", "--job-id", "cli-1",
+              check=True)
     assert out.stdout.strip().splitlines()[-1] == "cli-1"
     job = stack.wait_final("cli-1")
     status = json.loads(vuq(stack, "status", "cli-1", "--json").stdout)
@@ -39,7 +34,7 @@ def test_enqueue_prints_the_job_id_alone_on_its_last_line_and_status_json(stack:
 def test_enqueue_wait_json_prints_the_finished_job(stack: Stack) -> None:
     path, _ = stack.file("cli-wait.mp4", 7 * MIB, seed=52)
     out = vuq(stack, "enqueue", str(path), "--token", stack.emulator.create_upload_token(), "--title", "W",
-              "--chunk-size", "5MiB", "--wait", "--json")
+              "--chunk-size", "5MiB", "--wait", "--json", check=True)
     record = json.loads(out.stdout)
     assert set(record) >= STATUS_FIELDS and record["state"] == "done"
     assert "[" in out.stderr and "100.0%" in out.stderr  # the progress bar was drawn
@@ -48,7 +43,7 @@ def test_enqueue_wait_json_prints_the_finished_job(stack: Stack) -> None:
 def test_enqueue_wait_exits_non_zero_when_the_job_fails(stack: Stack) -> None:
     path = stack.root / "cli-empty.mp4"
     path.write_bytes(b"")
-    out = vuq(stack, "enqueue", str(path), "--wait", "--json", check=False)
+    out = vuq(stack, "enqueue", str(path), "--wait", "--json")
     assert out.returncode == 1
     record = json.loads(out.stdout)
     assert record["state"] == "failed" and "the source is empty" in record["error"]
@@ -57,7 +52,7 @@ def test_enqueue_wait_exits_non_zero_when_the_job_fails(stack: Stack) -> None:
 
 def test_bad_chunk_size_is_refused_naming_the_field(stack: Stack) -> None:
     path, _ = stack.file("cli-bad.mp4", 1 * MIB, seed=54)
-    out = vuq(stack, "enqueue", str(path), "--token", "t", "--chunk-size", "1MiB", check=False)
+    out = vuq(stack, "enqueue", str(path), "--token", "t", "--chunk-size", "1MiB")
     assert out.returncode == 2
     assert "chunk_size" in out.stderr and "5 MiB..128 MiB" in out.stderr
 

@@ -12,8 +12,6 @@ byte-identical, and the worker's memory stays flat.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -25,7 +23,7 @@ from tasks.constants import MIB
 from tasks.job.record import JobRecord, State
 from tasks.job.spec import UploadSpec, Video
 from tests.support.hostile import hostile_receiver, hostile_source
-from tests.support.stack import Stack, running_stack
+from tests.support.stack import Stack, running_stack, vuq
 from tests.support.waiting import wait_for
 
 WINDOW_S = 2  # VUQ_SOURCE_WINDOW_S: a silent source is given up after this long
@@ -178,9 +176,6 @@ def test_a_file_swapped_for_a_fifo_fails_at_once_and_blocks_nobody(stack: Stack)
 
 
 # -- text that would drive the terminal -----------------------------------------------------------------
-def vuq(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "workers.console", *args], env={**stack.env, "COLUMNS": "200"},
-                          capture_output=True, text=True, timeout=60, check=False)
 
 
 def test_escapes_in_names_and_records_are_shown_not_played(stack: Stack) -> None:
@@ -193,8 +188,8 @@ def test_escapes_in_names_and_records_are_shown_not_played(stack: Stack) -> None
     old = UploadSpec(str(stack.root / "old.mp4"), video=Video(title=f"{ESC}[2J{ESC}[31mred{RLO}txt.mp4"),
                      job_id="written-before-validation")
     assert stack.store.create(old).created  # a record from before specs were checked: no message sent
-    shown = [vuq(stack, "status", failed.job_id), vuq(stack, "status", "written-before-validation"),
-             vuq(stack, "jobs", "--limit", "50")]
+    shown = [vuq(stack, *command, COLUMNS="200") for command in (
+        ("status", failed.job_id), ("status", "written-before-validation"), ("jobs", "--limit", "50"))]
     for run in shown:
         assert run.returncode == 0, run.stderr
         assert ESC not in run.stdout and RLO not in run.stdout and chr(7) not in run.stdout, run.stdout
@@ -205,6 +200,6 @@ def test_escapes_in_names_and_records_are_shown_not_played(stack: Stack) -> None
 
 def test_a_title_with_an_escape_is_refused_at_enqueue_naming_the_field(stack: Stack) -> None:
     path, _ = stack.file("titled.mp4", MIB, seed=47)
-    run = vuq(stack, "enqueue", str(path), "--title", f"Talk{ESC}[31m")
+    run = vuq(stack, "enqueue", str(path), "--title", f"Talk{ESC}[31m", COLUMNS="200")
     assert run.returncode == 2 and "video.title" in run.stderr and "U+001B (escape)" in run.stderr, run.stderr
     assert ESC not in run.stderr

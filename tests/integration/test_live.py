@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +18,7 @@ import pytest
 from tasks import OperationError, finish_upload
 from tasks.constants import JOB_KEY, MIB, TASK_FINISH
 from tasks.job import JobRecord, State
-from tests.support.stack import Stack, running_stack
+from tests.support.stack import Stack, running_stack, vuq
 from tests.support.waiting import wait_for
 from workers.lab.recorder import Recorder
 
@@ -78,10 +76,6 @@ def waiting_for_bytes(stack: Stack, job_id: str) -> bool:
     return job is not None and job.state == State.UPLOADING and job.live_seen is not None and \
         job.live_seen == os.path.getsize(stack.root / os.path.basename(job.spec.source))
 
-
-def vuq(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "workers.console", *args], env=stack.env, capture_output=True,
-                          text=True, timeout=120, check=False)
 
 
 def test_a_growing_file_finished_by_vuq_finish(stack: Stack) -> None:

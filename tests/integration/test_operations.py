@@ -16,7 +16,7 @@ from tasks.webhooks import SIGNATURE_HEADER, verify
 from tests.support.checks import videos_of
 from tests.support.receiver import receiving
 from tests.support.secrets import has_token
-from tests.support.stack import Stack, running_stack
+from tests.support.stack import Stack, running_stack, vuq
 from tests.support.waiting import wait_for
 from tests.support.workers import start_beat
 
@@ -32,9 +32,10 @@ def ops(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[St
         yield stack
 
 
-def vuq(stack: Stack, *args: str) -> str:
-    return subprocess.run([sys.executable, "-m", "workers.console", *args], env=stack.env, capture_output=True,
-                          text=True, timeout=60, check=True).stdout
+
+
+def printed(stack: Stack, *args: str) -> str:
+    return vuq(stack, *args, check=True, timeout=60).stdout
 
 
 def cursor_at_least(stack: Stack, job_id: str, chunk: int):
@@ -47,13 +48,13 @@ def _cancel_mid_upload(ops: Stack, name: str, *options: str) -> tuple[str, str]:
     try:
         job_id = ops.enqueue(path, chunk_size="5MiB")
         wait_for(cursor_at_least(ops, job_id, 1), 60, "the first chunk")
-        said = vuq(ops, "cancel", job_id, *options)
+        answer = printed(ops, "cancel", job_id, *options)
         job = ops.wait_final(job_id)
     finally:
         ops.emulator.set_faults(latency_ms=[0, 0])
     assert job.state == State.CANCELLED and job.next_chunk < 12 and job.video_id
     assert not has_token(ops.store, job_id)  # erased the moment it was cancelled
-    return job_id, said
+    return job_id, answer
 
 
 def test_cancel_stops_the_chain_and_deletes_the_partial_video(ops: Stack) -> None:
@@ -63,11 +64,11 @@ def test_cancel_stops_the_chain_and_deletes_the_partial_video(ops: Stack) -> Non
                    "the cleanup")
     assert job.cleanup == f"video {job.video_id} deleted"
     assert job.video_id not in {v["videoId"] for v in ops.emulator.videos()}
-    assert f"cleanup   video {job.video_id} deleted" in vuq(ops, "status", job_id)
-    assert "cancelled" in json.loads(vuq(ops, "status", job_id, "--json"))["state"]
-    listed = json.loads(vuq(ops, "jobs", "--state", "cancelled", "--json"))
+    assert f"cleanup   video {job.video_id} deleted" in printed(ops, "status", job_id)
+    assert "cancelled" in json.loads(printed(ops, "status", job_id, "--json"))["state"]
+    listed = json.loads(printed(ops, "jobs", "--state", "cancelled", "--json"))
     assert job_id in {j["job_id"] for j in listed} and {j["state"] for j in listed} == {"cancelled"}
-    assert job_id not in vuq(ops, "jobs", "--state", "done")
+    assert job_id not in printed(ops, "jobs", "--state", "done")
 
 
 def test_cancel_with_keep_video_keeps_the_partial_video(ops: Stack) -> None:
@@ -90,7 +91,7 @@ def test_listings_are_for_people(ops: Stack) -> None:
     mine = next(row for row in rows if row.startswith(job_id))
     assert "done" in mine and "100% 2/2" in mine and "6.0 MiB" in mine and "A talk with" in mine
     assert "listed-talk.mp4"[:10] in mine and max(len(line) for line in table.splitlines()) <= 140
-    shown = vuq(ops, "status", job_id)
+    shown = printed(ops, "status", job_id)
     assert "title     A talk with" in shown and "age       " in shown and "2/2 chunks sent" in shown
     fresh = subprocess.run([sys.executable, "-m", "workers.console", "enqueue", str(path), "--json"], env=ops.env,
                            capture_output=True, text=True, timeout=60, check=True).stdout
@@ -110,7 +111,7 @@ def test_a_job_that_ran_out_of_retries_resumes_from_its_cursor(ops: Stack) -> No
     assert job.state == State.FAILED and job.error_retryable and "gave up after 3 attempts" in (job.error or "")
     failed_at = job.next_chunk
     assert 2 <= failed_at < 6
-    assert f"resumed at chunk {failed_at + 1}" in vuq(ops, "resume", job_id)
+    assert f"resumed at chunk {failed_at + 1}" in printed(ops, "resume", job_id)
     job = ops.wait_final(job_id)
     assert job.state == State.DONE, job.error
     video = ops.emulator.video(job.video_id)

@@ -22,7 +22,7 @@ from tasks import (
     retry_failed_uploads,
 )
 from tasks.errors import SpecError
-from tasks.job import JobRecord, JobStore, State, UnknownCursor, job_store
+from tasks.job import PAGE_SCAN, JobRecord, JobStore, State, UnknownCursor, job_store
 from tasks.outbound import check_local_source
 from tasks.settings import get_settings
 from workers.console.endings import CommandError
@@ -148,9 +148,12 @@ def jobs(states: list[str] | None, limit: int, before: str | None, as_json: bool
     def matches(job: JobRecord) -> bool:
         return (account is None or job.account_shown == account) and (tenant is None or job.tenant == tenant)
 
+    scanned_to = None
     try:
-        records = store.page(states=states, limit=limit, before=before,
-                             matches=matches if account or tenant else None)
+        if account or tenant:
+            records, scanned_to = store.filtered_page(matches, states=states, limit=limit, before=before)
+        else:
+            records = store.page(states=states, limit=limit, before=before)
     except UnknownCursor as exc:
         raise CommandError(str(exc)) from None
     if as_json:
@@ -158,11 +161,12 @@ def jobs(states: list[str] | None, limit: int, before: str | None, as_json: bool
     else:
         width = shutil.get_terminal_size((120, 24)).columns
         print(table(records, store.now(), width))
-    if len(records) == limit:
+    go_on = records[-1].job_id if len(records) == limit else scanned_to
+    if go_on:
         filters = [f"--{name} {value}" for name, value in wanted.items() if value]
-        more = " ".join([f"--state {s}" for s in states or []] + filters
-                        + [f"--limit {limit}", f"--before {records[-1].job_id}"])
-        print(f"more: vuq jobs {more}", file=sys.stderr)
+        more = " ".join([f"--state {s}" for s in states or []] + filters + [f"--limit {limit}", f"--before {go_on}"])
+        read = f" (stopped after reading {PAGE_SCAN:,} jobs)" if scanned_to else ""
+        print(f"more{read}: vuq jobs {more}", file=sys.stderr)
     return 0
 
 

@@ -341,6 +341,29 @@ def test_pages_of_jobs_created_at_the_same_moment_list_each_once(store: JobStore
         assert seen == [f"j{n}" for n in reversed(range(7))], states
 
 
+def test_a_filtered_page_keeps_the_matching_jobs_newest_first(store: JobStore, history: list[str]) -> None:
+    vowels = lambda job: job.job_id in "ae"  # noqa: E731
+    assert [ids(found) for found, _ in [store.filtered_page(vowels)]] == [["e", "a"]]
+    assert store.filtered_page(vowels, limit=1) == (store.page(limit=1), None)  # full: the caller goes on
+    assert ids(store.filtered_page(vowels, states=[State.DONE, State.FAILED])[0]) == ["a"]
+    assert ids(store.filtered_page(vowels, before="d")[0]) == ["a"]
+
+
+def test_a_filtered_scan_that_stops_early_says_where_to_go_on(store: JobStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A listing reads at most PAGE_SCAN records for one page; stopping short, it gives the cursor of the
+    last one read, and following those cursors finds every match."""
+    for n in range(9):
+        put_job(store, f"j{n}")
+    monkeypatch.setattr("tasks.job.index.PAGE_BATCH", 2)
+    monkeypatch.setattr("tasks.job.index.PAGE_SCAN", 4)
+    rare = lambda job: job.job_id in ("j0", "j7")  # noqa: E731
+    found, go_on = store.filtered_page(rare, limit=5)
+    assert (ids(found), go_on) == (["j7"], "j5")  # j8..j5 read, j4 and older not yet
+    found, go_on = store.filtered_page(rare, limit=5, before=go_on)
+    assert (ids(found), go_on) == ([], "j1")
+    assert store.filtered_page(rare, limit=5, before=go_on) == ([record(store, "j0")], None)  # read to the end
+
+
 def test_an_unknown_cursor_is_refused(store: JobStore, history: list[str]) -> None:
     with pytest.raises(UnknownCursor, match="nope"):
         store.page(before="nope")
