@@ -196,7 +196,7 @@ def test_a_failed_job_whose_minted_token_was_deleted_resumes_with_a_new_one(flee
     assert job.video_id in videos_in(fleet, "acme")
 
 
-def test_vuq_jobs_lists_one_account_or_one_tenant(fleet: Stack) -> None:
+def test_vuq_jobs_lists_one_account_or_one_tenant_and_vuq_status_names_them(fleet: Stack) -> None:
     tenant = f"listing-{uuid.uuid4().hex[:8]}"
     path, _ = fleet.file("listed.mp4", 1 * MIB, seed=63)
     mine = fleet.enqueue(path, token=None, account="acme", tenant=tenant)
@@ -208,3 +208,5 @@ def test_vuq_jobs_lists_one_account_or_one_tenant(fleet: Stack) -> None:
     by_tenant = vuq(fleet, "jobs", "--tenant", tenant, "--json", check=True)
     assert [(job["job_id"], job["tenant"]) for job in json.loads(by_tenant.stdout)] == [(mine, tenant)]
     assert "more" not in by_tenant.stderr  # one job, and nothing left unread
+    assert f"account   acme, tenant {tenant}, interactive priority" in vuq(fleet, "status", mine, check=True).stdout
+    assert "account   globex, interactive priority" in vuq(fleet, "status", theirs, check=True).stdout
