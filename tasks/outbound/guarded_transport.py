@@ -36,15 +36,18 @@ handshake, read and write to what is left before the deadline the calling thread
 set (a ``contextvars.ContextVar``), and fails at once with httpcore's timeout
 error once it has passed. So a caller that sets one bounds the whole exchange,
 whatever pace the peer keeps; httpx's own timeouts still apply when shorter. DNS
-resolution is the one wait it cannot bound (``socket.getaddrinfo`` takes no
-timeout).
+resolution waits at most the connect timeout too: ``socket.getaddrinfo`` takes no
+timeout and cannot be interrupted, so a host name is looked up in a daemon thread
+the caller stops waiting for (the lookup ends when the system resolver gives up).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import queue
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -54,7 +57,7 @@ from typing import Any
 import httpcore
 import httpx
 
-from tasks.outbound.address_policy import BlockedAddress, IPAddress, NetPolicy
+from tasks.outbound.address_policy import BlockedAddress, IPAddress, NetPolicy, literal_address
 
 # When (time.monotonic()) the guarded connections' current exchange in this thread must be over; None: no deadline.
 _DEADLINE: ContextVar[float | None] = ContextVar("vuq_outbound_deadline", default=None)
@@ -117,7 +120,7 @@ class GuardedBackend(httpcore.NetworkBackend):
     addresses, and connects by IP to the permitted ones in the resolver's order,
     returning the first that answers. Every address refused: BlockedAddress (the
     first one's). Resolution failed: httpcore.ConnectError (a retryable
-    "unreachable"). Like the stock backend, resolution has no timeout of its own.
+    "unreachable"); no answer within the connect timeout: httpcore.ConnectTimeout.
     """
 
     def __init__(self, policy: NetPolicy, inner: httpcore.NetworkBackend | None = None) -> None:
@@ -134,7 +137,7 @@ class GuardedBackend(httpcore.NetworkBackend):
     ) -> httpcore.NetworkStream:
         permitted: list[IPAddress] = []
         refused: BlockedAddress | None = None
-        for ip in resolve(host, port):
+        for ip in resolve(host, port, timeout):
             try:
                 self.policy.check(ip, label=host)
             except BlockedAddress as exc:
@@ -198,10 +201,11 @@ class DeadlineBackend(httpcore.NetworkBackend):
         self.inner.sleep(seconds)
 
 
-def resolve(host: str, port: int) -> list[IPAddress]:
-    """The distinct addresses ``host`` resolves to, in the resolver's order; httpcore.ConnectError if none."""
+def resolve(host: str, port: int, timeout: float | None = None) -> list[IPAddress]:
+    """The distinct addresses ``host`` resolves to, in the resolver's order; httpcore.ConnectError if none,
+    httpcore.ConnectTimeout when the resolver has not answered within ``timeout`` seconds."""
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        infos = _lookup(host, port, timeout)
     except (OSError, UnicodeError) as exc:
         raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
     addresses: dict[IPAddress, None] = {}
@@ -209,6 +213,34 @@ def resolve(host: str, port: int) -> list[IPAddress]:
         if family in (socket.AF_INET, socket.AF_INET6):
             addresses[ipaddress.ip_address(sockaddr[0])] = None  # "fe80::1%eth0" keeps its zone
     return list(addresses)
+
+
+_AddrInfo = list[tuple[Any, ...]]
+
+
+def _lookup(host: str, port: int, timeout: float | None) -> _AddrInfo:
+    """``socket.getaddrinfo`` waiting at most ``timeout`` seconds: a host name is looked up in a daemon
+    thread (an address literal needs no resolver and is answered here)."""
+    if timeout is None or literal_address(host) is not None:
+        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    answer: queue.SimpleQueue[tuple[_AddrInfo, None] | tuple[None, BaseException]] = queue.SimpleQueue()
+
+    def look_up() -> None:
+        try:
+            answer.put((socket.getaddrinfo(host, port, type=socket.SOCK_STREAM), None))
+        except BaseException as exc:  # handed to the caller, who raises it
+            answer.put((None, exc))
+
+    threading.Thread(target=look_up, name="vuq-resolve", daemon=True).start()
+    try:
+        infos, error = answer.get(timeout=max(timeout, 0.0))
+    except queue.Empty:
+        raise httpcore.ConnectTimeout(f"cannot resolve {host}: the resolver did not answer within "
+                                      f"{timeout:.3g} s") from None
+    if error is not None:
+        raise error
+    assert infos is not None
+    return infos
 
 
 # httpcore exception -> httpx exception, as httpx's HTTPTransport maps them (the most specific wins).
