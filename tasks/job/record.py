@@ -182,7 +182,15 @@ class JobRecord:
             "priority": self.spec.priority,
             "live": self.spec.live,
             "finished_at": self.finished_at,
+            "trace_id": self.trace_id,
         }
+
+    @property
+    def trace_id(self) -> str | None:
+        """The id of the job's OpenTelemetry trace (32 hex digits, as trace backends search for it), or None
+        when the job is not traced."""
+        parts = (self.traceparent or "").split("-")
+        return parts[1] if len(parts) == 4 and len(parts[1]) == 32 else None
 
     @property
     def whose(self) -> tuple[str, str]:

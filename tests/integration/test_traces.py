@@ -97,6 +97,7 @@ def test_a_job_whose_worker_was_killed_is_one_trace_of_direct_children(otlp: Rec
             [s for s in otlp.collected() if s.trace_id == trace.trace_hex],
             f"one job of {CHUNKS} chunks; the worker sending chunk #{killed} SIGKILLed, the janitor continues"))
     assert {s.trace_id for s in spans} == {trace.trace_hex}, "one trace"
+    assert job.public()["trace_id"] == trace.trace_hex  # vuq status shows where to look
     everything = [s for s in otlp.collected() if s.trace_id == trace.trace_hex]
     roots = [s for s in everything if not s.parent_id]
     assert len(roots) == 1, [(s.name, s.span_id) for s in roots]

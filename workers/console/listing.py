@@ -107,4 +107,6 @@ def describe(job: JobRecord, now: float) -> str:
         lines.append(f"cleanup   {job.cleanup}")
     if job.callback:
         lines.append(f"webhook   {job.callback}")
+    if job.trace_id:
+        lines.append(f"trace     {job.trace_id}")
     return "\n".join(printable(line) for line in lines)

@@ -107,3 +107,10 @@ def test_the_public_error_fields() -> None:
     shown = job(state="failed", error="api.video answered 400: bad", error_retryable="0").public()
     assert (shown["state"], shown["error"], shown["error_retryable"]) == ("failed", "api.video answered 400: bad",
                                                                           False)
+
+
+def test_the_trace_id_is_the_traceparents_and_none_untraced() -> None:
+    traced = job(traceparent="00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+    assert traced.public()["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert job().public()["trace_id"] is None
+    assert job(traceparent="garbled").public()["trace_id"] is None
