@@ -25,8 +25,13 @@ _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 
 
 @cache
+def _hostname() -> str:
+    return socket.gethostname()
+
+
 def _origin() -> str:
-    return f"{os.getpid()}@{socket.gethostname()}"
+    """Who sent the message, as Celery writes it (the pid read each time: a forked producer is itself)."""
+    return f"{os.getpid()}@{_hostname()}"
 
 
 @cache
