@@ -50,8 +50,14 @@ def recording(stack: Stack, size: int, bytes_per_s: float = 8 * MIB, **options: 
     return Recorder(stack.root / name, size, bytes_per_s, seed=size % 997, **options)
 
 
+VIDEOS_BEFORE: dict[str, int] = {}  # job id -> videos the emulator held before it was enqueued
+
+
 def enqueue_live(stack: Stack, recorder: Recorder, **spec: Any) -> str:
-    return stack.enqueue(recorder.path, live=True, chunk_size=CHUNK, **spec)
+    before = len(stack.emulator.videos())
+    job_id = stack.enqueue(recorder.path, live=True, chunk_size=CHUNK, **spec)
+    VIDEOS_BEFORE[job_id] = before
+    return job_id
 
 
 def assert_whole(stack: Stack, job: JobRecord, recorder: Recorder) -> None:
@@ -62,7 +68,8 @@ def assert_whole(stack: Stack, job: JobRecord, recorder: Recorder) -> None:
     parts = sorted(video["chunks"], key=lambda c: c["arrived"])
     assert [c["part"] for c in parts] == list(range(1, count + 1)), parts  # in order, none twice, no gap
     assert [c["to"] - c["from"] + 1 for c in parts] == [CHUNK] * (count - 1) + [recorder.size - (count - 1) * CHUNK]
-    assert sum(1 for v in stack.emulator.videos() if v.get("title") == job.title and job.title) <= 1
+    # one video for the job (this module's tests run one after another against their own emulator)
+    assert len(stack.emulator.videos()) == VIDEOS_BEFORE[job.job_id] + 1
 
 
 def sent(stack: Stack, job_id: str) -> int:
@@ -202,6 +209,36 @@ def test_a_live_job_left_idle_past_its_timeout_fails_then_a_finish_completes_it(
     assert job.bytes_sent == CHUNK and job.resume_hint() == f"vuq resume {job_id}"
     assert finish_upload(job_id, settings=stack.settings) == f"job {job_id}: finished at its file's size; resumed"
     assert_whole(stack, stack.wait_final(job_id, FINAL_TIMEOUT_S), recorder)
+
+
+def test_a_live_job_failed_idle_is_resumed_by_vuq_resume_once_its_file_grows_again(stack: Stack) -> None:
+    recorder = recording(stack, 2 * CHUNK + 500, hold_at=CHUNK + 77).start()  # pauses longer than the timeout
+    job_id = enqueue_live(stack, recorder)
+    job = stack.wait_final(job_id, FINAL_TIMEOUT_S)
+    assert job.state == State.FAILED and job.error_reason == "live_idle" and job.bytes_sent == CHUNK, job
+    recorder.release()
+    recorder.join(FINAL_TIMEOUT_S)
+    resumed = vuq(stack, "resume", job_id)
+    assert resumed.returncode == 0 and f"job {job_id}: resumed" in resumed.stdout, resumed.stderr
+    wait_for(lambda: sent(stack, job_id) == 2 * CHUNK, FINAL_TIMEOUT_S, "the part the file grew by")
+    finish_upload(job_id, size=recorder.size, settings=stack.settings)
+    assert_whole(stack, stack.wait_final(job_id, FINAL_TIMEOUT_S), recorder)
+
+
+def test_vuq_enqueue_live_with_finish_when_idle_waits_for_a_file_that_does_not_exist_yet(stack: Stack) -> None:
+    recorder = recording(stack, CHUNK + 4096, create=False)
+    before = len(stack.emulator.videos())
+    out = vuq(stack, "enqueue", str(recorder.path), "--live", "--finish-when-idle", "2", "--chunk-size", "5MiB")
+    assert out.returncode == 0, out.stderr
+    job_id = out.stdout.strip().splitlines()[-1]
+    VIDEOS_BEFORE[job_id] = before
+    wait_for(lambda: getattr(stack.store.get(job_id), "live_grew_at", None) is not None, FINAL_TIMEOUT_S,
+             "the job waiting for its file")
+    recorder.path.write_bytes(b"")
+    recorder.start().join(FINAL_TIMEOUT_S)
+    job = stack.wait_final(job_id, FINAL_TIMEOUT_S)  # nobody finishes it: its file stays idle for 2 s
+    assert_whole(stack, job, recorder)
+    assert job.spec.finish_when_idle_s == 2 and job.finished_at is not None
 
 
 def test_people_see_a_live_job_as_live_without_a_percentage(stack: Stack) -> None:
