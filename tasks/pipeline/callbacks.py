@@ -119,6 +119,7 @@ def deliver(http: httpx.Client, url: str, job: JobRecord, secret: str | None, ti
 WEBHOOK_LEASE_KEY = "vuq:lease:webhook:{job_id}"
 LEASE_MARGIN_S = 10.0  # beyond one attempt's deadline
 ENDED = {"state": [s for s in State if s.final]}
+SETTLED = ("delivered", "failed")  # outcomes only an operator's `vuq webhook` sends again
 
 
 def deliver_webhook(store: JobStore, http: httpx.Client, settings: Settings, job_id: str,
@@ -132,8 +133,8 @@ def deliver_webhook(store: JobStore, http: httpx.Client, settings: Settings, job
     if job is None or not url or not job.state.final:  # expired, or resumed since: nothing owed now
         store.outbox_done(job_id)
         return None
-    if job.callback and job.callback.startswith("delivered") and not job.callback_again:
-        store.outbox_done(job_id)  # delivered: a message asking again changes nothing
+    if job.callback and job.callback.startswith(SETTLED) and not job.callback_again:
+        store.outbox_done(job_id)  # delivered, refused or given up: a message asking again changes nothing
         return None
     lease = store.redis.lock(WEBHOOK_LEASE_KEY.format(job_id=job_id), timeout=attempt_deadline_s + LEASE_MARGIN_S,
                              blocking=False)

@@ -24,7 +24,7 @@ from tasks.errors import SpecError
 from tasks.job import State
 from tasks.pipeline.intake import safe_message_id
 from tests.support.receiver import receiving
-from tests.support.stack import Stack, running_stack
+from tests.support.stack import Stack, running_stack, vuq
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -112,18 +112,30 @@ def test_the_pump_sets_aside_a_member_it_cannot_read_and_publishes_the_others(st
         m.startswith("{") and json.loads(m).get("job_id") for m in stack.store.redis.zrange(DELAYED_KEY, 0, -1))
 
 
-def test_a_delivered_webhook_is_not_delivered_again_when_asked_by_name(stack: Stack, anyone: celery.Celery) -> None:
+@pytest.mark.parametrize(("status", "outcome"), [(204, "delivered"), (404, "failed")], ids=["delivered", "refused"])
+def test_a_settled_webhook_is_not_delivered_again_when_asked_by_name_only_by_vuq_webhook(
+        stack: Stack, anyone: celery.Celery, status: int, outcome: str) -> None:
     path, _ = stack.file("hooked.mp4", 1 * MIB, seed=3)
-    with receiving() as receiver:
+    with receiving(status=status) as receiver:
         job_id = stack.enqueue(path, callback_url=receiver.url)
         wait_for(lambda: receiver.requests, FINAL_TIMEOUT_S, "the webhook")
-        wait_for(lambda: (stack.store.get(job_id).callback or "").startswith("delivered"),  # type: ignore[union-attr]
+        wait_for(lambda: (stack.store.get(job_id).callback or "").startswith(outcome),  # type: ignore[union-attr]
                  FINAL_TIMEOUT_S, "the outcome recorded")
-        message_id = f"again-{uuid.uuid4().hex[:8]}"
-        anyone.send_task("vuq.webhook.deliver", kwargs={"job_id": job_id}, task_id=message_id,
-                         queue=stack.settings.queue)
-        wait_for(lambda: f"{message_id}] succeeded" in stack.logs(), FINAL_TIMEOUT_S, "the message handled")
+        recorded = stack.store.get(job_id).callback  # type: ignore[union-attr]
+        message_ids = [f"again-{uuid.uuid4().hex[:8]}" for _ in range(3)]
+        for message_id in message_ids:
+            anyone.send_task("vuq.webhook.deliver", kwargs={"job_id": job_id}, task_id=message_id,
+                             queue=stack.settings.queue)
+        wait_for(lambda: all(f"{m}] succeeded" in stack.logs() for m in message_ids), FINAL_TIMEOUT_S,
+                 "the messages handled")
         assert len(receiver.requests) == 1  # a replay with a fresh signature is exactly what must not happen
+        assert stack.store.get(job_id).callback == recorded  # type: ignore[union-attr]  # the outcome kept
+        again = vuq(stack, "webhook", job_id)  # an operator's decision: one delivery more
+        assert again.returncode == 0, again.stderr
+        wait_for(lambda: len(receiver.requests) == 2, FINAL_TIMEOUT_S, "the webhook delivered again")
+    signatures = [headers["x-vuq-signature"] for headers, _ in receiver.requests]
+    assert signatures[0] != signatures[1]  # signed anew
+    assert json.loads(receiver.requests[1][1])["job_id"] == job_id
 
 
 def test_many_jobs_enqueued_at_once_all_run_and_a_bad_one_is_refused_in_place(stack: Stack) -> None:

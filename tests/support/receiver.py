@@ -1,4 +1,4 @@
-"""A webhook receiver on 127.0.0.1 that records what it is sent (and can fail first)."""
+"""A webhook receiver on 127.0.0.1 that records what it is sent (and can fail first, or refuse)."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ class Received:
 
 
 @contextmanager
-def receiving(fail_first: int = 0) -> Iterator[Received]:
-    """Serve a receiver; the first ``fail_first`` POSTs are answered 503."""
+def receiving(fail_first: int = 0, status: int = 204) -> Iterator[Received]:
+    """Serve a receiver; the first ``fail_first`` POSTs are answered 503, the others ``status`` (and recorded)."""
     state = Received(url="", fail_first=fail_first)
     lock = threading.Lock()
 
@@ -32,7 +32,7 @@ def receiving(fail_first: int = 0) -> Iterator[Received]:
                 state.fail_first -= 1
                 if not failing:
                     state.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
-            self.send_response(503 if failing else 204)
+            self.send_response(503 if failing else status)
             self.send_header("Content-Length", "0")
             self.end_headers()
 
