@@ -14,6 +14,7 @@ import httpx
 import pytest
 import redis
 
+from tasks import telemetry
 from tasks.apivideo.client import UPLOAD
 from tasks.apivideo.limiter import FleetLimiter, Turn
 from tasks.constants import (
@@ -152,6 +153,26 @@ def test_a_job_without_a_token_gets_one_minted_with_the_api_key(build: Build, st
     assert len(fake.calls("POST", "/upload-tokens")) == 1
     assert fake.uploads[0].token != UPLOAD_TOKEN and fake.uploads[0].token in fake.upload_tokens
     assert record(store).token_minted
+
+
+def test_a_minted_token_about_to_expire_is_replaced_before_the_next_chunk_and_deleted(
+        build: Build, store: JobStore, fake: FakeApiVideo, clip: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pipeline = build()
+    new_job(store, clip, token=None, chunk_size=5 * MIB)
+    pipeline.start("j1", "w")
+    first = fake.uploads[0].token
+    job = record(store)
+    assert job.token_minted and job.token_expires_at and job.heartbeat_at
+    # the recording ran long: the token has less than RENEW_BEFORE_S left at the next chunk
+    store.redis.hset("vuq:job:j1", "token_expires_at", f"{job.heartbeat_at + 60:.3f}")
+    events: list[tuple[str, dict[str, object]]] = []
+    monkeypatch.setattr(telemetry, "event", lambda name, **attributes: events.append((name, attributes)))
+    pipeline.chunk("j1", 1, "w")
+    second = fake.uploads[1].token
+    assert second != first and second in fake.upload_tokens and first not in fake.upload_tokens  # the old one deleted
+    assert len(fake.calls("POST", "/upload-tokens")) == 2 and fake.calls("DELETE", f"/upload-tokens/{first}")
+    assert record(store).token_expires_at > job.heartbeat_at + 60
+    assert ("vuq.token.renewed", {"reason": "expiring"}) in events
 
 
 def test_a_job_without_a_token_and_no_api_key_is_a_config_error(build: Build, store: JobStore, fake: FakeApiVideo,

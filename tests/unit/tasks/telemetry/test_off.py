@@ -91,3 +91,35 @@ def test_with_the_extra_and_tracing_on_the_producer_records_the_trace(tmp_path: 
                       OTEL_BSP_EXPORT_TIMEOUT="100")
     assert "tasks.telemetry.otel" in seen["vuq"]  # type: ignore[operator]
     assert str(traceparent(redis_url, seen["job_id"])).startswith("00-")
+
+
+WORKER = """
+import json, sys
+def otel():
+    return sorted(m for m in sys.modules if m.split(".")[0] == "opentelemetry")
+import redis
+by_redis = otel()
+from celery import signals
+from workers.process import app  # the worker's Celery app: every task, every signal handler
+signals.worker_process_init.send(sender=None)  # what a pool child runs after the fork: tracing set up if on
+from tasks import runtime
+runtime.pipeline()  # the clients a step uses
+print(json.dumps({"by_redis": by_redis, "after": otel(),
+                  "vuq": sorted(m for m in sys.modules if m.startswith("tasks.telemetry"))}))
+"""
+
+
+@pytest.mark.parametrize("extra", [False, True], ids=["without the extra", "tracing off"])
+def test_a_worker_process_loads_nothing_of_opentelemetry_when_off(tmp_path: Path, redis_url: str,
+                                                                 extra: bool) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "VUQ_", "PYTHONPATH"))}
+    paths = [] if extra else [without_the_extra(tmp_path)]
+    env.update({"VUQ_BROKER_URL": redis_url, "VUQ_API_BASE_URL": "http://127.0.0.1:9", "VUQ_API_KEY": "k",
+                "PYTHONPATH": os.pathsep.join([*paths, str(ROOT)])})
+    done = subprocess.run([sys.executable, "-c", WORKER], env=env, capture_output=True, text=True, timeout=60,
+                          cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.splitlines()[-1])
+    assert seen["after"] == seen["by_redis"] and "tasks.telemetry.otel" not in seen["vuq"]
+    if not extra:
+        assert seen["after"] == []

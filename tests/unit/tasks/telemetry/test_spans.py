@@ -19,7 +19,7 @@ from tasks.job.spec import UploadSpec
 from tasks.job.store import JobStore
 from tasks.pipeline.message import Step
 from tasks.pipeline.operations import cancel, resume
-from tasks.pipeline.outcomes import Attempt, Continue, Fail, Outcome, Retry
+from tasks.pipeline.outcomes import Attempt, Continue, Fail, Outcome, Retry, Stop
 from tasks.pipeline.upload import Pipeline
 from tests.unit.tasks.fakes import API_KEY, UPLOAD_TOKEN, FakeApiVideo
 from tests.unit.tasks.rig import CHUNK, SIZE, Build, record
@@ -130,6 +130,20 @@ def test_a_retry_is_an_event_and_the_retried_step_is_another_child_of_the_root(
     failed_upload = [s for s in named(finished, "POST /upload") if s.status.status_code is StatusCode.ERROR]
     assert len(failed_upload) == 1 and failed_upload[0].attributes
     assert failed_upload[0].attributes["http.response.status_code"] == 503
+
+
+def test_a_budget_deferral_and_an_access_token_renewal_are_events_of_their_steps(
+        spans: InMemorySpanExporter, build: Build, store: JobStore, clip: Path) -> None:
+    enqueue(store, clip, chunk_size=CHUNK)  # pinned: the budget would fit the file into one chunk
+    outcomes = drive(build(rate_limits={"upload": 1}), Step(TASK_START, "j1"))  # one upload a minute
+    assert isinstance(outcomes[-1], Stop) and record(store).next_chunk == 1  # chunk 2 waits for the budget
+    finished = list(spans.get_finished_spans())
+    deferred = [e for s in named(finished, TASK_CHUNK) for e in s.events if e.name == "vuq.deferred"]
+    assert len(deferred) == 1 and deferred[0].attributes
+    assert (deferred[0].attributes["reason"], deferred[0].attributes["request_class"]) == ("budget", "upload")
+    assert float(deferred[0].attributes["delay_s"]) > 0
+    renewed = [e for s in named(finished, TASK_START) for e in s.events if e.name == "vuq.access_token.renewed"]
+    assert len(renewed) == 1 and renewed[0].attributes and int(renewed[0].attributes["valid_s"]) > 0
 
 
 def test_a_job_enqueued_inside_a_span_continues_that_trace(spans: InMemorySpanExporter, build: Build,
