@@ -46,6 +46,7 @@ from tasks.job.record import State
 from tasks.job.spec import Video
 from tasks.job.store import JobStore
 from tasks.pipeline.backoff import backoff_s
+from tasks.pipeline.cleanup import clean_up
 from tasks.pipeline.leases import LOST
 from tasks.pipeline.message import Step
 from tasks.pipeline.upload import Pipeline, expectation
@@ -405,6 +406,38 @@ def test_a_pending_container_that_was_never_created_is_created(build: Build, sto
     assert pipeline.start("j1", "w1") is not None
     assert len(fake.calls("GET", "/videos")) == 1 and len(fake.calls("POST", "/videos")) == 2
     assert len(fake.videos) == 1
+
+
+def test_a_job_id_used_again_neither_adopts_nor_deletes_the_video_of_the_job_that_used_it_before(
+        build: Build, store: JobStore, fake: FakeApiVideo, clip: Path) -> None:
+    """Another job named j1 before (its record expired, or another deployment on the account) left a video
+    tagged j1: a crashed start of this j1 looks for its own video by its nonce too, and a cancel of it
+    deletes nothing of the other's."""
+    theirs = fake.add_video("theirs", [{"key": JOB_METADATA_KEY, "value": "j1"},
+                                       {"key": JOB_NONCE_METADATA_KEY, "value": "0123456789abcdef"}]).video_id
+    pipeline = build()
+    new_job(store, clip)
+    fake.fail("POST", "/videos", 503, "service-unavailable")  # refused before creating anything
+    with pytest.raises(ApiUnavailable):
+        pipeline.start("j1", "w0")
+    job = record(store)
+    assert job.container_pending and job.nonce and job.nonce != "0123456789abcdef"
+    lapse(store)
+    assert pipeline.start("j1", "w1") is not None
+    (search,) = fake.calls("GET", "/videos")
+    assert search.url.params[f"metadata[{JOB_NONCE_METADATA_KEY}]"] == job.nonce
+    ours = record(store).video_id
+    assert ours and ours != theirs and {u.video_id for u in fake.uploads} == {ours}
+
+    new_job(store, clip, job_id="j2")  # and a cancelled start whose container was never recorded
+    store.redis.hset("vuq:job:j2", mapping={"container_pending": "1", "nonce": "fedcba9876543210"})
+    store.redis.hset("vuq:job:j2", mapping={"state": "cancelled", "cleanup": "deleting"})  # as cancel leaves it
+    fake.add_video("not j2's", [{"key": JOB_METADATA_KEY, "value": "j2"},
+                                {"key": JOB_NONCE_METADATA_KEY, "value": "0000000000000000"}])
+    assert clean_up(store, pipeline.keyring, "j2") is None  # type: ignore[arg-type]
+    assert fake.calls("GET", "/videos")[-1].url.params[f"metadata[{JOB_NONCE_METADATA_KEY}]"] == "fedcba9876543210"
+    assert record(store, "j2").cleanup == "no video was created"  # its own was never made
+    assert not [r for r in fake.requests if r.method == "DELETE"] and theirs in fake.videos and len(fake.videos) == 3
 
 
 def test_a_retried_start_with_a_recorded_video_neither_creates_nor_searches(build: Build, store: JobStore,
