@@ -21,6 +21,7 @@ from tasks.job import JobRecord, State
 from tests.support.stack import Stack, running_stack, vuq
 from tests.support.waiting import wait_for
 from workers.lab.recorder import Recorder
+from workers.lab.services import RedisServer
 
 pytestmark = pytest.mark.integration
 CHUNK = 5 * MIB
@@ -275,3 +276,23 @@ def test_finishes_that_do_not_apply_are_refused_in_one_line(stack: Stack, by_nam
                       task_id=task_id)
     wait_for(lambda: f"{task_id}] received" in stack.logs() and "size: must be a whole number" in stack.logs(),
              FINAL_TIMEOUT_S, "the message refused")
+
+
+def test_a_live_job_rides_out_a_redis_restart_while_it_waits(tmp_path: Path) -> None:
+    """Its own Redis (AOF), restarted while the job waits for its file in the delayed set: the worker's
+    pump and the job go on, the rest of the recording goes up, the finish completes it."""
+    server = RedisServer(tmp_path / "redis", aof=True).start()
+    try:
+        with running_stack(tmp_path, server.url, workers=1, concurrency=2, VUQ_LIVE_IDLE_TIMEOUT_S="60") as own:
+            recorder = Recorder(own.root / "restart.mp4", 3 * CHUNK + 999, 8 * MIB, seed=5, hold_at=CHUNK + 10).start()
+            job_id = enqueue_live(own, recorder)
+            wait_for(lambda: waiting_for_bytes(own, job_id) and sent(own, job_id) == CHUNK, FINAL_TIMEOUT_S,
+                     "part 1 sent, the job waiting for more")
+            server.restart()  # SIGTERM: Redis writes its AOF; the workers lose every connection
+            recorder.release()
+            recorder.join(FINAL_TIMEOUT_S)
+            wait_for(lambda: sent(own, job_id) == 3 * CHUNK, FINAL_TIMEOUT_S, "the parts written after the restart")
+            finish_upload(job_id, settings=own.settings)
+            assert_whole(own, own.wait_final(job_id, FINAL_TIMEOUT_S), recorder)
+    finally:
+        server.stop()
