@@ -13,10 +13,11 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from tasks import telemetry
-from tasks.constants import TASK_CHUNK, TASK_FINALIZE, TASK_START, TASK_WEBHOOK
+from tasks.constants import TASK_CHUNK, TASK_CLEANUP, TASK_FINALIZE, TASK_START, TASK_WEBHOOK
 from tasks.job.record import State
 from tasks.job.spec import UploadSpec
 from tasks.job.store import JobStore
+from tasks.pipeline.cleanup import clean_up
 from tasks.pipeline.message import Step
 from tasks.pipeline.operations import cancel, resume
 from tasks.pipeline.outcomes import Attempt, Continue, Fail, Outcome, Retry, Stop
@@ -189,6 +190,23 @@ def test_a_cancelled_job_sends_its_root_from_the_process_that_cancelled_it(
     cancel(store, "j1")
     root = the_root(list(spans.get_finished_spans()))
     assert root.attributes and root.attributes["vuq.job.state"] == "cancelled"
+
+
+def test_the_cleanup_of_a_cancelled_job_is_another_child_of_its_root(
+        spans: InMemorySpanExporter, build: Build, store: JobStore, fake: FakeApiVideo, clip: Path) -> None:
+    enqueue(store, clip, chunk_size=CHUNK)
+    pipeline = build()
+    assert isinstance(pipeline.run(Step(TASK_START, "j1"), Attempt("task-1", 0)), Continue)  # a video, chunk 1 sent
+    cancel(store, "j1")
+    with telemetry.step(TASK_CLEANUP, "j1"):  # as the vuq.job.cleanup task runs it
+        assert clean_up(store, pipeline.keyring, "j1") is None  # type: ignore[arg-type]
+    finished = list(spans.get_finished_spans())
+    root = the_root(finished)
+    (cleanup,) = named(finished, TASK_CLEANUP)
+    assert cleanup.parent and root.context and cleanup.parent.span_id == root.context.span_id
+    (deleted,) = named(finished, "DELETE /videos/{videoId}")
+    assert deleted.parent and cleanup.context and deleted.parent.span_id == cleanup.context.span_id
+    assert record(store).cleanup and record(store).cleanup.startswith("video vi")  # type: ignore[union-attr]
 
 
 def test_log_fields_name_the_step_its_job_chunk_trace_and_span(spans: InMemorySpanExporter, store: JobStore,
