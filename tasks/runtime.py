@@ -1,7 +1,8 @@
 """Per-process clients for the pipeline, built lazily after fork and never at import time.
 
-Two HTTP clients: one for api.video (its base URL is configuration), and one for sources
-and callbacks (user input), which connects only where the SSRF policy permits. Both are
+Two HTTP clients: one for api.video (its base URL is configuration; its name lookup bounded like
+every other), and one for sources and callbacks (user input), which connects only where the SSRF
+policy permits. Both are
 pooled and thread-safe, so a threads pool shares them; each task execution has its own
 lease holder id (``new_holder``).
 """
@@ -10,12 +11,14 @@ from __future__ import annotations
 
 import os
 import ssl
+import urllib.request
+from urllib.parse import urlsplit
 
 import httpx
 
 from tasks.apivideo.client import ApiClient
 from tasks.job.store import job_store
-from tasks.outbound.guarded_transport import guarded_client
+from tasks.outbound.guarded_transport import GuardedTransport, guarded_client
 from tasks.pipeline.reports import NULL_REPORTER, Reporter
 from tasks.pipeline.upload import Pipeline
 from tasks.settings import Settings, get_settings
@@ -41,10 +44,28 @@ def ssl_context() -> ssl.SSLContext:
     return _ssl_context
 
 
+def api_http(settings: Settings) -> httpx.Client:
+    """The HTTP client for api.video. Its host is the operator's to choose (no address policy), and its
+    name lookup waits no longer than the connect timeout (httpx's own transport waits as long as the
+    system resolver does). Behind a proxy from the environment (``HTTPS_PROXY``, ``ALL_PROXY``, not
+    bypassed by ``NO_PROXY``) httpx's own transport is kept: the proxy resolves api.video's name."""
+    if _proxied(settings.api_base_url):
+        return httpx.Client(timeout=http_timeout(settings), limits=HTTP_LIMITS, verify=ssl_context())
+    transport = GuardedTransport(None, limits=HTTP_LIMITS, ssl_context=ssl_context())
+    return httpx.Client(transport=transport, timeout=http_timeout(settings))
+
+
+def _proxied(url: str) -> bool:
+    """Whether httpx would send requests for ``url`` through a proxy named in the environment."""
+    proxies = urllib.request.getproxies()
+    parts = urlsplit(url)
+    return bool(proxies.get(parts.scheme) or proxies.get("all")) and not urllib.request.proxy_bypass(
+        parts.hostname or "")
+
+
 def build_pipeline(settings: Settings, reporter: Reporter = NULL_REPORTER) -> Pipeline:
     store = job_store(settings)
-    api = ApiClient(httpx.Client(timeout=http_timeout(settings), limits=HTTP_LIMITS, verify=ssl_context()),
-                    settings.api_base_url)
+    api = ApiClient(api_http(settings), settings.api_base_url)
     sources = guarded_client(settings.net_policy, http_timeout(settings), HTTP_LIMITS, ssl_context=ssl_context())
     return Pipeline(settings=settings, store=store, api=api, sources=sources, reporter=reporter)
 

@@ -121,9 +121,11 @@ class GuardedBackend(httpcore.NetworkBackend):
     returning the first that answers. Every address refused: BlockedAddress (the
     first one's). Resolution failed: httpcore.ConnectError (a retryable
     "unreachable"); no answer within the connect timeout: httpcore.ConnectTimeout.
+    ``policy`` None permits every address (api.video's own host, which the operator
+    configured): the lookup is bounded all the same.
     """
 
-    def __init__(self, policy: NetPolicy, inner: httpcore.NetworkBackend | None = None) -> None:
+    def __init__(self, policy: NetPolicy | None, inner: httpcore.NetworkBackend | None = None) -> None:
         self.policy = policy
         self.inner = httpcore.SyncBackend() if inner is None else inner
 
@@ -139,7 +141,8 @@ class GuardedBackend(httpcore.NetworkBackend):
         refused: BlockedAddress | None = None
         for ip in resolve(host, port, timeout):
             try:
-                self.policy.check(ip, label=host)
+                if self.policy is not None:
+                    self.policy.check(ip, label=host)
             except BlockedAddress as exc:
                 refused = refused or exc
             else:
@@ -297,10 +300,11 @@ class GuardedTransport(httpx.BaseTransport):
 
     HTTP/1.1 only, no proxy, no connect retries: what ``httpx.HTTPTransport``
     does by default, with the guard in the one place every connection is made,
-    and the calling thread's ``deadline`` kept by every connection.
+    and the calling thread's ``deadline`` kept by every connection (``policy``
+    None: no address is refused; the lookup and the deadline hold).
     """
 
-    def __init__(self, policy: NetPolicy, *, limits: httpx.Limits | None = None,
+    def __init__(self, policy: NetPolicy | None, *, limits: httpx.Limits | None = None,
                  ssl_context: ssl.SSLContext | None = None,
                  inner: httpcore.NetworkBackend | None = None) -> None:
         self.policy = policy
