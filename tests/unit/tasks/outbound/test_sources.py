@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import shutil
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import httpx
@@ -21,6 +23,7 @@ from tasks.outbound.guarded_transport import guarded_client
 from tasks.outbound.sources import MAX_SOURCE_BYTES, HttpSource, LocalSource, SourceLimits, open_source
 from tasks.settings import Settings
 from tests.support.hostile import hostile_source
+from tests.support.httpd import serve
 from tests.support.range_server import serving
 
 
@@ -479,6 +482,35 @@ def test_another_etag_is_a_changed_source(remote: Path, root: Path, guarded: htt
     with hostile_source(root, "changed-etag") as peer, \
             pytest.raises(SourceError, match=r"changed since the job started \(its etag was '\"v1\"', now "):
         read_chunk(f"{peer.url}/{remote.name}", guarded, 0, CHUNK)
+
+
+def test_without_an_etag_last_modified_recognises_the_bytes(remote: Path, guarded: httpx.Client) -> None:
+    """A server that sends no ETag: Last-Modified is the validator, and a chunk answered under another one
+    is a changed source."""
+    data = remote.read_bytes()
+    stamps = ["Mon, 30 Nov 2026 10:00:00 GMT"] * 2 + ["Tue, 01 Dec 2026 10:00:00 GMT"]
+
+    class NoEtag(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            first, last = (int(n) for n in re.findall(r"\d+", self.headers["Range"]))
+            last = min(last, len(data) - 1)
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {first}-{last}/{len(data)}")
+            self.send_header("Content-Length", str(last - first + 1))
+            self.send_header("Last-Modified", stamps.pop(0) if len(stamps) > 1 else stamps[0])
+            self.end_headers()
+            self.wfile.write(data[first:last + 1])
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with serve(NoEtag) as base, HttpSource(f"{base}/{remote.name}", guarded, FAST) as source:
+        source.info()  # the probe: Monday
+        assert b"".join(source.blocks(0, CHUNK)) == data[:CHUNK]  # Monday again: the same bytes
+        with pytest.raises(SourceError, match=r"changed since the job started \(its last-modified was 'Mon, 30 Nov"):
+            b"".join(source.blocks(CHUNK, CHUNK))  # Tuesday: replaced
 
 
 def test_more_bytes_than_the_range_is_refused_before_they_are_passed_on(remote: Path, root: Path,
