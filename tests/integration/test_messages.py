@@ -26,6 +26,7 @@ from tasks.pipeline.intake import safe_message_id
 from tests.support.receiver import receiving
 from tests.support.stack import Stack, running_stack, vuq
 from tests.support.waiting import wait_for
+from workers.process.metrics import RedisStateCollector
 
 pytestmark = pytest.mark.integration
 FINAL_TIMEOUT_S = 60.0
@@ -108,6 +109,8 @@ def test_the_pump_sets_aside_a_member_it_cannot_read_and_publishes_the_others(st
     job = stack.wait_final(stack.enqueue(path, chunk_size="5MiB"), FINAL_TIMEOUT_S)
     assert job.state == State.DONE and stack.emulator.video(job.video_id or "")["sha256"] == digest
     wait_for(lambda: stack.store.redis.zcard(UNREADABLE_KEY) >= 2, FINAL_TIMEOUT_S, "the members set aside")
+    gauges = {m.name: m.samples[0].value for m in RedisStateCollector(stack.settings).collect() if m.samples}
+    assert gauges["vuq_delayed_unreadable"] >= 2  # what a scrape shows (alert VuqDeferredStepsUnreadable)
     assert stack.store.redis.zcard(DELAYED_KEY) == 0 or all(
         m.startswith("{") and json.loads(m).get("job_id") for m in stack.store.redis.zrange(DELAYED_KEY, 0, -1))
 
