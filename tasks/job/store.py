@@ -107,6 +107,7 @@ class JobStore(JobIndex):
         self._update = client.register_script(scripts.UPDATE)
         self._schedule = client.register_script(scripts.SCHEDULE)
         self._pop_due = client.register_script(scripts.POP_DUE)
+        self._next_due = client.register_script(scripts.NEXT_DUE)
         self._forget = client.register_script(scripts.FORGET)
 
     def create(self, spec: UploadSpec, notify: bool = True, replicas: int = 0, fingerprint: str | None = None,
@@ -207,6 +208,11 @@ class JobStore(JobIndex):
         now, due = self._pop_due(keys=[DELAYED_KEY, TAKEN_KEY, UNREADABLE_KEY],
                                  args=[limit, JOB_KEY.format(job_id=""), taken_timeout_s])
         return float(now), list(due)
+
+    def next_due_in(self) -> float | None:
+        """Seconds until the earliest delayed step is due, on Redis's clock (0: one is due); None when none waits."""
+        due = self._next_due(keys=[DELAYED_KEY], args=[])
+        return None if due is None else float(due)
 
     def count_callback_attempt(self, job_id: str) -> int:
         """One more delivery attempt of the job's webhook: how many there were (0: the record is gone)."""

@@ -29,7 +29,8 @@ from tasks.job.store import JobStore
 from tasks.pipeline.message import Step
 
 log = logging.getLogger(__name__)
-PUMP_INTERVAL_S = 0.5
+PUMP_INTERVAL_S = 0.5  # the longest a pump sleeps; it wakes sooner when the earliest waiting step is due sooner
+PUMP_MIN_WAIT_S = 0.01
 PUMP_BATCH = 100
 Publish = Callable[[Step, str | None, int], None]
 
@@ -59,8 +60,10 @@ def publish_due(store: JobStore, publish: Publish, limit: int = PUMP_BATCH,
 
 
 class DelayedStepPump:
-    """A daemon thread publishing due steps every half second until ``stop``. ``outages``: what
-    ``publish`` raises when the broker cannot be reached (besides Redis's and the network's errors)."""
+    """A daemon thread publishing due steps until ``stop``: after each round it sleeps until the earliest
+    waiting step is due, at most ``interval_s`` (a step added meanwhile waits at most that long past its
+    time). ``outages``: what ``publish`` raises when the broker cannot be reached (besides Redis's and the
+    network's errors)."""
 
     def __init__(self, store: Callable[[], JobStore], publish: Publish, interval_s: float = PUMP_INTERVAL_S,
                  outages: tuple[type[Exception], ...] = ()) -> None:
@@ -80,11 +83,15 @@ class DelayedStepPump:
             self._give_back()
 
     def _run(self) -> None:
-        store, failing = self.store(), ""
-        while not self._stop.wait(self.interval_s):
+        store, failing, wait = self.store(), "", 0.0  # a first round at once
+        while not self._stop.wait(wait):
+            wait = self.interval_s
             try:
                 while publish_due(store, self.publish, held=self.held) == PUMP_BATCH:
                     pass
+                due_in = None if self.held else store.next_due_in()
+                if due_in is not None:
+                    wait = min(self.interval_s, max(PUMP_MIN_WAIT_S, due_in))
             except self.outages as exc:
                 now_failing = f"{type(exc).__name__}{' (holding)' if self.held else ''}"
                 if now_failing != failing:  # once per kind of trouble, not every half second

@@ -96,6 +96,20 @@ def test_the_pump_publishes_due_steps_until_stopped(store: JobStore, published: 
     assert published[0][0].task == TASK_FINALIZE and published[0][1] == "t1"
 
 
+def test_the_pump_wakes_when_the_earliest_step_is_due_not_at_its_interval(store: JobStore,
+                                                                          published: Published) -> None:
+    make_job(store)
+    store.later(Step(TASK_FINALIZE, "j1").to_member("t1"), 0.3)
+    assert store.next_due_in() == pytest.approx(0.3, abs=0.1)
+    pump = DelayedStepPump(lambda: store, publisher(published), interval_s=60)  # would sleep a minute
+    pump.start()
+    try:
+        wait_until(lambda: len(published) == 1, what="the step published once due")
+    finally:
+        pump.stop()
+    assert store.next_due_in() is None  # nothing waits
+
+
 def test_the_pump_drains_more_than_a_batch(store: JobStore, published: Published) -> None:
     for n in range(PUMP_BATCH + 5):
         store.later(Step(TASK_START, f"j{n}").to_member(), 0)
