@@ -30,6 +30,7 @@ from tasks.outbound.address_policy import BlockedAddress, NetPolicy, check_url, 
 from tasks.outbound.guarded_transport import GuardedTransport, deadline, guarded_client
 from tasks.outbound.sources import HttpSource
 from tests.support.range_server import serving
+from tests.support.resolver import silent_resolver
 
 TIMEOUT = httpx.Timeout(5.0)
 LIMITS = httpx.Limits(max_connections=4, max_keepalive_connections=2)
@@ -241,23 +242,12 @@ def test_a_name_that_does_not_resolve_is_unreachable_not_refused(resolve_as: Any
 def test_a_resolver_that_never_answers_is_a_connect_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
     """getaddrinfo takes no timeout: the guarded client stops waiting for it after the connect timeout, or
     at the calling thread's deadline when that comes first."""
-    answer = threading.Event()
-    real = socket.getaddrinfo
-
-    def silent(host: Any, *args: Any, **kwargs: Any) -> Any:
-        if host == "silent.test":
-            answer.wait(30)  # a resolver that does not answer
-        return real(host, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "getaddrinfo", silent)
-    try:
-        with guarded_client(DEFAULT, httpx.Timeout(5.0, connect=0.3), LIMITS) as client:
-            with pytest.raises(httpx.ConnectTimeout, match=r"silent\.test: the resolver did not answer within 0\.3 s"):
-                client.get("http://silent.test/")
-            with deadline(time.monotonic() + 0.2), pytest.raises(httpx.ConnectTimeout, match=r"within 0\.2"):
-                client.get("http://silent.test/")
-    finally:
-        answer.set()
+    with silent_resolver(monkeypatch, "silent.test"), \
+            guarded_client(DEFAULT, httpx.Timeout(5.0, connect=0.3), LIMITS) as client:
+        with pytest.raises(httpx.ConnectTimeout, match=r"silent\.test: the resolver did not answer within 0\.3 s"):
+            client.get("http://silent.test/")
+        with deadline(time.monotonic() + 0.2), pytest.raises(httpx.ConnectTimeout, match=r"within 0\.2"):
+            client.get("http://silent.test/")
 
 
 @pytest.fixture

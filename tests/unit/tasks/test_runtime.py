@@ -13,6 +13,7 @@ import pytest
 
 from tasks import runtime
 from tasks.settings import Settings
+from tests.support.resolver import silent_resolver
 
 
 def test_pipelines_share_the_process_tls_context(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -33,23 +34,12 @@ def test_pipelines_share_the_process_tls_context(monkeypatch: pytest.MonkeyPatch
 
 
 def test_api_videos_name_lookup_is_bounded_by_the_connect_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
-    answer = threading.Event()
-    real = socket.getaddrinfo
-
-    def silent(host: Any, *args: Any, **kwargs: Any) -> Any:
-        if host == "ws.silent.test":
-            answer.wait(30)  # a resolver that does not answer
-        return real(host, *args, **kwargs)
-
     for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(socket, "getaddrinfo", silent)
     settings = Settings(api_base_url="https://ws.silent.test", http_connect_timeout_s=0.3)
-    try:
-        with runtime.api_http(settings) as http, pytest.raises(httpx.ConnectTimeout, match="did not answer within"):
-            http.get("https://ws.silent.test/videos")
-    finally:
-        answer.set()
+    with silent_resolver(monkeypatch, "ws.silent.test"), runtime.api_http(settings) as http, \
+            pytest.raises(httpx.ConnectTimeout, match="did not answer within"):
+        http.get("https://ws.silent.test/videos")
 
 
 def test_behind_a_proxy_api_video_is_reached_through_it(monkeypatch: pytest.MonkeyPatch) -> None:
