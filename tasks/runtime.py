@@ -47,8 +47,9 @@ def ssl_context() -> ssl.SSLContext:
 def api_http(settings: Settings) -> httpx.Client:
     """The HTTP client for api.video. Its host is the operator's to choose (no address policy), and its
     name lookup waits no longer than the connect timeout (httpx's own transport waits as long as the
-    system resolver does). Behind a proxy from the environment (``HTTPS_PROXY``, ``ALL_PROXY``, not
-    bypassed by ``NO_PROXY``) httpx's own transport is kept: the proxy resolves api.video's name."""
+    system resolver does). When the environment names a proxy for its scheme (``HTTPS_PROXY``,
+    ``ALL_PROXY``) httpx's own client is kept, proxies and ``NO_PROXY`` read by httpx's own rules: the
+    proxy resolves api.video's name."""
     if _proxied(settings.api_base_url):
         return httpx.Client(timeout=http_timeout(settings), limits=HTTP_LIMITS, verify=ssl_context())
     transport = GuardedTransport(None, limits=HTTP_LIMITS, ssl_context=ssl_context())
@@ -56,11 +57,10 @@ def api_http(settings: Settings) -> httpx.Client:
 
 
 def _proxied(url: str) -> bool:
-    """Whether httpx would send requests for ``url`` through a proxy named in the environment."""
+    """Whether the environment names a proxy for ``url``'s scheme (whether ``NO_PROXY`` exempts the host
+    is left to httpx, whose rules differ from urllib's)."""
     proxies = urllib.request.getproxies()
-    parts = urlsplit(url)
-    return bool(proxies.get(parts.scheme) or proxies.get("all")) and not urllib.request.proxy_bypass(
-        parts.hostname or "")
+    return bool(proxies.get(urlsplit(url).scheme) or proxies.get("all"))
 
 
 def build_pipeline(settings: Settings, reporter: Reporter = NULL_REPORTER) -> Pipeline:

@@ -14,6 +14,7 @@ from tasks.apivideo.chunking import ChunkPlan
 from tasks.constants import NEEDS_TOKEN
 from tasks.job.spec import UploadSpec
 from tasks.redact import mask_url
+from tasks.telemetry.context import parse_traceparent
 
 
 class State(StrEnum):
@@ -189,8 +190,8 @@ class JobRecord:
     def trace_id(self) -> str | None:
         """The id of the job's OpenTelemetry trace (32 hex digits, as trace backends search for it), or None
         when the job is not traced."""
-        parts = (self.traceparent or "").split("-")
-        return parts[1] if len(parts) == 4 and len(parts[1]) == 32 else None
+        parsed = parse_traceparent(self.traceparent)
+        return f"{parsed[0]:032x}" if parsed else None
 
     @property
     def whose(self) -> tuple[str, str]:

@@ -14,7 +14,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, NamedTuple, cast
 
 import redis
 
@@ -91,6 +91,15 @@ class Created:
         return not self.created and bool(self.spec_hash) and self.spec_hash != spec_hash
 
 
+class Due(NamedTuple):
+    """What ``pop_due`` took: Redis's time, the steps, and the seconds until the earliest one left is due
+    (None: none is left)."""
+
+    now: float
+    members: list[str]
+    next_in: float | None
+
+
 class JobStore(JobIndex):
     """Job records in Redis. ``client`` must decode responses (``decode_responses=True``).
     Ended jobs expire after ``keep_done_s`` (done, cancelled) or ``keep_failed_s`` (failed); 0 keeps."""
@@ -107,7 +116,6 @@ class JobStore(JobIndex):
         self._update = client.register_script(scripts.UPDATE)
         self._schedule = client.register_script(scripts.SCHEDULE)
         self._pop_due = client.register_script(scripts.POP_DUE)
-        self._next_due = client.register_script(scripts.NEXT_DUE)
         self._forget = client.register_script(scripts.FORGET)
 
     def create(self, spec: UploadSpec, notify: bool = True, replicas: int = 0, fingerprint: str | None = None,
@@ -202,17 +210,13 @@ class JobStore(JobIndex):
             pipe.zadd(DELAYED_KEY, dict.fromkeys(members, 0))
             pipe.execute()
 
-    def pop_due(self, limit: int = 100, taken_timeout_s: float = TAKEN_STEP_TIMEOUT_S) -> tuple[float, list[str]]:
-        """Take the delayed steps that are due (each once, fleet-wide, until ``confirm``); Redis's
-        time and them. Steps taken over ``taken_timeout_s`` ago and never confirmed are due again."""
-        now, due = self._pop_due(keys=[DELAYED_KEY, TAKEN_KEY, UNREADABLE_KEY],
-                                 args=[limit, JOB_KEY.format(job_id=""), taken_timeout_s])
-        return float(now), list(due)
-
-    def next_due_in(self) -> float | None:
-        """Seconds until the earliest delayed step is due, on Redis's clock (0: one is due); None when none waits."""
-        due = self._next_due(keys=[DELAYED_KEY], args=[])
-        return None if due is None else float(due)
+    def pop_due(self, limit: int = 100, taken_timeout_s: float = TAKEN_STEP_TIMEOUT_S) -> Due:
+        """Take the delayed steps that are due (each once, fleet-wide, until ``confirm``): Redis's time,
+        them, and the seconds until the earliest step left is due. Steps taken over ``taken_timeout_s`` ago
+        and never confirmed are due again."""
+        now, due, next_in = self._pop_due(keys=[DELAYED_KEY, TAKEN_KEY, UNREADABLE_KEY],
+                                          args=[limit, JOB_KEY.format(job_id=""), taken_timeout_s])
+        return Due(float(now), list(due), float(next_in) if next_in else None)
 
     def count_callback_attempt(self, job_id: str) -> int:
         """One more delivery attempt of the job's webhook: how many there were (0: the record is gone)."""

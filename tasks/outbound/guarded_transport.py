@@ -137,6 +137,7 @@ class GuardedBackend(httpcore.NetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.NetworkStream:
+        end = None if timeout is None else time.monotonic() + timeout  # the lookup and every connect together
         permitted: list[IPAddress] = []
         refused: BlockedAddress | None = None
         for ip in resolve(host, port, timeout):
@@ -153,8 +154,11 @@ class GuardedBackend(httpcore.NetworkBackend):
             raise httpcore.ConnectError(f"{host} resolved to no address")
         failure: Exception = httpcore.ConnectError(f"cannot connect to {host}")
         for ip in permitted:
+            left = None if end is None else end - time.monotonic()
+            if left is not None and left <= 0:
+                raise httpcore.ConnectTimeout(f"cannot connect to {host} within {timeout:.3g} s")
             try:
-                return self.inner.connect_tcp(str(ip), port, timeout=timeout, local_address=local_address,
+                return self.inner.connect_tcp(str(ip), port, timeout=left, local_address=local_address,
                                               socket_options=socket_options)
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 failure = exc

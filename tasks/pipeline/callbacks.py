@@ -119,7 +119,6 @@ def deliver(http: httpx.Client, url: str, job: JobRecord, secret: str | None, ti
 WEBHOOK_LEASE_KEY = "vuq:lease:webhook:{job_id}"
 LEASE_MARGIN_S = 10.0  # beyond one attempt's deadline
 ENDED = {"state": [s for s in State if s.final]}
-SETTLED = ("delivered", "failed")  # outcomes only an operator's `vuq webhook` sends again
 
 
 def deliver_webhook(store: JobStore, http: httpx.Client, settings: Settings, job_id: str,
@@ -133,7 +132,7 @@ def deliver_webhook(store: JobStore, http: httpx.Client, settings: Settings, job
     if job is None or not url or not job.state.final:  # expired, or resumed since: nothing owed now
         store.outbox_done(job_id)
         return None
-    if job.callback and job.callback.startswith(SETTLED) and not job.callback_again:
+    if _settled(job.callback) and not job.callback_again:
         store.outbox_done(job_id)  # delivered, refused or given up: a message asking again changes nothing
         return None
     lease = store.redis.lock(WEBHOOK_LEASE_KEY.format(job_id=job_id), timeout=attempt_deadline_s + LEASE_MARGIN_S,
@@ -183,5 +182,10 @@ def _attempt(store: JobStore, http: httpx.Client, settings: Settings, job_id: st
 
 def _outcome(store: JobStore, job_id: str, outcome: str) -> None:
     store.update(job_id, None, {"callback": outcome, "callback_again": ""}, expect=ENDED)
-    if not outcome.startswith("retrying"):
+    if _settled(outcome):
         store.outbox_done(job_id)
+
+
+def _settled(outcome: str | None) -> bool:
+    """Delivered, refused or given up on: only an operator's ``vuq webhook`` sends it again (else retrying)."""
+    return bool(outcome) and not str(outcome).startswith("retrying")

@@ -30,19 +30,22 @@ from tasks.pipeline.message import Step
 
 log = logging.getLogger(__name__)
 PUMP_INTERVAL_S = 0.5  # the longest a pump sleeps; it wakes sooner when the earliest waiting step is due sooner
-PUMP_MIN_WAIT_S = 0.01
+PUMP_MIN_WAIT_S = 0.05  # a pump wakes at most twenty times a second, however dense the due times
 PUMP_BATCH = 100
 Publish = Callable[[Step, str | None, int], None]
 
 
 def publish_due(store: JobStore, publish: Publish, limit: int = PUMP_BATCH,
-                held: list[tuple[float, str]] | None = None) -> int:
+                held: list[tuple[float, str]] | None = None, next_in: list[float | None] | None = None) -> int:
     """Publish the steps that are due; how many. ``held``: steps taken earlier whose publication
-    failed, published first (no new ones are taken until they are out); what fails now stays there."""
+    failed, published first (no new ones are taken until they are out); what fails now stays there.
+    ``next_in`` gets the seconds until the earliest step left is due (None: none, or none was taken)."""
     held = [] if held is None else held
     if not held:
-        now, members = store.pop_due(limit)
-        held.extend((now, member) for member in members)
+        due = store.pop_due(limit)
+        held.extend((due.now, member) for member in due.members)
+        if next_in is not None:
+            next_in.append(due.next_in)
     count = len(held)
     while held:
         now, member = held[0]
@@ -86,12 +89,12 @@ class DelayedStepPump:
         store, failing, wait = self.store(), "", 0.0  # a first round at once
         while not self._stop.wait(wait):
             wait = self.interval_s
+            next_in: list[float | None] = []
             try:
-                while publish_due(store, self.publish, held=self.held) == PUMP_BATCH:
+                while publish_due(store, self.publish, held=self.held, next_in=next_in) == PUMP_BATCH:
                     pass
-                due_in = None if self.held else store.next_due_in()
-                if due_in is not None:
-                    wait = min(self.interval_s, max(PUMP_MIN_WAIT_S, due_in))
+                if next_in and next_in[-1] is not None:
+                    wait = min(self.interval_s, max(PUMP_MIN_WAIT_S, next_in[-1]))
             except self.outages as exc:
                 now_failing = f"{type(exc).__name__}{' (holding)' if self.held else ''}"
                 if now_failing != failing:  # once per kind of trouble, not every half second

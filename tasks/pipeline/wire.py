@@ -69,7 +69,7 @@ def celery_messages(steps: Sequence[Step], queue: str, handoff_at: float | None)
     messages = []
     for n, step in enumerate(steps):
         task_id, delivery_tag = _uuid4(random[32 * n:32 * n + 16]), _uuid4(random[32 * n + 16:32 * n + 32])
-        body = f"[[], {_kwargs(step)}, {_EMBED_JSON}]".encode()
+        body = f"[[], {step.kwargs_json()}, {_EMBED_JSON}]".encode()
         headers = (f'{{{_FIXED_HEADERS}, "task": {_js(step.task)}, "id": "{task_id}", "root_id": "{task_id}", '
                    f'"kwargsrepr": {_js(step.shown())}{tail}')
         messages.append(f'{{"body": "{base64.b64encode(body).decode()}", "content-encoding": "utf-8", '
@@ -77,9 +77,3 @@ def celery_messages(steps: Sequence[Step], queue: str, handoff_at: float | None)
                         f'{{"correlation_id": "{task_id}", {properties}{delivery_tag}"}}}}')
     return messages
 
-
-def _kwargs(step: Step) -> str:
-    """``step.kwargs()`` as JSON."""
-    if step.chunk is None:
-        return f'{{"job_id": {_js(step.job_id)}}}'
-    return f'{{"job_id": {_js(step.job_id)}, "chunk": {int(step.chunk)}}}'

@@ -78,10 +78,9 @@ def describe(job: JobRecord, now: float) -> str:
     if job.title:
         lines.append(f"title     {job.title}")
     lines.append(f"source    {mask_url(job.spec.source)}")
-    account = job.account_shown
-    if account or job.spec.tenant or job.spec.priority != "interactive":  # beyond one account, one producer
-        tenant = f", tenant {job.tenant}" if job.tenant != account else ""
-        lines.append(f"account   {account or '-'}{tenant}, {job.spec.priority} priority")
+    account, tenant = job.whose
+    lines.append(f"account   {account}" + (f", tenant {tenant}" if tenant != account else "")
+                 + f", {job.spec.priority} priority")
     if job.live:
         lines.append("live      " + (f"finished at {format_size(job.size)}" if job.size else "finished" if
                                      job.finished_at else "recording: parts go as the file grows; vuq finish ends it"))

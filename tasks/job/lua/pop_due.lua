@@ -4,7 +4,8 @@
 -- asks) into the taken set and notes their hand-off on their records; the pump confirms each one
 -- it published (``JobStore.confirm``). A step taken longer ago and never confirmed (the script ran but its
 -- reply never reached the pump: a command the network delivered late; or the pump died) is due
--- again, so a lost reply delays a step instead of losing it.
+-- again, so a lost reply delays a step instead of losing it. Also returns the seconds until the earliest
+-- step left in the set is due ('' when none is left), when the pump should look again.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local stale = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now - tonumber(ARGV[3]), 'LIMIT', 0, tonumber(ARGV[1]))
@@ -27,4 +28,7 @@ for _, member in ipairs(due) do
     redis.call('ZADD', KEYS[3], now, member)
   end
 end
-return {string.format('%.6f', now), taken}
+local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')  -- the earliest step left: when to look again
+local next_in = ''
+if #first > 0 then next_in = string.format('%.6f', math.max(0, tonumber(first[2]) - now)) end
+return {string.format('%.6f', now), taken, next_in}

@@ -547,7 +547,7 @@ def test_pop_due_takes_what_is_due_and_notes_the_hand_off(store: JobStore) -> No
     step = Step(TASK_CHUNK, "j1", 2, label="chunk 3/5")
     assert store.schedule("j1", "w1", step.to_member("t1", 2), 0, CHUNK_2)
     store.later(Step(TASK_START, "j1").to_member(), 600)
-    now, due = store.pop_due()
+    now, due, _ = store.pop_due()
     assert due == [step.to_member("t1", 2)]
     assert Step.from_member(due[0]) == (step, "t1", 2)
     assert record(store, "j1").handoff_at == now
@@ -560,8 +560,8 @@ def test_each_due_step_is_taken_once_whichever_worker_asks(store: JobStore, redi
     other = JobStore(redis_factory())
     for n in range(5):
         store.later(Step(TASK_START, f"j{n}").to_member(), 0)
-    _, first = store.pop_due(limit=3)
-    _, second = other.pop_due(limit=3)
+    first = store.pop_due(limit=3).members
+    second = other.pop_due(limit=3).members
     assert len(first) == 3 and len(second) == 2
     assert set(first).isdisjoint(second)
     assert {Step.from_member(m)[0].job_id for m in first + second} == {f"j{n}" for n in range(5)}

@@ -11,7 +11,7 @@ from kombu.exceptions import OperationalError
 
 from tasks.constants import DELAYED_KEY, TAKEN_KEY, TASK_CHUNK, TASK_FINALIZE, TASK_START
 from tasks.job.spec import UploadSpec
-from tasks.job.store import JobStore
+from tasks.job.store import Due, JobStore
 from tasks.pipeline.deferred import PUMP_BATCH, DelayedStepPump, publish_due
 from tasks.pipeline.message import Step
 from tasks.pipeline.upload import expectation
@@ -100,14 +100,14 @@ def test_the_pump_wakes_when_the_earliest_step_is_due_not_at_its_interval(store:
                                                                           published: Published) -> None:
     make_job(store)
     store.later(Step(TASK_FINALIZE, "j1").to_member("t1"), 0.3)
-    assert store.next_due_in() == pytest.approx(0.3, abs=0.1)
+    assert store.pop_due().next_in == pytest.approx(0.3, abs=0.1)  # none due yet: when the first will be
     pump = DelayedStepPump(lambda: store, publisher(published), interval_s=60)  # would sleep a minute
     pump.start()
     try:
         wait_until(lambda: len(published) == 1, what="the step published once due")
     finally:
         pump.stop()
-    assert store.next_due_in() is None  # nothing waits
+    assert store.pop_due().next_in is None  # nothing waits
 
 
 def test_the_pump_drains_more_than_a_batch(store: JobStore, published: Published) -> None:
@@ -129,7 +129,7 @@ class FlakyStore(JobStore):
         super().__init__(client)
         self.failures = failures
 
-    def pop_due(self, limit: int = 100, taken_timeout_s: float = 30) -> tuple[float, list[str]]:
+    def pop_due(self, limit: int = 100, taken_timeout_s: float = 30) -> Due:
         if self.failures > 0:
             self.failures -= 1
             raise redis.ConnectionError("Redis went away (injected)")
@@ -216,16 +216,16 @@ def test_a_step_taken_but_never_confirmed_is_due_again(store: JobStore, publishe
     make_job(store)
     step = Step(TASK_CHUNK, "j1", 1)
     store.later(step.to_member("t1", 2), 0)
-    _, taken = store.pop_due()  # the reply that never reached its pump
+    taken = store.pop_due().members  # the reply that never reached its pump
     assert len(taken) == 1 and store.redis.zcard(TAKEN_KEY) == 1
     assert publish_due(store, publisher(published)) == 0  # not yet: its pump may still publish it
-    _, again = store.pop_due(taken_timeout_s=0)
+    again = store.pop_due(taken_timeout_s=0).members
     assert again == taken and store.redis.zcard(TAKEN_KEY) == 1
     assert Step.from_member(again[0])[1:] == ("t1", 2)
 
 
 def test_a_given_back_step_leaves_the_taken_set(store: JobStore) -> None:
     store.later(Step(TASK_CHUNK, "j1", 1).to_member(), 0)
-    _, taken = store.pop_due()
+    taken = store.pop_due().members
     store.give_back(taken)
     assert store.redis.zcard(TAKEN_KEY) == 0 and store.redis.zrange(DELAYED_KEY, 0, -1) == taken

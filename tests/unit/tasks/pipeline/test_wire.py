@@ -75,3 +75,8 @@ def test_every_message_has_ids_of_its_own() -> None:
 @pytest.mark.parametrize("random", [bytes(16), b"\xff" * 16, bytes(range(16)), bytes(range(240, 256))])
 def test_ids_are_written_as_the_uuid_module_writes_them(random: bytes) -> None:
     assert _uuid4(random) == str(uuid.UUID(bytes=random, version=4))
+
+
+def test_a_steps_kwargs_json_is_what_json_dumps_writes() -> None:
+    for step in (Step(TASK_START, "job-1"), Step(TASK_CHUNK, "job-1", 3), Step(TASK_CHUNK, "j\u00e9b", 0)):
+        assert step.kwargs_json() == json.dumps(step.kwargs())
