@@ -7,7 +7,7 @@
   ``finish_when_idle_s``) gives the final size. From then on the plan is a file's of that size: the rest
   goes as whole parts and the last as ``part N/N``.
 * **Waiting holds nothing.** While the next part is not there, the step waits in the delayed set on
-  Redis's clock and looks again about twice a second (``LIVE_POLL_S``; the pump publishes it when due): no
+  Redis's clock and looks again about three times a second (``LIVE_POLL_S``; the pump publishes it when due): no
   worker slot held, no loop in a worker. A finish takes the waiting step out and publishes it at once.
 * **Silence ends.** A file that neither grows nor is finished for ``VUQ_LIVE_IDLE_TIMEOUT_S`` (also one
   that never appears) fails the job, resumable: ``vuq finish`` or ``vuq resume`` continues it. A job with
@@ -26,7 +26,7 @@ from tasks.constants import MAX_PARTS
 from tasks.errors import LiveIdle, LiveSizeError
 from tasks.job.record import JobRecord
 
-LIVE_POLL_S = 0.5  # a waiting live job looks again this much later (the pump publishes it when it is due)
+LIVE_POLL_S = 0.3  # a waiting live job looks again this much later (the pump publishes it when it is due)
 FINISH_GRACE_S = 30.0  # a finished file short of its size may still be landing (at most the idle timeout)
 
 
