@@ -22,8 +22,9 @@ _UPLOAD_TOKEN = re.compile(r"(?i)(\bto[A-Za-z0-9]{22})\b")  # api.video upload t
 # Every pattern above needs one of these: text without any (most of it) is returned at once. ASCII text
 # (nearly all of it) is screened lower-cased, case-sensitively: the same answer, three times as fast as
 # the case-insensitive search (which stays for the rest: Unicode case folding matches U+017F, the long s, to "s").
-_SUSPECT = re.compile(r"(?i)https?://|token|api_?key|refresh|signature|sig=|x-amz-|bearer|basic|\bto[A-Za-z0-9]{22}\b")
-_SUSPECT_LOWER = re.compile(r"https?://|token|api_?key|refresh|signature|sig=|x-amz-|bearer|basic|\bto[a-z0-9]{22}\b")
+_SUSPECT_TEXT = r"https?://|token|api_?key|refresh|signature|sig=|x-amz-|bearer|basic|\bto[a-z0-9]{22}\b"  # lower case
+_SUSPECT = re.compile("(?i)" + _SUSPECT_TEXT)
+_SUSPECT_LOWER = re.compile(_SUSPECT_TEXT)
 # An http(s) URL in free text: user info and query string are masked, the rest stays.
 _URL = re.compile(r"(?i)\b(https?://)(?:[^\s/@'\"<>?#]*@)?([^\s?#'\"<>]*)(\?[^\s#'\"<>]*)?")
 
